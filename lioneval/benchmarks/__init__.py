@@ -1,0 +1,1 @@
+"""Benchmarks: one module each, opening with what it implements (paper, dataset, version)."""

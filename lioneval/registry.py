@@ -1,0 +1,95 @@
+"""Name -> implementation registries with lazy imports.
+
+Entries are ``"module:attr"`` strings, imported only when chosen, so ``import lioneval`` stays light and an
+optional dependency is needed only by the user who picks the entry that uses it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from lioneval.errors import MissingExtraError, UnknownNameError
+
+__all__ = ["Entry", "Registry", "BENCHMARKS", "BACKENDS", "JUDGES", "REGISTRIES", "require"]
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str  # "package.module:attribute"
+    summary: str = ""
+    needs: tuple[str, ...] = ()  # importable module names the entry requires
+    extra: str | None = None  # pip extra that provides them
+
+
+@dataclass
+class Registry:
+    kind: str  # "benchmark", "judge", "backend"
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def register(self, name: str, target: str, summary: str = "", *, needs=(), extra: str | None = None) -> None:
+        if ":" not in target:
+            raise ValueError(f"registry target must be 'module:attr', got {target!r}")
+        self.entries[name] = Entry(target, summary, tuple(needs), extra)
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def entry(self, name: str) -> Entry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self.entries, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None
+            known = ", ".join(self.names()) or "none registered"
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}" + (f"; {hint}" if hint else ""),
+                fix=f"use one of: {known} (see `lioneval list {self.kind}s`)",
+            ) from None
+
+    def get(self, name: str) -> Any:
+        """Import and return the object registered under ``name``."""
+        e = self.entry(name)
+        for mod in e.needs:
+            require(mod, e.extra, what=f"{self.kind} {name!r}")
+        module_name, attr = e.target.split(":", 1)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            # A dependency imported by the module itself, not declared in `needs`.
+            if err.name and not module_name.startswith(err.name):
+                raise _missing(err.name, e.extra, f"{self.kind} {name!r}") from err
+            raise
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def available(self, name: str) -> tuple[bool, str]:
+        """Whether an entry's dependencies are importable, without importing them."""
+        e = self.entry(name)
+        missing = [m for m in e.needs if importlib.util.find_spec(m) is None]
+        if missing:
+            how = f"pip install 'lioneval[{e.extra}]'" if e.extra else f"pip install {' '.join(missing)}"
+            return False, f"needs {', '.join(missing)}: {how}"
+        return True, "ready"
+
+
+def _missing(module: str, extra: str | None, what: str) -> MissingExtraError:
+    how = f"pip install 'lioneval[{extra}]'" if extra else f"pip install {module}"
+    return MissingExtraError(f"{what} needs the optional package {module!r}, which is not installed", fix=how)
+
+
+def require(module: str, extra: str | None, what: str = "this feature") -> None:
+    """Raise a MissingExtraError naming the extra when ``module`` cannot be imported."""
+    if importlib.util.find_spec(module) is None:
+        raise _missing(module, extra, what)
+
+
+BENCHMARKS = Registry("benchmark")
+JUDGES = Registry("judge")
+BACKENDS = Registry("backend")
+REGISTRIES = {"benchmarks": BENCHMARKS, "judges": JUDGES, "backends": BACKENDS}

@@ -1,0 +1,324 @@
+"""RunStore: the only code that touches the database.
+
+SQLite in WAL mode: one writer and any number of readers at once (a training callback writes while the dashboard
+reads). Every record is stored under its content hash, so writes are idempotent and a rerun finds what an earlier,
+possibly crashed, run already paid for. Each ``put_*`` call is one transaction: a batch is stored whole or not at all.
+The SQL is plain and kept in this module, so another database can stand behind the same interface.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from lioneval.errors import StoreError
+from lioneval.types import SCHEMA_VERSION, Answer, CheckResult, Judgment, Question, Record, Report, RunSpec
+
+__all__ = ["RunStore", "DEFAULT_STORE", "STORE_VERSION"]
+
+DEFAULT_STORE = "lioneval.db"
+
+# Each entry upgrades the schema from version i to i + 1. Append, never edit: stores in the field depend on them.
+_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE runs (key TEXT PRIMARY KEY, model TEXT NOT NULL, stage TEXT, step INTEGER,
+               created_at REAL NOT NULL, record TEXT NOT NULL)""",
+        """CREATE TABLE questions (key TEXT PRIMARY KEY, benchmark TEXT NOT NULL, id TEXT NOT NULL,
+               record TEXT NOT NULL)""",
+        "CREATE INDEX questions_bench ON questions (benchmark, id)",
+        """CREATE TABLE answers (key TEXT PRIMARY KEY, benchmark TEXT NOT NULL, question_id TEXT NOT NULL,
+               model TEXT NOT NULL, created_at REAL NOT NULL, record TEXT NOT NULL)""",
+        "CREATE INDEX answers_model ON answers (benchmark, model)",
+        """CREATE TABLE judgments (key TEXT PRIMARY KEY, benchmark TEXT NOT NULL, question_id TEXT NOT NULL,
+               model TEXT NOT NULL, judge TEXT NOT NULL, kind TEXT NOT NULL, turn INTEGER, failed INTEGER NOT NULL,
+               created_at REAL NOT NULL, record TEXT NOT NULL)""",
+        "CREATE INDEX judgments_model ON judgments (benchmark, judge, model)",
+        """CREATE TABLE reports (key TEXT PRIMARY KEY, run TEXT NOT NULL, benchmark TEXT NOT NULL,
+               model TEXT NOT NULL, judge TEXT NOT NULL, created_at REAL NOT NULL, record TEXT NOT NULL)""",
+        "CREATE INDEX reports_run ON reports (run)",
+        """CREATE TABLE checks (key TEXT PRIMARY KEY, run TEXT, scope TEXT NOT NULL, name TEXT NOT NULL,
+               status TEXT NOT NULL, model TEXT, question_id TEXT, judge TEXT, created_at REAL NOT NULL,
+               record TEXT NOT NULL)""",
+        "CREATE INDEX checks_run ON checks (run, status)",
+    ],
+]
+STORE_VERSION = len(_MIGRATIONS)
+
+# table -> (record type, extra indexed columns taken from the record)
+_TABLES: dict[str, tuple[type[Record], tuple[str, ...]]] = {
+    "runs": (RunSpec, ("model", "stage", "step")),
+    "questions": (Question, ("benchmark", "id")),
+    "answers": (Answer, ("benchmark", "question_id", "model")),
+    "judgments": (Judgment, ("benchmark", "question_id", "model", "judge", "kind", "turn")),
+    "reports": (Report, ("run", "benchmark", "model", "judge")),
+    "checks": (CheckResult, ("run", "scope", "name", "status", "model", "question_id", "judge")),
+}
+_HAS_CREATED = {"runs", "answers", "judgments", "reports", "checks"}
+
+
+class RunStore:
+    """Records of runs on SQLite. ``readonly=True`` never writes and never blocks the writer."""
+
+    def __init__(self, path: str | Path = DEFAULT_STORE, *, readonly: bool = False, timeout: float = 30.0):
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        if readonly:
+            if not self.path.exists():
+                raise StoreError(
+                    f"no store at {self.path}",
+                    fix="run an evaluation or `lioneval import` first, or pass --store with the right path",
+                )
+            uri = f"file:{self.path.resolve()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(
+                    str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode NORMAL loses nothing on a process crash (only on power loss) and keeps commits cheap.
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot open store {self.path}: {e}", fix="check the path is a writable file") from e
+        self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def version(self) -> int:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
+        except sqlite3.DatabaseError as e:
+            if "no such table" in str(e):
+                return 0
+            raise StoreError(f"{self.path} is not a lioneval store: {e}", fix="pass --store with a store file") from e
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        current = self.version
+        if current > STORE_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {current}, newer than this lioneval ({STORE_VERSION})",
+                fix="upgrade lioneval (pip install -U lioneval)",
+            )
+        if current == STORE_VERSION:
+            return
+        if self.readonly:
+            raise StoreError(
+                f"store {self.path} has schema version {current}, older than this lioneval ({STORE_VERSION})",
+                fix="open it once for writing (any `lioneval` command that writes, e.g. `lioneval migrate`)",
+            )
+        with self._tx() as db:
+            current = self.version  # another process may have migrated meanwhile
+            if current == 0:
+                db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            for statements in _MIGRATIONS[current:]:
+                for sql in statements:
+                    db.execute(sql)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('store_version', ?)", (str(STORE_VERSION),))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only", fix="open it without readonly to write")
+        with self._lock:
+            # IMMEDIATE takes the write lock up front, so two writers queue instead of failing mid-transaction.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    def _put(self, table: str, records: Iterable[Record], conflict: str = "IGNORE") -> int:
+        rtype, cols = _TABLES[table]
+        rows = []
+        for r in records:
+            if not isinstance(r, rtype):
+                raise TypeError(f"{table} takes {rtype.__name__} records, got {type(r).__name__}")
+            rows.append(self._row(table, r, cols))
+        if not rows:
+            return 0
+        names = ["key", *cols, *(["failed"] if table == "judgments" else [])]
+        names += (["created_at"] if table in _HAS_CREATED else []) + ["record"]
+        marks = ",".join("?" * len(names))
+        sql = f"INSERT INTO {table} ({','.join(names)}) VALUES ({marks})"
+        if conflict == "REPLACE":
+            sql += " ON CONFLICT(key) DO UPDATE SET " + ",".join(f"{n}=excluded.{n}" for n in names[1:])
+        elif table == "judgments":
+            # A successful judgment replaces a stored failure of the same request (--retry-failed); nothing else
+            # is ever overwritten, so a paid verdict is never lost.
+            sql += " ON CONFLICT(key) DO UPDATE SET " + ",".join(f"{n}=excluded.{n}" for n in names[1:])
+            sql += " WHERE judgments.failed = 1 AND excluded.failed = 0"
+        else:
+            sql += " ON CONFLICT(key) DO NOTHING"
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany(sql, rows)
+            return db.total_changes - before
+
+    @staticmethod
+    def _row(table: str, r: Record, cols: tuple[str, ...]) -> tuple:
+        values = [r.key, *(getattr(r, c) for c in cols)]
+        if table == "judgments":
+            values.append(int(r.failed))  # type: ignore[attr-defined]
+        if table in _HAS_CREATED:
+            values.append(time.time())
+        values.append(r.to_json())
+        return tuple(values)
+
+    def put_run(self, spec: RunSpec) -> str:
+        self._put("runs", [spec])
+        return spec.key
+
+    def put_questions(self, questions: Iterable[Question]) -> int:
+        return self._put("questions", questions)
+
+    def put_answers(self, answers: Iterable[Answer]) -> int:
+        return self._put("answers", answers)
+
+    def put_judgments(self, judgments: Iterable[Judgment]) -> int:
+        return self._put("judgments", judgments)
+
+    def put_report(self, report: Report) -> str:
+        # A report is derived data: recomputing it (more rounds, another seed) replaces the stored one.
+        self._put("reports", [report], conflict="REPLACE")
+        return report.key
+
+    def put_checks(self, checks: Iterable[CheckResult]) -> int:
+        return self._put("checks", checks, conflict="REPLACE")
+
+    # -- reads -----------------------------------------------------------------------------------------------
+    def _select(self, table: str, where: dict[str, Any], order: str = "rowid") -> list[Record]:
+        rtype, _ = _TABLES[table]
+        clauses, params = [], []
+        for col, val in where.items():
+            if val is None:
+                continue
+            if isinstance(val, (list, tuple, set, frozenset)):
+                val = list(val)
+                clauses.append(f"{col} IN ({','.join('?' * len(val))})")
+                params += val
+            else:
+                clauses.append(f"{col} = ?")
+                params.append(val)
+        sql = f"SELECT record FROM {table}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        rows = self._db.execute(sql + f" ORDER BY {order}", params).fetchall()
+        return [rtype.model_validate_json(r[0]) for r in rows]
+
+    def runs(self, model: str | None = None) -> list[RunSpec]:
+        return self._select("runs", {"model": model})  # type: ignore[return-value]
+
+    def run(self, key: str) -> RunSpec:
+        found = self._select("runs", {"key": key})
+        if not found:
+            found = [r for r in self.runs() if r.key.startswith(key)] if len(key) >= 4 else []
+        if len(found) != 1:
+            raise StoreError(
+                f"no run {key!r} in {self.path}" if not found else f"run prefix {key!r} is ambiguous",
+                fix="list runs with `lioneval runs` and pass a full run id",
+            )
+        return found[0]  # type: ignore[return-value]
+
+    def questions(self, benchmark: str | None = None) -> list[Question]:
+        return self._select("questions", {"benchmark": benchmark})  # type: ignore[return-value]
+
+    def answers(self, benchmark: str | None = None, model: str | Sequence[str] | None = None) -> list[Answer]:
+        return self._select("answers", {"benchmark": benchmark, "model": model})  # type: ignore[return-value]
+
+    def judgments(
+        self,
+        benchmark: str | None = None,
+        judge: str | Sequence[str] | None = None,
+        model: str | Sequence[str] | None = None,
+    ) -> list[Judgment]:
+        where = {"benchmark": benchmark, "judge": judge, "model": model}
+        return self._select("judgments", where)  # type: ignore[return-value]
+
+    def reports(
+        self, run: str | None = None, benchmark: str | None = None, model: str | None = None
+    ) -> list[Report]:
+        where = {"run": run, "benchmark": benchmark, "model": model}
+        return self._select("reports", where, order="created_at")  # type: ignore[return-value]
+
+    def checks(self, run: str | None = None, model: str | None = None, status: str | None = None) -> list[CheckResult]:
+        return self._select("checks", {"run": run, "model": model, "status": status})  # type: ignore[return-value]
+
+    def existing(self, table: str, keys: Iterable[str], *, ok_only: bool = False) -> set[str]:
+        """Which of ``keys`` are already stored (for judgments, ``ok_only`` ignores stored failures)."""
+        keys = list(keys)
+        found: set[str] = set()
+        extra = " AND failed = 0" if ok_only and table == "judgments" else ""
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            sql = f"SELECT key FROM {table} WHERE key IN ({','.join('?' * len(chunk))}){extra}"
+            found.update(r[0] for r in self._db.execute(sql, chunk))
+        return found
+
+    def distinct(self, table: str, column: str, **where: Any) -> list[Any]:
+        if table not in _TABLES or column not in (*_TABLES[table][1], "key"):
+            raise ValueError(f"cannot list {table}.{column}")
+        clauses = [f"{column} IS NOT NULL"] + [f"{k} = ?" for k, v in where.items() if v is not None]
+        params = [v for v in where.values() if v is not None]
+        sql = f"SELECT DISTINCT {column} FROM {table} WHERE " + " AND ".join(clauses)
+        return sorted(r[0] for r in self._db.execute(sql, params))
+
+    def counts(self) -> dict[str, int]:
+        return {t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in _TABLES}
+
+    # -- interchange -----------------------------------------------------------------------------------------
+    def export_jsonl(self, path: str | Path, tables: Sequence[str] | None = None) -> dict[str, int]:
+        """Write every record as ``{"table": ..., "record": {...}}`` lines; returns counts per table."""
+        tables = list(tables or _TABLES)
+        unknown = set(tables) - set(_TABLES)
+        if unknown:
+            raise StoreError(f"unknown table(s) {sorted(unknown)}", fix=f"choose from {sorted(_TABLES)}")
+        counts: Counter = Counter()
+        with open(path, "w", encoding="utf-8") as fh:
+            for t in tables:
+                for (rec,) in self._db.execute(f"SELECT record FROM {t} ORDER BY rowid"):
+                    fh.write(json.dumps({"table": t, "record": json.loads(rec)}, ensure_ascii=False) + "\n")
+                    counts[t] += 1
+        return dict(counts)
+
+    def import_jsonl(self, path: str | Path) -> dict[str, Any]:
+        """Read an export; bad lines are skipped and counted. Returns {"added": {...}, "skipped": {...}}."""
+        batches: dict[str, list[Record]] = {t: [] for t in _TABLES}
+        skipped: Counter = Counter()
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    rtype, _ = _TABLES[obj["table"]]
+                    batches[obj["table"]].append(rtype.model_validate(obj["record"]))
+                except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as e:
+                    skipped[type(e).__name__] += 1
+        added = {}
+        for t, recs in batches.items():
+            added[t] = self._put(t, recs, conflict="REPLACE" if t in ("reports", "checks") else "IGNORE")
+        return {"added": added, "skipped": dict(skipped)}
