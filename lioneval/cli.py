@@ -102,6 +102,102 @@ def import_jsonl(ctx: _Ctx, file: str) -> None:
     click.echo(json.dumps(result))
 
 
+@import_group.command("mt-bench")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--judge", help="Judge id to store (default: the judge named in the file).")
+@click.option("--answers", type=click.Path(exists=True), help="model_answer/ directory or file to import too.")
+@click.option("--questions", type=click.Path(exists=True), help="FastChat data directory with question.jsonl.")
+@pass_ctx
+def import_mt_bench(ctx: _Ctx, path: str, judge: str | None, answers: str | None, questions: str | None) -> None:
+    """Import FastChat MT-Bench files: a *_single.jsonl judgment file or a data/mt_bench directory."""
+    _import(ctx, "mt-bench", path, judge=judge, answers=answers, questions=questions)
+
+
+@import_group.command("arena-hard")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--judge", help="Judge directory under model_judgment/ (default: all).")
+@click.option("--baseline", default="gpt-4-0314", show_default=True, help="Baseline model of the judgments.")
+@pass_ctx
+def import_arena_hard(ctx: _Ctx, path: str, judge: str | None, baseline: str) -> None:
+    """Import Arena-Hard-Auto files: question.jsonl, model_answer/, model_judgment/<judge>/."""
+    _import(ctx, "arena-hard", path, judge=judge, baseline=baseline)
+
+
+@import_group.command("alpaca-eval")
+@click.argument("path", type=click.Path(exists=True))
+@pass_ctx
+def import_alpaca_eval(ctx: _Ctx, path: str) -> None:
+    """Import AlpacaEval annotations.json files (a file, or a results directory holding them)."""
+    _import(ctx, "alpaca-eval", path)
+
+
+def _import(ctx: _Ctx, bench: str, path: str, **options) -> None:
+    from lioneval.imports import import_official
+
+    with ctx.store() as st:
+        result = import_official(st, bench, path, **{k: v for k, v in options.items() if v is not None})
+    for w in result["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(json.dumps({k: result[k] for k in ("read", "added", "skipped")}))
+
+
+@cli.command("leaderboard")
+@click.option("--bench", required=True, help="Benchmark name (see `lioneval list benchmarks`).")
+@click.option("--judge", help="Only this judge id (default: one table per judge in the store).")
+@click.option("--style-control", is_flag=True, help="Arena-Hard: also fit style-controlled scores.")
+@click.option("--rounds", type=int, help="Bootstrap rounds (default: the benchmark's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def leaderboard_cmd(ctx: _Ctx, bench: str, judge: str | None, style_control: bool, rounds: int | None, seed: int,
+                    as_json: bool) -> None:
+    """Scores with confidence intervals for every model judged on a benchmark."""
+    from lioneval.leaderboard import HEADLINE, leaderboard
+
+    options = {"style_control": True} if style_control else {}
+    with ctx.store(readonly=True) as st:
+        rows = leaderboard(st, bench, judge=judge, rounds=rounds, seed=seed, **options)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    if not rows:
+        click.echo(f"no judgments for {bench} in {ctx.store_path}; import some with `lioneval import {bench} ...`")
+        return
+    _print_leaderboard(rows, HEADLINE.get(bench))
+
+
+def _print_leaderboard(rows: list[dict], headline: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    metric_names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "value" in rows[0][k]]
+    shown = [m for m in metric_names if m == headline or "/" not in m][:5]
+    for judge in dict.fromkeys(r["judge"] for r in rows):
+        table = Table(title=f"judge: {judge}")
+        table.add_column("model")
+        for m in shown:
+            table.add_column(m, justify="right")
+        table.add_column("n", justify="right")
+        table.add_column("avg len", justify="right")
+        for r in (r for r in rows if r["judge"] == judge):
+            cells = []
+            for m in shown:
+                e = r.get(m)
+                if not e:
+                    cells.append("-")
+                elif e["lower"] is not None:
+                    cells.append(f"{e['value']:.2f} (-{e['value'] - e['lower']:.2f}/+{e['upper'] - e['value']:.2f})")
+                elif e["se"] is not None:
+                    cells.append(f"{e['value']:.2f} ± {e['se']:.2f}")
+                else:
+                    cells.append(f"{e['value']:.2f}")
+            n = r[shown[0]]["n"] if shown and r.get(shown[0]) else "-"
+            length = r["avg_tokens"] if r.get("avg_tokens") else r.get("avg_chars")
+            cells += [str(n), f"{length:.0f}" if length else "-"]
+            table.add_row(r["model"], *cells)
+        Console(width=max(Console().width, 150)).print(table)
+
+
 def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 

@@ -93,3 +93,8 @@ BENCHMARKS = Registry("benchmark")
 JUDGES = Registry("judge")
 BACKENDS = Registry("backend")
 REGISTRIES = {"benchmarks": BENCHMARKS, "judges": JUDGES, "backends": BACKENDS}
+
+_B = "lioneval.benchmarks."
+BENCHMARKS.register("mt-bench", _B + "mt_bench:MTBench", "MT-Bench single-answer grading, 80 two-turn questions")
+BENCHMARKS.register("arena-hard", _B + "arena_hard:ArenaHard", "Arena-Hard-Auto v0.1, pairwise vs a baseline")
+BENCHMARKS.register("alpaca-eval", _B + "alpaca_eval:AlpacaEval", "AlpacaEval 2.0 with length-controlled win rate")

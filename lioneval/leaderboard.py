@@ -1,0 +1,82 @@
+"""Leaderboards from stored judgments: one row per (judge, model) with every headline Estimate."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from lioneval.registry import BENCHMARKS
+from lioneval.store import RunStore
+from lioneval.types import Answer
+
+# The metric a leaderboard sorts by, per benchmark; the others are shown beside it.
+HEADLINE = {"mt-bench": "overall", "arena-hard": "score", "alpaca-eval": "length_controlled_winrate"}
+
+
+def summarize_store(
+    store: RunStore,
+    bench: str,
+    *,
+    judge: str | None = None,
+    models: list[str] | None = None,
+    rounds: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> dict[str, dict[str, Any]]:
+    """{judge: {model: Summary}} computed from the store's judgments and answers for one benchmark."""
+    benchmark = BENCHMARKS.get(bench)()
+    judgments = store.judgments(benchmark=bench, judge=judge, model=models)
+    answers = store.answers(benchmark=bench)
+    by_judge = defaultdict(list)
+    for j in judgments:
+        by_judge[j.judge].append(j)
+    kw: dict[str, Any] = {"seed": seed, **options}
+    if rounds is not None:
+        kw["rounds"] = rounds
+    return {name: benchmark.summarize(js, answers, **kw) for name, js in sorted(by_judge.items())}
+
+
+def _lengths(answers: list[Answer]) -> dict[str, dict[str, float]]:
+    chars, tokens = defaultdict(list), defaultdict(list)
+    for a in answers:
+        chars[a.model].append(sum(len(t) for t in a.turns))
+        if a.token_counts:
+            tokens[a.model].append(sum(a.token_counts))
+        elif isinstance(a.meta.get("style"), dict) and "token_len" in a.meta["style"]:
+            tokens[a.model].append(a.meta["style"]["token_len"])
+    return {
+        m: {"avg_chars": float(np.mean(chars[m])), "avg_tokens": float(np.mean(tokens[m])) if tokens[m] else None}
+        for m in chars
+    }
+
+
+def leaderboard(
+    store: RunStore,
+    bench: str,
+    *,
+    judge: str | None = None,
+    rounds: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Rows sorted by the headline metric, best first; each metric as value/lower/upper (and se when known)."""
+    summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, **options)
+    lengths = _lengths(store.answers(benchmark=bench))
+    rows = []
+    for judge_id, per_model in summaries.items():
+        for model, summary in per_model.items():
+            row: dict[str, Any] = {"judge": judge_id, "model": model}
+            for name, est in summary.metrics.items():
+                row[name] = {
+                    "value": est.value, "lower": est.ci_low, "upper": est.ci_high, "se": est.se, "n": est.n,
+                    "method": est.method, "rounds": est.rounds, "seed": est.seed, "unit": est.unit,
+                    **({"comparable": est.meta["comparable"]} if "comparable" in est.meta else {}),
+                }
+            row["counts"] = summary.counts
+            row.update(lengths.get(model, {"avg_chars": None, "avg_tokens": None}))
+            rows.append(row)
+    key = HEADLINE.get(bench)
+    rows.sort(key=lambda r: (r["judge"], -(r.get(key, {}) or {}).get("value", float("-inf"))))
+    return rows
