@@ -1,0 +1,345 @@
+"""Arena-Hard-Auto v0.1 (Li, Chiang, Frick et al., "From Crowdsourced Data to High-Quality Benchmarks: Arena-Hard
+and BenchBuilder Pipeline", 2024; github.com/lmarena/arena-hard-auto, dataset ``arena-hard-v0.1``: 500 prompts in
+250 clusters).
+
+A judge compares each model answer with the baseline's (``gpt-4-0314`` by default) twice, once in each position,
+and writes one of ``A>>B, A>B, A=B, B>A, B>>A``. Each game becomes battles (a strong verdict counts ``strong_weight``
+times), a Bradley-Terry fit gives a rating anchored at the baseline, and the score is the win rate (%) against the
+baseline, with a bootstrap interval. The style-controlled variant adds length and markdown differences to the fit.
+
+This module reads the official file layout (``question.jsonl``, ``model_answer/<model>.jsonl``,
+``model_judgment/<judge>/<model>.jsonl``) into lioneval records and turns judgments into a battle table; the
+statistics live in ``lioneval.stats.arena``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from lioneval.benchmarks.base import ImportBundle, Summary, read_jsonl
+from lioneval.errors import DataError
+from lioneval.stats.arena import STYLE_FEATURES, Battles, arena_scores
+from lioneval.types import Answer, Game, Judgment, Question
+
+__all__ = ["ArenaHard", "battles_from_judgments", "load_official", "normalize_label", "DEFAULT_BASELINE"]
+
+BENCHMARK = "arena-hard"
+DEFAULT_BASELINE = "gpt-4-0314"
+
+# Position A's win share for each verdict, in the judge's own spelling and mirrored.
+_SHARE_A = {"A>>B": 1.0, "A>B": 1.0, "A=B": 0.5, "B>A": 0.0, "B>>A": 0.0}
+_MIRRORED = {"B<<A": "A>>B", "B<A": "A>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_label(label: str) -> str | None:
+    """The canonical verdict (``A>>B`` ... ``B>>A``) for a judge's label, or None if it is not one."""
+    text = _SPACE.sub("", label)
+    text = _MIRRORED.get(text, text)
+    return text if text in _SHARE_A else None
+
+
+def _game(raw_game: Any, position: str, where: str, bundle: ImportBundle) -> Game:
+    """One official game record as a Game seen from the judged model's side (failures kept as values)."""
+    if not isinstance(raw_game, dict):
+        bundle.skip("game is not a JSON object", where)
+        return Game(model_position=position, error="game is not a JSON object")
+    text = raw_game.get("judgment")
+    raw = text if isinstance(text, str) else ("" if text is None else json.dumps(text, ensure_ascii=False))
+    score = raw_game.get("score")
+    if score is None:
+        return Game(model_position=position, raw=raw, error="the judge gave no verdict")
+    label = normalize_label(score) if isinstance(score, str) else None
+    if label is None:
+        bundle.skip("unknown verdict label (game counted as failed)", where)
+        return Game(model_position=position, raw=raw, error=f"unknown verdict label {score!r}")
+    share_a = _SHARE_A[label]
+    return Game(model_position=position, label=label, value=share_a if position == "A" else 1.0 - share_a, raw=raw)
+
+
+def _style(meta: Any) -> dict[str, int] | None:
+    """Totals of the official conv_metadata counts, or None when they are missing or malformed."""
+    if not isinstance(meta, dict):
+        return None
+    try:
+        out = {"token_len": int(meta["token_len"])}
+        for key in STYLE_FEATURES[1:]:
+            value = meta[key]
+            out[key] = int(sum(value.values())) if isinstance(value, dict) else int(value)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return out
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan
+
+
+def _read_questions(path: Path, bundle: ImportBundle) -> None:
+    for where, obj in read_jsonl(path, bundle):
+        turns = obj.get("turns")
+        try:
+            bundle.questions.append(
+                Question(
+                    id=obj.get("question_id") or obj.get("uid"),
+                    benchmark=BENCHMARK,
+                    turns=[t["content"] for t in turns],
+                    category=obj.get("category"),
+                    meta={"cluster": obj.get("cluster")},
+                )
+            )
+        except (ValidationError, TypeError, KeyError):
+            bundle.skip("question without a question_id or text turns", where)
+
+
+def _read_answers(path: Path, model: str, bundle: ImportBundle) -> None:
+    for where, obj in read_jsonl(path, bundle):
+        try:
+            turns = obj["choices"][0]["turns"]
+            texts = [t["content"] for t in turns]
+            lens = [t.get("token_len") for t in turns]
+        except (KeyError, IndexError, TypeError, AttributeError):
+            bundle.skip("answer without choices[0].turns", where)
+            continue
+        meta: dict[str, Any] = {k: obj[k] for k in ("answer_id", "model_id", "tstamp") if k in obj}
+        style = _style(obj.get("conv_metadata"))
+        if style is not None:
+            meta["style"] = style
+        try:
+            bundle.answers.append(
+                Answer(
+                    question_id=obj.get("question_id"),
+                    benchmark=BENCHMARK,
+                    model=model,
+                    turns=texts,
+                    token_counts=lens if all(isinstance(n, int) for n in lens) else None,
+                    meta=meta,
+                )
+            )
+        except ValidationError:
+            bundle.skip("answer without a question_id or text turns", where)
+
+
+def _read_judgments(path: Path, judge: str, baseline: str, bundle: ImportBundle) -> None:
+    for where, obj in read_jsonl(path, bundle):
+        qid, games = obj.get("question_id") or obj.get("uid"), obj.get("games")
+        if not isinstance(qid, str) or not qid:
+            bundle.skip("judgment without a question_id", where)
+            continue
+        if not isinstance(games, list) or not games:
+            bundle.skip("judgment without games", where)
+            continue
+        if len(games) == 1:
+            bundle.skip("judgment with one game (the other is counted as dropped)", where)
+        if len(games) > 2:
+            bundle.skip("judgment with more than two games (extra games ignored)", where)
+        # games[0] puts the baseline in position A, so the judged model is B; games[1] swaps them.
+        parsed = [_game(g, pos, where, bundle) for g, pos in zip(games, ("B", "A"), strict=False)]
+        values = [g.value for g in parsed if g.value is not None]
+        bundle.judgments.append(
+            Judgment(
+                question_id=qid,
+                benchmark=BENCHMARK,
+                judge=judge,
+                model=obj.get("model") if isinstance(obj.get("model"), str) and obj["model"] else path.stem,
+                kind="pairwise",
+                baseline=baseline,
+                value=float(np.mean(values)) if values else None,
+                games=parsed,
+                error=None if values else "; ".join(f"game {i + 1}: {g.error}" for i, g in enumerate(parsed)),
+            )
+        )
+
+
+def load_official(
+    data_dir: str | Path,
+    judge: str | None = None,
+    models: list[str] | None = None,
+    *,
+    baseline: str = DEFAULT_BASELINE,
+) -> ImportBundle:
+    """Read an official Arena-Hard-Auto data folder (e.g. ``data/arena-hard-v0.1``) into records.
+
+    ``judge`` names the folder under ``model_judgment/``; it may be left out when there is exactly one.
+    ``models`` limits the judged models read (default: every judgment file); the baseline's answers are always
+    read. Malformed lines are counted in ``bundle.skipped``, never fatal.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"{root} is not a folder", fix="pass the Arena-Hard data folder, e.g. data/arena-hard-v0.1")
+    bundle = ImportBundle()
+    if (root / "question.jsonl").exists():
+        _read_questions(root / "question.jsonl", bundle)
+    else:
+        bundle.warnings.append(f"no question.jsonl in {root}: questions not loaded")
+
+    judged: list[str] = []
+    judgment_root = root / "model_judgment"
+    if judgment_root.is_dir():
+        judges = sorted(p.name for p in judgment_root.iterdir() if p.is_dir())
+        if judge is None and len(judges) > 1:
+            raise DataError(f"{judgment_root} holds several judges: {judges}", fix="pass judge=<one of them>")
+        judge = judge or (judges[0] if judges else None)
+        if judge is not None:
+            jdir = judgment_root / judge
+            if not jdir.is_dir():
+                raise DataError(f"no judgments for judge {judge!r} in {judgment_root}", fix=f"use one of {judges}")
+            files = {p.stem: p for p in sorted(jdir.glob("*.jsonl"))}
+            judged = [m for m in (models if models is not None else files) if m in files]
+            missing = sorted(set(models or ()) - set(files))
+            if missing:
+                bundle.warnings.append(f"no judgment files for {missing} under {jdir}")
+            for model in judged:
+                _read_judgments(files[model], judge, baseline, bundle)
+
+    answer_root = root / "model_answer"
+    if answer_root.is_dir():
+        wanted = [*judged, baseline] if (judged or models is not None) else None
+        for path in sorted(answer_root.glob("*.jsonl")):
+            if wanted is None or path.stem in wanted:
+                _read_answers(path, path.stem, bundle)
+    return bundle
+
+
+def battles_from_judgments(
+    judgments: Sequence[Judgment], answers: Sequence[Answer] = (), *, strong_weight: int = 3
+) -> Battles:
+    """The battle table: one row per usable game, side A = the baseline in both games (the official layout).
+
+    A strong verdict stands for ``strong_weight`` battles, a slight one or a tie for one; failed or missing games
+    contribute nothing. Answer ``meta["style"]`` counts are attached for style control (NaN where missing).
+    """
+    models: dict[str, int] = {}
+    questions: dict[str, int] = {}
+    rows: list[tuple[int, int, float, int, int, int]] = []
+    for j in judgments:
+        if j.kind != "pairwise" or not j.baseline:
+            continue
+        base = models.setdefault(j.baseline, len(models))
+        for order, g in enumerate(j.games):
+            if g.value is None:
+                continue
+            strong = g.label is not None and (">>" in g.label or "<<" in g.label)
+            model = models.setdefault(j.model, len(models))
+            q = questions.setdefault(j.question_id, len(questions))
+            game = order if g.model_position == "single" else int(g.model_position == "A")
+            rows.append((base, model, 1.0 - g.value, strong_weight if strong else 1, q, game))
+    names, qids = tuple(models), tuple(questions)
+    arr = np.array(rows, dtype=float).reshape(-1, 6)
+    style_a = style_b = None
+    styles = {(a.model, a.question_id): a.meta["style"] for a in answers if isinstance(a.meta.get("style"), dict)}
+    if styles:
+        table = np.full((len(names), len(qids), len(STYLE_FEATURES)), np.nan)
+        for (model, qid), style in styles.items():
+            if model in models and qid in questions:
+                table[models[model], questions[qid]] = [_number(style.get(f)) for f in STYLE_FEATURES]
+        a_idx, b_idx, q_idx = arr[:, 0].astype(int), arr[:, 1].astype(int), arr[:, 4].astype(int)
+        style_a, style_b = table[a_idx, q_idx], table[b_idx, q_idx]
+    return Battles(
+        models=names,
+        questions=qids,
+        a=arr[:, 0].astype(np.intp),
+        b=arr[:, 1].astype(np.intp),
+        outcome=arr[:, 2],
+        weight=arr[:, 3].astype(np.intp),
+        question=arr[:, 4].astype(np.intp),
+        game=arr[:, 5].astype(np.int8),
+        style_a=style_a,
+        style_b=style_b,
+    )
+
+
+class ArenaHard:
+    """Arena-Hard-Auto v0.1: win rate against a baseline from pairwise judgments, Bradley-Terry with bootstrap."""
+
+    name = BENCHMARK
+    version = "v0.1"
+    kind = "pairwise"
+
+    def __init__(self, data_dir: str | Path | None = None, *, baseline: str = DEFAULT_BASELINE, strong_weight: int = 3):
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.baseline = baseline
+        self.strong_weight = strong_weight
+
+    def questions(self) -> list[Question]:
+        if self.data_dir is None:
+            raise DataError(
+                "Arena-Hard questions are not bundled with lioneval",
+                fix="pass the folder holding question.jsonl, e.g. ArenaHard('data/arena-hard-v0.1')",
+            )
+        path = self.data_dir / "question.jsonl"
+        if not path.exists():
+            raise DataError(f"no question.jsonl in {self.data_dir}", fix="point data_dir at the arena-hard-v0.1 folder")
+        bundle = ImportBundle()
+        _read_questions(path, bundle)
+        return bundle.questions
+
+    def load(self, judge: str | None = None, models: list[str] | None = None) -> ImportBundle:
+        """Official answers and judgments under ``data_dir``, with this benchmark's baseline."""
+        if self.data_dir is None:
+            raise DataError("no data folder given", fix="ArenaHard('data/arena-hard-v0.1').load(judge=...)")
+        return load_official(self.data_dir, judge, models, baseline=self.baseline)
+
+    def summarize(
+        self,
+        judgments: Sequence[Judgment],
+        answers: Sequence[Answer],
+        *,
+        rounds: int = 100,
+        seed: int = 0,
+        unit: str = "battle",
+        style_control: bool | Sequence[str] = False,
+        **options: Any,
+    ) -> dict[str, Summary]:
+        """Score per judged model: ``score`` (and ``score_style_controlled`` when asked), with counts of losses."""
+        if options:
+            raise TypeError(f"unknown arena-hard option(s) {sorted(options)}; known: unit, style_control")
+        judgments = [j for j in judgments if j.kind == "pairwise"]
+        for attr in ("judge", "baseline"):
+            seen = sorted({getattr(j, attr) for j in judgments})
+            if len(seen) > 1:
+                raise DataError(f"the judgments mix several {attr}s: {seen}", fix=f"summarize one {attr} at a time")
+        baseline = judgments[0].baseline if judgments else self.baseline
+
+        counts: dict[str, Counter] = defaultdict(Counter)
+        for j in judgments:
+            c = counts[j.model]
+            c["judgments"] += 1
+            c["judgments_failed"] += j.value is None
+            c["games_failed"] += sum(g.value is None for g in j.games)
+            c["games_dropped"] += max(0, 2 - len(j.games))
+        tokens: dict[str, list[int]] = defaultdict(list)
+        for a in answers:
+            if a.token_counts:
+                tokens[a.model].append(sum(a.token_counts))
+
+        battles = battles_from_judgments(judgments, answers, strong_weight=self.strong_weight)
+        scored = {}
+        if len(battles):
+            scored["score"] = arena_scores(battles, baseline, rounds=rounds, seed=seed, unit=unit)
+            if style_control:
+                scored["score_style_controlled"] = arena_scores(
+                    battles, baseline, rounds=rounds, seed=seed, unit=unit, style_control=style_control
+                )
+        out = {}
+        for model, c in counts.items():
+            metrics = {k: r.scores[model] for k, r in scored.items() if model in r.scores}
+            meta: dict[str, Any] = {"baseline": baseline, "judge": judgments[0].judge}
+            if "score" in scored and model in scored["score"].battles:
+                c["battles"] = scored["score"].battles[model]
+            if "score_style_controlled" in scored:
+                meta["style_coefs"] = scored["score_style_controlled"].style_coefs
+            if tokens.get(model):
+                meta["avg_tokens"] = float(np.mean(tokens[model]))
+            if not metrics:
+                meta["error"] = "no usable games: every game failed or was dropped"
+            out[model] = Summary(metrics=metrics, counts=dict(c), meta=meta)
+        return out
