@@ -198,6 +198,52 @@ def _print_leaderboard(rows: list[dict], headline: str | None) -> None:
         Console(width=max(Console().width, 150)).print(table)
 
 
+@cli.command("judge")
+@click.option("--bench", required=True, help="Benchmark whose stored answers to judge.")
+@click.option("--model", "models", multiple=True, required=True, help="Model id of the answers (repeatable).")
+@click.option("--judge", "judge_spec", required=True, help="Judge spec or YAML file (see `lioneval list judges`).")
+@click.option("--baseline", help="Baseline model for pairwise benchmarks (default: the benchmark's).")
+@click.option("--retry-failed", is_flag=True, help="Judge again the stored judgments that could not be parsed.")
+@pass_ctx
+def judge_cmd(ctx: _Ctx, bench: str, models: tuple[str, ...], judge_spec: str, baseline: str | None,
+              retry_failed: bool) -> None:
+    """Judge stored answers; judgments already stored for this judge cost no call."""
+    _judge(ctx, bench, list(models), judge_spec, baseline, retry_failed)
+
+
+@cli.command("rejudge")
+@click.argument("run")
+@click.option("--judge", "judge_spec", required=True, help="The other judge: a spec or a YAML file.")
+@click.option("--baseline", help="Baseline model for pairwise benchmarks (default: the benchmark's).")
+@click.option("--retry-failed", is_flag=True, help="Judge again the stored judgments that could not be parsed.")
+@pass_ctx
+def rejudge_cmd(ctx: _Ctx, run: str, judge_spec: str, baseline: str | None, retry_failed: bool) -> None:
+    """Judge a stored run's answers with another judge; both judges' judgments stay in the store."""
+    with ctx.store(readonly=True) as st:
+        spec = st.run(run)
+    for bench in spec.benchmarks:
+        _judge(ctx, bench, [spec.model], judge_spec, baseline, retry_failed)
+
+
+DEFAULT_BASELINES = {"arena-hard": "gpt-4-0314", "alpaca-eval": "gpt4_1106_preview"}
+
+
+def _judge(ctx: _Ctx, bench: str, models: list[str], judge_spec: str, baseline: str | None,
+           retry_failed: bool) -> None:
+    from lioneval.judges.judge import judge_stored, make_judge
+    from lioneval.registry import BENCHMARKS
+
+    BENCHMARKS.entry(bench)  # a clear error for an unknown benchmark before any work
+    judge = make_judge(judge_spec)
+    with ctx.store() as st:
+        result = judge_stored(st, judge, bench, models=models, baseline=baseline or DEFAULT_BASELINES.get(bench),
+                              retry_failed=retry_failed)
+    click.echo(result.line())
+    if result.transport_failures:
+        click.echo(f"{result.transport_failures} requests got no answer ({result.errors.most_common(1)[0][0]}); "
+                   "rerun the same command to finish them", err=True)
+
+
 def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 

@@ -98,3 +98,21 @@ _B = "lioneval.benchmarks."
 BENCHMARKS.register("mt-bench", _B + "mt_bench:MTBench", "MT-Bench single-answer grading, 80 two-turn questions")
 BENCHMARKS.register("arena-hard", _B + "arena_hard:ArenaHard", "Arena-Hard-Auto v0.1, pairwise vs a baseline")
 BENCHMARKS.register("alpaca-eval", _B + "alpaca_eval:AlpacaEval", "AlpacaEval 2.0 with length-controlled win rate")
+
+_J = "lioneval.judges."
+JUDGES.register("openai", _J + "judge:Judge", "openai:MODEL - OpenAI API (OPENAI_API_KEY)")
+JUDGES.register("openai-compatible", _J + "judge:Judge", "openai-compatible:MODEL@URL[,URL] - vLLM/sglang/llama.cpp")
+JUDGES.register("vllm", _J + "judge:Judge", "vllm:PATH - in-process vLLM (GPU)", needs=("vllm",), extra="vllm")
+JUDGES.register("hf", _J + "judge:Judge", "hf:PATH - local transformers causal LM",
+                needs=("torch", "transformers"), extra="train")
+JUDGES.register("reward-model", _J + "reward:RewardModelJudge", "reward-model:PATH - sequence-classification RM",
+                needs=("torch", "transformers"), extra="train")
+JUDGES.register("ensemble", _J + "ensemble:EnsembleJudge", "ensemble:[SPEC; SPEC] or ensemble:majority:[...]")
+
+_K = "lioneval.backends."
+BACKENDS.register("openai-compatible", _K + "openai_compat:OpenAICompatibleBackend", "any OpenAI-compatible server")
+BACKENDS.register("openai", _K + "openai_compat:OpenAIBackend", "the OpenAI API")
+BACKENDS.register("hf", _K + "transformers_backend:TransformersBackend", "local transformers model, CPU or GPU",
+                  needs=("torch", "transformers"), extra="train")
+BACKENDS.register("vllm", _K + "vllm_backend:VLLMBackend", "in-process vLLM engine (GPU)", needs=("vllm",),
+                  extra="vllm")
