@@ -1,0 +1,107 @@
+"""Reproduce the official leaderboard numbers from published judgments, through the code users run.
+
+The published data (Arena-Hard-Auto v0.1 verdicts, AlpacaEval 2.0 annotations, MT-Bench GPT-4 single gradings) is
+converted to each benchmark's official file layout in a temporary folder, imported with `lioneval import ...` into a
+fresh store, and scored with `lioneval leaderboard --json`. The numbers are compared with the published ones.
+
+Run: ``python benchmarks/reproduce_official.py --data ../shared/validation``. The last line printed is one JSON
+object: {"arena_hard": {MODEL: {score, lower, upper}}, "alpaca_eval": {MODEL: {win_rate, standard_error,
+discrete_win_rate, length_controlled_winrate, lc_published_weights}}, "mt_bench": {MODEL: {overall, turn1, turn2}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lioneval.cli import main as lioneval  # noqa: E402
+
+
+def cli(*argv: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = lioneval(list(argv))
+    if code != 0:
+        raise SystemExit(f"lioneval {' '.join(argv)} exited with {code}")
+    return out.getvalue()
+
+
+def mt_bench(vdir: Path, tmp: Path, store: str) -> tuple[dict, dict]:
+    """FastChat *_single.jsonl from the published GPT-4 judgments; means must equal the computed summary."""
+    judged = tmp / "mt_bench" / "model_judgment" / "gpt-4_single.jsonl"
+    judged.parent.mkdir(parents=True)
+    with open(vdir / "mt_bench" / "gpt4_single_judgments.jsonl") as src, open(judged, "w") as dst:
+        for line in src:
+            o = json.loads(line)
+            dst.write(json.dumps({
+                "question_id": o["question_id"], "model": o["model"], "judge": ["gpt-4", o["judge_prompt"]],
+                "user_prompt": "", "judgment": o["judgment"], "score": o["score"], "turn": o["turn"],
+                "tstamp": 0.0,
+            }) + "\n")
+    cli("--store", store, "import", "mt-bench", str(judged))
+    rows = json.loads(cli("--store", store, "leaderboard", "--bench", "mt-bench", "--json", "--rounds", "1000"))
+    ours = {r["model"]: {k: r[k]["value"] for k in ("overall", "turn1", "turn2")} for r in rows}
+    expected = {r["model"]: r for r in json.loads((vdir / "mt_bench" / "computed_summary.json").read_text())}
+    diffs = [abs(ours[m][k] - e[k]) for m, e in expected.items() for k in ("overall", "turn1", "turn2")]
+    check = {"models": len(expected), "max_abs_diff": max(diffs), "summary_rounding": 5e-5,
+             "ok": max(diffs) <= 5e-5 and set(ours) == set(expected)}
+    return ours, check
+
+
+def arena_hard(vdir: Path, tmp: Path, store: str) -> tuple[dict, dict]:
+    from speed_arena import write_official
+
+    lines = [json.loads(x) for x in open(vdir / "arena_hard" / "judgments_gpt-4-1106-preview.jsonl")]
+    root = write_official(lines, tmp / "arena_hard")
+    cli("--store", store, "import", "arena-hard", str(root))
+    rows = json.loads(cli("--store", store, "leaderboard", "--bench", "arena-hard", "--json", "--rounds", "100"))
+    ours = {r["model"]: {"score": r["score"]["value"], "lower": r["score"]["lower"], "upper": r["score"]["upper"]}
+            for r in rows}
+    exp = json.loads((vdir / "arena_hard" / "expected.json").read_text())
+    published = _arena_published(exp)
+    check = {}
+    for model, (score, lo, hi) in published.items():
+        o = ours[model]
+        check[model] = {"published": [score, lo, hi], "score_diff": round(o["score"] - score, 4),
+                        "lower_diff": round(o["lower"] - lo, 3), "upper_diff": round(o["upper"] - hi, 3),
+                        "ok": abs(o["score"] - score) <= 0.05 and abs(o["lower"] - lo) <= 0.5
+                        and abs(o["upper"] - hi) <= 0.5}
+    return ours, check
+
+
+def _arena_published(exp: dict) -> dict[str, tuple[float, float, float]]:
+    """(score, lower, upper) per judged model from the published v0.1 leaderboard (no style control)."""
+    board = exp["leaderboards"]["v0.1_no_style_control"]["models"]
+    models = exp["models_with_judgments_in_this_set"]
+    return {m: (board[m]["score"], board[m]["lower"], board[m]["upper"]) for m in models}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/validation", help="holds arena_hard/, alpaca_eval/, mt_bench/")
+    args = ap.parse_args()
+    vdir = Path(args.data)
+    result, checks, timings = {}, {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        store = str(tmp_path / "reproduce.db")
+        for name, fn in (("mt_bench", mt_bench), ("arena_hard", arena_hard)):
+            t0 = time.perf_counter()
+            result[name], checks[name] = fn(vdir, tmp_path, store)
+            timings[name] = round(time.perf_counter() - t0, 2)
+    for name in result:
+        print(f"== {name} ({timings[name]} s)")
+        print(json.dumps(checks[name], indent=1))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
