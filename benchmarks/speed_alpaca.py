@@ -1,0 +1,302 @@
+"""AlpacaEval 2.0 scoring: parity with the published leaderboard, and speed of the length-controlled (LC) fit.
+
+Parity: the validation annotations (57 models, judge weighted_alpaca_eval_gpt4_turbo) are written out in the
+official layout (``results/<model>/<annotator>/annotations.json`` with placeholder outputs of the recorded lengths,
+the baseline's ``model_outputs.json`` as eval set, and the LC folder with ``instruction_difficulty.csv`` and
+``df_gamed.csv``), read back through ``load_annotations`` and scored by ``AlpacaEval.summarize``. Checks: win rate,
+standard error and discrete win rate equal to the leaderboard (1e-6, all models); LC from the published GLM weights
+equal to the leaderboard (1e-6, every model with 805 rows except NullModel, whose published weights row belongs to
+another run); LC refitted with the calibrated df_gamed within median 0.01 and max 0.25 of the leaderboard.
+
+Speed: LC of every model, ours against a reference that follows the official recipe with scikit-learn
+(``LogisticRegressionCV``: liblinear, L1, 10 strengths, 5 grouped folds, weighted log-loss scorer, tol 1e-4,
+random_state 123, refit), on the same inputs; both must give the same numbers.
+
+Run: ``python benchmarks/speed_alpaca.py [VALIDATION_DIR]`` (``VALIDATION_DIR`` holds ``alpaca_eval/``; without it
+only a synthetic speed case runs). The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lioneval.benchmarks.alpaca_eval import DEFAULT_BASELINE, AlpacaEval, load_annotations
+from lioneval.benchmarks.base import ImportBundle
+from lioneval.stats.alpaca import GamedRows, LCRows, length_controlled_win_rates
+
+LAMBDA = 0.2  # length_controlled_v1: weight of the gamed-baseline rows, split over the two gamed models
+REPEATS = 2  # timings: best of this many runs, for both implementations
+TOL = 1e-6
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reference: the official recipe, written plainly with pandas and scikit-learn
+
+
+def _weighted_log_loss(y_true, y_pred, true_prob, true_weight):
+    # Each row comes twice (label 1, label 0); both copies score the soft label of the original row.
+    p = np.where(y_true == 1, true_prob, 1 - true_prob)
+    q = np.clip(y_pred, 1e-15, 1 - 1e-15)
+    return -np.mean(true_weight * (p * np.log(q) + (1 - p) * np.log(1 - q)))
+
+
+def reference_lc(preference, len_1, len_2, difficulty, df_gamed: pd.DataFrame) -> float:
+    """LC win rate of one model by the official recipe: features, gamed rows, duplicated soft labels, CV, refit."""
+    import sklearn
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.metrics import make_scorer
+    from sklearn.model_selection import GroupKFold
+
+    delta = pd.Series(np.asarray(len_1, float) - np.asarray(len_2, float))
+    df = pd.DataFrame(
+        {
+            "preference": pd.Series(preference, dtype=float).replace({0.0: 1.5}) - 1,
+            "std_delta_len": delta / delta.std(),
+            "instruction_difficulty": difficulty,
+            "not_gamed_baseline": True,
+        }
+    )
+    train = pd.concat([df_gamed.drop(columns=["model", "index"]), df], ignore_index=True)
+    train = train[train["preference"].notna()].reset_index(drop=True)
+    weight = np.where(train["not_gamed_baseline"], 1.0, LAMBDA / 2)
+    X = np.column_stack(
+        [np.tanh(train["std_delta_len"]), train["instruction_difficulty"], train["not_gamed_baseline"].astype(float)]
+    )
+    p = train["preference"].to_numpy()
+    n = len(p)
+    X2, y2 = np.vstack([X, X]), np.r_[np.ones(n), np.zeros(n)]
+    prob, w2, groups = np.r_[p, 1 - p], np.r_[weight, weight], np.r_[np.arange(n), np.arange(n)]
+    with sklearn.config_context(enable_metadata_routing=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scorer = make_scorer(_weighted_log_loss, response_method="predict_proba", greater_is_better=False)
+        scorer = scorer.set_score_request(true_prob=True, true_weight=True)
+        model = LogisticRegressionCV(
+            Cs=10, cv=GroupKFold(n_splits=5), scoring=scorer, penalty="l1", solver="liblinear", dual=False,
+            fit_intercept=False, tol=1e-4, max_iter=100, random_state=123,
+        )
+        model.set_fit_request(sample_weight=True)
+        model.fit(X2, y2, sample_weight=prob * w2, groups=groups, true_prob=prob, true_weight=w2)
+    X_test = np.column_stack([np.zeros(len(df)), df["instruction_difficulty"], np.ones(len(df))])
+    return float(100 * model.predict_proba(X_test)[:, 1].mean())
+
+
+def speed_case(inputs: list[tuple], df_gamed: pd.DataFrame) -> dict:
+    """Time LC for every model, ours (batched) against the reference (one sklearn fit per model)."""
+    gamed = GamedRows(
+        df_gamed["std_delta_len"].to_numpy(), df_gamed["instruction_difficulty"].to_numpy(),
+        df_gamed["preference"].to_numpy(), df_gamed["index"].to_numpy(), n_models=df_gamed["model"].nunique(),
+    )
+    rows = [LCRows(pref, l1, l2, diff) for pref, l1, l2, diff in inputs]
+    # Wall and CPU time of the calling process, best of REPEATS, alternating so that both see the same load.
+    ours_t, ref_t = [], []
+    for _ in range(REPEATS):
+        t, c = time.perf_counter(), time.process_time()
+        ours = [r.estimate.value for r in length_controlled_win_rates(rows, gamed)]
+        ours_t.append((time.perf_counter() - t, time.process_time() - c))
+        t, c = time.perf_counter(), time.process_time()
+        ref = [reference_lc(pref, l1, l2, diff, df_gamed) for pref, l1, l2, diff in inputs]
+        ref_t.append((time.perf_counter() - t, time.process_time() - c))
+    (ours_s, ours_cpu), (ref_s, ref_cpu) = np.min(ours_t, axis=0), np.min(ref_t, axis=0)
+    return {
+        "models": len(rows),
+        "ref_s": round(float(ref_s), 3),
+        "ours_s": round(float(ours_s), 3),
+        "ratio": round(float(ref_s / ours_s), 2),
+        "ref_cpu_s": round(float(ref_cpu), 3),
+        "ours_cpu_s": round(float(ours_cpu), 3),
+        "cpu_ratio": round(float(ref_cpu / ours_cpu), 2),
+        "max_abs_diff": float(np.max(np.abs(np.array(ours) - np.array(ref)))),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation data -> the official layout, and the parity checks
+
+
+def write_official(vdir: Path, root: Path) -> dict[str, Path]:
+    """Write the validation rows as official files (outputs are placeholders of the recorded lengths)."""
+    eval_set = [json.loads(s) for s in (vdir / "eval_set.jsonl").read_text().splitlines() if s.strip()]
+    ref = root / DEFAULT_BASELINE / "model_outputs.json"
+    ref.parent.mkdir(parents=True)
+    ref.write_text(json.dumps([
+        {"instruction": e["instruction"], "output": "x" * e["len_reference"], "generator": DEFAULT_BASELINE,
+         "dataset": e["dataset"]}
+        for e in eval_set
+    ]))
+    by_model = defaultdict(list)
+    for line in (vdir / "annotations.jsonl").read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            by_model[r["model"]].append(r)
+    files = {}
+    for model, rs in by_model.items():
+        rs.sort(key=lambda r: r["row"])
+        path = root / "results" / model / rs[0]["annotator"] / "annotations.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps([
+            {
+                "instruction": eval_set[r["eval_idx"]]["instruction"],
+                "output_1": "x" * r["len_1"],
+                "output_2": ("x" if r.get("identical_outputs") else "y") * r["len_2"],
+                "generator_1": r["generator_1"],
+                "generator_2": r["generator_2"],
+                "annotator": r["annotator"],
+                "preference": r["preference"],
+                "dataset": r["dataset"],
+            }
+            for r in rs
+        ]))
+        files[model] = path
+    lc = root / "lc"
+    lc.mkdir()
+    shutil.copy(vdir / "instruction_difficulty_recovered.csv", lc / "instruction_difficulty.csv")
+    shutil.copy(vdir / "df_gamed_calibrated.csv", lc / "df_gamed.csv")
+    return {"eval_set": ref, "lc": lc, **files}
+
+
+def validation(vdir: Path, root: Path) -> tuple[dict, dict, list[tuple]]:
+    paths = write_official(vdir, root)
+    expected = pd.read_csv(vdir / "expected.csv").set_index("model")
+    bundle = ImportBundle()
+    for model in expected.index:  # named as on the leaderboard (NullModel's file says generator_2 "example")
+        load_annotations(paths[model], model=model, bundle=bundle)
+    bench = AlpacaEval(paths["eval_set"], lc_data=paths["lc"], weights=vdir / "glm_weights_published.csv")
+    t = time.perf_counter()
+    summaries = bench.summarize(bundle.judgments, bundle.answers)
+    summarize_s = time.perf_counter() - t
+
+    per_model, d = {}, defaultdict(list)
+    counts_equal = True
+    for model, exp in expected.iterrows():
+        m = summaries[model].metrics
+        c = summaries[model].counts
+        got = {
+            "win_rate": m["win_rate"].value,
+            "standard_error": m["win_rate"].se,
+            "discrete_win_rate": m["discrete_win_rate"].value,
+            "length_controlled_winrate": m["length_controlled_winrate"].value,
+            "lc_published_weights": m["lc_from_weights"].value if "lc_from_weights" in m else None,
+        }
+        per_model[model] = got
+        for key in ("win_rate", "standard_error", "discrete_win_rate"):
+            d[key].append(abs(got[key] - exp[key]))
+        counts_equal &= all(int(c[k]) == int(exp[k]) for k in ("n_wins", "n_wins_base", "n_draws", "n_total"))
+        if c["rows"] == 805 and model != "NullModel" and got["lc_published_weights"] is not None:
+            d["lc_weights"].append(abs(got["lc_published_weights"] - exp["length_controlled_winrate"]))
+        d["lc_refit"].append(abs(got["length_controlled_winrate"] - exp["length_controlled_winrate"]))
+    lc_diff = np.array(d["lc_refit"])
+    parity = {
+        "models": len(expected),
+        "max_abs_diff_win_rate": max(d["win_rate"]),
+        "max_abs_diff_standard_error": max(d["standard_error"]),
+        "max_abs_diff_discrete_win_rate": max(d["discrete_win_rate"]),
+        "counts_equal": bool(counts_equal),
+        "lc_weights_models": len(d["lc_weights"]),
+        "lc_weights_max_abs_diff": max(d["lc_weights"]),
+        "lc_refit_median_abs_diff": float(np.median(lc_diff)),
+        "lc_refit_max_abs_diff": float(lc_diff.max()),
+        "lc_refit_worst": str(expected.index[int(lc_diff.argmax())]),
+        "summarize_s": round(summarize_s, 3),
+        "skipped": dict(bundle.skipped),
+    }
+    parity["ok"] = bool(
+        max(parity[f"max_abs_diff_{k}"] for k in ("win_rate", "standard_error", "discrete_win_rate")) <= TOL
+        and counts_equal
+        and parity["lc_weights_max_abs_diff"] <= TOL
+        and parity["lc_refit_median_abs_diff"] <= 0.01
+        and parity["lc_refit_max_abs_diff"] <= 0.25
+    )
+
+    # The same inputs for the speed case: every model but the baseline, difficulty by row position.
+    df_gamed = pd.read_csv(paths["lc"] / "df_gamed.csv")
+    table = df_gamed.drop_duplicates("index").set_index("index")["instruction_difficulty"]
+    ann = pd.read_json(vdir / "annotations.jsonl", lines=True).sort_values(["model", "row"])
+    inputs = [
+        (g["preference"].to_numpy(), g["len_1"].to_numpy(), g["len_2"].to_numpy(), table.loc[g["row"]].to_numpy())
+        for model, g in ann.groupby("model", sort=True)
+        if model != DEFAULT_BASELINE
+    ]
+    return per_model, parity, inputs
+
+
+def synthetic(n_models: int = 57, n: int = 805, seed: int = 0) -> tuple[list[tuple], pd.DataFrame]:
+    """A stand-in with the validation set's shape, for runs without the validation data."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.normal(0, 0.8, n)
+    len_ref = rng.lognormal(7.5, 0.5, n).round()
+    gamed = []
+    for name, scale in (("verbose", 1.6), ("concise", 0.3)):
+        lens = (len_ref * scale * rng.lognormal(0, 0.3, n)).round()
+        delta = len_ref - lens
+        logit = -1.5 * np.tanh(delta / delta.std()) + 0.8 * difficulty
+        gamed.append(pd.DataFrame({
+            "model": f"gamed_{name}", "index": np.arange(n), "preference": 1 / (1 + np.exp(-logit)),
+            "std_delta_len": delta / delta.std(), "instruction_difficulty": difficulty, "not_gamed_baseline": False,
+        }))
+    inputs = []
+    for _ in range(n_models):
+        skill, scale = rng.normal(-1.5, 1.2), rng.lognormal(0, 0.4)
+        len_m = (len_ref * scale * rng.lognormal(0, 0.4, n)).round()
+        delta = len_ref - len_m
+        logit = skill - 1.8 * np.tanh(delta / delta.std()) + difficulty + rng.normal(0, 1, n)
+        inputs.append((1 + 1 / (1 + np.exp(-logit)), len_ref, len_m, difficulty))
+    return inputs, pd.concat(gamed, ignore_index=True)
+
+
+def _table(title: str, rows: list[list]) -> None:
+    print(f"\n{title}")
+    for r in rows:
+        cells = [f"{c:.6g}" if isinstance(c, float) else str(c) for c in r]
+        print("  " + f"{cells[0]:<36}" + "".join(f"{c:>14}" for c in cells[1:]))
+
+
+def run(validation_dir: str | None) -> dict:
+    figures: dict = {}
+    vdir = None
+    if validation_dir:
+        # Accept the validation root (holding alpaca_eval/) or the alpaca_eval folder itself.
+        root = Path(validation_dir)
+        vdir = root / "alpaca_eval" if (root / "alpaca_eval").is_dir() else root
+    if vdir is not None and (vdir / "annotations.jsonl").is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            per_model, parity, inputs = validation(vdir, Path(tmp))
+        expected = pd.read_csv(vdir / "expected.csv").set_index("model")
+        figures["alpaca_validation"] = per_model
+        figures["alpaca_parity"] = parity
+        rows = [["model", "win_rate", "d_wr", "lc", "d_lc", "lc(weights)", "d_lc(w)"]]
+        for model, got in per_model.items():
+            exp = expected.loc[model]
+            lcw = got["lc_published_weights"]
+            rows.append([
+                model, got["win_rate"], got["win_rate"] - exp["win_rate"], got["length_controlled_winrate"],
+                got["length_controlled_winrate"] - exp["length_controlled_winrate"],
+                lcw if lcw is not None else "-",
+                lcw - exp["length_controlled_winrate"] if lcw is not None else "-",
+            ])
+        _table("AlpacaEval 2.0 validation vs the published leaderboard (d_ = ours - published)", rows)
+        _table("Parity", [[k, v] for k, v in parity.items() if k != "skipped"])
+        df_gamed = pd.read_csv(vdir / "df_gamed_calibrated.csv")
+    else:
+        inputs, df_gamed = synthetic()
+    figures["lc_speed"] = speed = speed_case(inputs, df_gamed)
+    _table(
+        f"Speed: LC of {speed['models']} models, reference = official recipe with sklearn (best of {REPEATS})",
+        [["", "ref_s", "ours_s", "ratio", "max_abs_diff"],
+         ["wall", speed["ref_s"], speed["ours_s"], speed["ratio"], speed["max_abs_diff"]],
+         ["cpu (this process)", speed["ref_cpu_s"], speed["ours_cpu_s"], speed["cpu_ratio"], ""]],
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else None), default=str))

@@ -1,0 +1,579 @@
+"""AlpacaEval 2.0 with the length-controlled win rate (Li et al. 2023, "AlpacaEval: An Automatic Evaluator of
+Instruction-following Models"; Dubois et al. 2024, "Length-Controlled AlpacaEval: A Simple Way to Debias Automatic
+Evaluators"; github.com/tatsu-lab/alpaca_eval, metrics as in alpaca-eval 0.6.6).
+
+Dataset: the 805 instructions of the hub dataset ``tatsu-lab/alpaca_eval`` (subsets helpful_base, koala, oasst,
+selfinstruct, vicuna). A judge (by default ``weighted_alpaca_eval_gpt4_turbo``) compares each model output with the
+baseline's (``gpt4_1106_preview``) and writes a preference in [1, 2]: 2 = the model's output wins, 1 = the baseline's.
+Scores: the win rate (mean preference - 1, in %), the discrete win rate, the counts, and the leaderboard's headline, the
+length-controlled win rate (GLM ``length_controlled_v1``), each with the official standard error.
+
+Official formats read here: ``model_outputs.json`` (a JSON list of ``{instruction, output, generator, dataset}``;
+the baseline's file doubles as the eval set, its order defining the eval index) and ``annotations.json`` (a JSON list
+of ``{instruction, output_1 (baseline), output_2 (model), generator_1, generator_2, annotator, preference, ...}``);
+a JSONL spelling of either is accepted too. Malformed rows are counted and skipped, or kept as failed judgments,
+never scored as losses.
+
+The length-controlled fit needs two files of the hub dataset, ``instruction_difficulty.csv`` and ``df_gamed.csv``,
+read at run time from a user folder or the Hugging Face hub cache (never bundled). Without ``df_gamed.csv`` the LC
+win rate falls back to the official ``length_controlled_noreg`` GLM (no pull toward the baseline), and without
+difficulties to ``length_controlled_minimal`` (length term and model indicator only); such values are marked
+``comparable: false`` in the Estimate meta: they are not comparable with the official leaderboard.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lioneval.benchmarks.base import ImportBundle, Summary, read_jsonl
+from lioneval.errors import DataError
+from lioneval.stats.alpaca import (
+    FEATURES,
+    GamedRows,
+    LCRows,
+    lc_from_weights,
+    length_controlled_win_rates,
+    win_rates,
+)
+from lioneval.types import Answer, Estimate, Game, Judgment, Question, content_hash
+
+__all__ = [
+    "BENCHMARK",
+    "DEFAULT_ANNOTATOR",
+    "DEFAULT_BASELINE",
+    "AlpacaEval",
+    "LCData",
+    "find_lc_data",
+    "load_annotations",
+    "load_glm_weights",
+    "load_lc_data",
+    "load_outputs",
+    "question_id",
+]
+
+BENCHMARK = "alpaca-eval"
+VERSION = "2.0"
+DEFAULT_BASELINE = "gpt4_1106_preview"
+DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
+DIFFICULTY_FILE = "instruction_difficulty.csv"
+GAMED_FILE = "df_gamed.csv"
+LOOKUPS = ("position", "instruction")
+_OPTIONS = ("difficulty_lookup", "weights", "lc", "lc_data")
+
+log = logging.getLogger("lioneval.alpaca_eval")
+
+
+def question_id(instruction: str) -> str:
+    """AlpacaEval names an item only by its instruction, so the question id is a hash of the instruction text."""
+    return content_hash(instruction)
+
+
+def _records(path: Path, bundle: ImportBundle) -> Iterator[tuple[int, str, Any]]:
+    """(row position, location, row) for each row of a JSON list file or a JSONL file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {e}", fix="pass a UTF-8 JSON or JSONL file") from e
+    if path.suffix == ".jsonl" or text.lstrip().startswith("{"):  # one JSON object per line
+        for pos, (where, obj) in enumerate(read_jsonl(path, bundle)):
+            yield pos, where, obj
+        return
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        bundle.skip(f"file is not valid JSON ({e.msg})", str(path))
+        return
+    if not isinstance(data, list):
+        bundle.skip("file is not a JSON list of rows", str(path))
+        return
+    for pos, obj in enumerate(data):
+        yield pos, f"{path.name}[{pos}]", obj
+
+
+def _text_fields(obj: dict, fields: Sequence[str]) -> list[str]:
+    """The names among ``fields`` whose value is not a string (instructions and generators must also be non-empty)."""
+    bad = []
+    for f in fields:
+        v = obj.get(f)
+        if not isinstance(v, str) or (not v and not f.startswith("output")):
+            bad.append(f)
+    return bad
+
+
+def _eval_index(eval_set: str | Path | Sequence[Question] | None) -> dict[str, int]:
+    """question id -> eval index, from an eval-set file or from questions()."""
+    if eval_set is None:
+        return {}
+    questions = eval_set if not isinstance(eval_set, (str, Path)) else load_outputs(eval_set).questions
+    return {q.id: q.meta["eval_idx"] for q in questions if "eval_idx" in q.meta}
+
+
+def load_outputs(path: str | Path, *, model: str | None = None, bundle: ImportBundle | None = None) -> ImportBundle:
+    """Read a ``model_outputs.json`` (or JSONL): one Answer per row, and the rows as Questions of the eval set.
+
+    The row position is the eval index (``meta["eval_idx"]``): the reference outputs' order defines it. ``model``
+    names the answers when the file's ``generator`` should not.
+    """
+    path = Path(path)
+    bundle = bundle if bundle is not None else ImportBundle()
+    if not path.is_file():
+        raise DataError(f"{path} is not a file", fix="pass a model_outputs.json (or the eval set) file")
+    seen: set[str] = set()
+    for pos, where, obj in _records(path, bundle):
+        if not isinstance(obj, dict):
+            bundle.skip("row is not a JSON object", where)
+            continue
+        if _text_fields(obj, ("instruction",)):
+            bundle.skip("row without an instruction", where)
+            continue
+        qid = question_id(obj["instruction"])
+        if qid in seen:
+            bundle.skip("repeated instruction (first kept)", where)
+            continue
+        seen.add(qid)
+        meta = {"eval_idx": pos}
+        if isinstance(obj.get("dataset"), str):
+            meta["dataset"] = obj["dataset"]
+        bundle.questions.append(
+            Question(id=qid, benchmark=BENCHMARK, turns=[obj["instruction"]], category=meta.get("dataset"), meta=meta)
+        )
+        name = model or obj.get("generator")
+        if isinstance(obj.get("output"), str) and isinstance(name, str) and name:
+            bundle.answers.append(Answer(question_id=qid, benchmark=BENCHMARK, model=name, turns=[obj["output"]],
+                                         meta=meta))
+    return bundle
+
+
+def _preference(value: Any) -> tuple[float | None, str | None, str | None]:
+    """(model's win share in [0, 1], None, None), or (None, reason to count, detail) when unusable."""
+    if value is None:
+        return None, "no preference", "the annotator gave no preference"
+    if isinstance(value, bool):
+        return None, "preference is not a number", f"preference {value!r} is not a number"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None, "preference is not a number", f"preference {value!r} is not a number"
+    if math.isnan(value):
+        return None, "no preference", "the preference is NaN"
+    if value == 0:  # the older spelling of a draw
+        return 0.5, None, None
+    if not 1 <= value <= 2:
+        return None, "preference outside [1, 2]", f"preference {value} is outside [1, 2]"
+    return value - 1, None, None
+
+
+def _read_annotations(
+    path: Path, bundle: ImportBundle, model: str | None, judge: str | None, index: dict[str, int], seen: set
+) -> None:
+    required = ("instruction", "output_1", "output_2", "generator_1") + (() if model else ("generator_2",))
+    for pos, where, obj in _records(path, bundle):
+        if not isinstance(obj, dict):
+            bundle.skip("row is not a JSON object", where)
+            continue
+        missing = _text_fields(obj, required)
+        if missing:
+            bundle.skip(f"row without {', '.join(missing)}", where)
+            continue
+        annotator = obj.get("annotator") if isinstance(obj.get("annotator"), str) and obj["annotator"] else None
+        if judge is not None and annotator != judge:
+            bundle.skip(f"annotator other than {judge!r}", where)
+            continue
+        if annotator is None:
+            bundle.skip("row without an annotator (judge recorded as 'unknown')", where)
+            annotator = "unknown"
+        value, reason, detail = _preference(obj.get("preference"))
+        if reason:
+            bundle.skip(f"{reason} (kept as a failed judgment)", where)
+        instruction, name, baseline = obj["instruction"], model or obj["generator_2"], obj["generator_1"]
+        qid = question_id(instruction)
+        meta: dict[str, Any] = {"row": pos, "instruction": instruction, "file": str(path)}
+        if isinstance(obj.get("dataset"), str):
+            meta["dataset"] = obj["dataset"]
+        if qid in index:
+            meta["eval_idx"] = index[qid]
+        if isinstance(obj.get("preference"), (int, float)) and not isinstance(obj.get("preference"), bool):
+            meta["preference"] = None if math.isnan(obj["preference"]) else obj["preference"]
+        for who, text in ((name, obj["output_2"]), (baseline, obj["output_1"])):
+            if (qid, who) not in seen:
+                seen.add((qid, who))
+                keep = {k: meta[k] for k in ("dataset", "eval_idx") if k in meta}
+                bundle.answers.append(Answer(question_id=qid, benchmark=BENCHMARK, model=who, turns=[text], meta=keep))
+        raw = obj.get("raw_completion")
+        raw = raw if isinstance(raw, str) else ("" if raw is None else json.dumps(raw, ensure_ascii=False))
+        label = None if reason else str(obj["preference"])
+        bundle.judgments.append(
+            Judgment(
+                question_id=qid,
+                benchmark=BENCHMARK,
+                judge=annotator,
+                model=name,
+                kind="pairwise",
+                baseline=baseline,
+                value=value,
+                games=[Game(model_position="B", label=label, value=value, raw=raw, error=detail)],
+                inputs=content_hash([instruction, obj["output_1"], obj["output_2"]]),
+                raw=raw,
+                error=detail,
+                meta=meta,
+            )
+        )
+
+
+def load_annotations(
+    path: str | Path,
+    *,
+    model: str | None = None,
+    judge: str | None = None,
+    eval_set: str | Path | Sequence[Question] | None = None,
+    bundle: ImportBundle | None = None,
+) -> ImportBundle:
+    """Read an ``annotations.json`` file (or JSONL), or every ``annotations.json(l)`` under a results folder.
+
+    Gives the model's and the baseline's Answers and one pairwise Judgment per row (judge = the annotator, value =
+    preference - 1, the model's win share; ``meta`` keeps the row position, which the official LC fit uses, and the
+    instruction). ``model`` renames the judged model (e.g. when ``generator_2`` is a placeholder), ``judge`` keeps
+    one annotator's rows, ``eval_set`` (a file or ``AlpacaEval.questions()``) adds each row's eval index.
+    Unusable rows are counted in ``bundle.skipped``; rows without a usable preference stay as failed judgments.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for name in ("annotations.json", "annotations.jsonl") for p in path.rglob(name))
+        if not files:
+            raise DataError(f"no annotations.json under {path}", fix="pass an annotations.json or a results folder")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(f"{path} does not exist", fix="pass an annotations.json file or a results folder")
+    bundle = bundle if bundle is not None else ImportBundle()
+    index = _eval_index(eval_set)
+    seen: set = set()
+    for f in files:
+        _read_annotations(f, bundle, model, judge, index, seen)
+    return bundle
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Files of the length-controlled GLM
+
+
+@dataclass(frozen=True)
+class LCData:
+    """What the LC fit reads from the hub dataset: difficulty per eval index and the gamed-baseline rows."""
+
+    difficulty: np.ndarray | None = None  # instruction_difficulty.csv
+    gamed: GamedRows | None = None  # df_gamed.csv
+    source: str | None = None
+
+    def fit_difficulty(self) -> np.ndarray | None:
+        """The difficulties the official refit uses: those of df_gamed.csv (first row per index)."""
+        return self.gamed.difficulty_by_index() if self.gamed is not None else self.difficulty
+
+    def weights_difficulty(self) -> np.ndarray | None:
+        """The difficulties the official prediction from saved weights uses: instruction_difficulty.csv."""
+        return self.difficulty if self.difficulty is not None else self.fit_difficulty()
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}", fix="check the path and its permissions") from e
+    if not rows:
+        raise DataError(f"{path} is empty", fix=f"download {path.name} of the hub dataset tatsu-lab/alpaca_eval again")
+    return rows[0], [r for r in rows[1:] if r]
+
+
+def _read_difficulty(path: Path) -> np.ndarray:
+    _, rows = _csv_rows(path)
+    try:
+        pairs = [(int(float(r[0])), float(r[1])) for r in rows]
+    except (ValueError, IndexError) as e:
+        raise DataError(f"{path} is not an (index, instruction_difficulty) table: {e}",
+                        fix=f"download {DIFFICULTY_FILE} of the hub dataset tatsu-lab/alpaca_eval again") from e
+    table = np.full(max(i for i, _ in pairs) + 1 if pairs else 0, np.nan)
+    for i, v in pairs:
+        table[i] = v
+    return table
+
+
+def _read_gamed(path: Path) -> GamedRows:
+    header, rows = _csv_rows(path)
+    col = {name: i for i, name in enumerate(header)}
+    need = ("index", "preference", "std_delta_len", "instruction_difficulty")
+    if any(n not in col for n in need):
+        raise DataError(f"{path} lacks columns {[n for n in need if n not in col]}",
+                        fix=f"download {GAMED_FILE} of the hub dataset tatsu-lab/alpaca_eval again")
+    try:
+        values = {n: np.array([float(r[col[n]]) if r[col[n]] != "" else np.nan for r in rows]) for n in need}
+    except (ValueError, IndexError) as e:
+        raise DataError(f"{path} has a malformed row: {e}", fix=f"download {GAMED_FILE} again") from e
+    n_models = len({r[col["model"]] for r in rows}) if "model" in col else 2
+    return GamedRows(values["std_delta_len"], values["instruction_difficulty"], values["preference"],
+                     values["index"].astype(int), n_models=max(n_models, 1))
+
+
+def find_lc_data() -> Path | None:
+    """The hub-cache snapshot of ``tatsu-lab/alpaca_eval`` holding the LC files, if the official package fetched it."""
+    hub = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    snapshots = glob.glob(os.path.join(hub, "datasets--tatsu-lab--alpaca_eval", "snapshots", "*"))
+    for snap in sorted(snapshots, key=os.path.getmtime, reverse=True):
+        if os.path.exists(os.path.join(snap, GAMED_FILE)) or os.path.exists(os.path.join(snap, DIFFICULTY_FILE)):
+            return Path(snap)
+    return None
+
+
+def load_lc_data(path: str | Path | None = None) -> LCData:
+    """Read ``instruction_difficulty.csv`` and ``df_gamed.csv`` from a folder (default: the hub cache).
+
+    Either may be missing; :class:`AlpacaEval` then falls back as the module docstring says.
+    """
+    folder = Path(path) if path is not None else find_lc_data()
+    if folder is None:
+        return LCData()
+    if folder.is_file():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder", fix=f"pass the folder holding {DIFFICULTY_FILE} and {GAMED_FILE}")
+    diff, gamed = folder / DIFFICULTY_FILE, folder / GAMED_FILE
+    return LCData(
+        difficulty=_read_difficulty(diff) if diff.is_file() else None,
+        gamed=_read_gamed(gamed) if gamed.is_file() else None,
+        source=str(folder),
+    )
+
+
+def load_glm_weights(path: str | Path) -> dict[str, dict[str, float]]:
+    """Published GLM weights (``weights/<annotator>/length_controlled_v1/baseline_<baseline>.csv``): model -> coefs."""
+    header, rows = _csv_rows(Path(path))
+    names = header[1:]
+    if not set(FEATURES) <= set(names):
+        raise DataError(f"{path} lacks the columns {list(FEATURES)}", fix="pass a length_controlled_v1 weights file")
+    try:
+        return {r[0]: {n: float(v) for n, v in zip(names, r[1:], strict=True) if n in FEATURES} for r in rows}
+    except ValueError as e:
+        raise DataError(f"{path} has a malformed row: {e}", fix="pass a length_controlled_v1 weights file") from e
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The benchmark
+
+
+class AlpacaEval:
+    """AlpacaEval 2.0: win rate and length-controlled win rate against a baseline from pairwise annotations.
+
+    ``eval_set``: the eval set (the baseline's ``model_outputs.json``, or ``alpaca_eval.json`` of the hub dataset).
+    ``lc_data``: folder with ``instruction_difficulty.csv`` and ``df_gamed.csv`` (default: the hub cache).
+    ``difficulty_lookup``: ``"position"`` looks each row's difficulty up by its row position in the annotations file,
+    as the official code does (right only when the file is complete and in eval order); ``"instruction"`` by the
+    row's instruction (needs the eval set or eval indices in the judgments).
+    ``weights``: published GLM weights (a file or a mapping) to also report the LC win rate they predict.
+    """
+
+    name = BENCHMARK
+    version = VERSION
+    kind = "pairwise"
+
+    def __init__(
+        self,
+        eval_set: str | Path | None = None,
+        *,
+        lc_data: str | Path | LCData | None = None,
+        baseline: str = DEFAULT_BASELINE,
+        difficulty_lookup: str = "position",
+        weights: str | Path | Mapping[str, Mapping[str, float]] | None = None,
+    ):
+        if difficulty_lookup not in LOOKUPS:
+            raise ValueError(f"difficulty_lookup must be one of {LOOKUPS}, got {difficulty_lookup!r}")
+        self.eval_set = Path(eval_set) if eval_set is not None else None
+        self.baseline = baseline
+        self.difficulty_lookup = difficulty_lookup
+        self.weights = weights
+        self._lc_source = lc_data
+        self._lc: LCData | None = lc_data if isinstance(lc_data, LCData) else None
+        self._eval: ImportBundle | None = None
+        self._index: dict[str, int] | None = None
+        self._warned = False
+
+    def _eval_bundle(self) -> ImportBundle:
+        if self.eval_set is None:
+            raise DataError(
+                "the AlpacaEval eval set is not bundled with lioneval",
+                fix="pass AlpacaEval(eval_set=...): the baseline's model_outputs.json or the hub's alpaca_eval.json",
+            )
+        if self._eval is None:
+            self._eval = load_outputs(self.eval_set)
+        return self._eval
+
+    def questions(self) -> list[Question]:
+        return self._eval_bundle().questions
+
+    def baseline_answers(self) -> list[Answer]:
+        """The reference outputs, when the eval set file carries them (``output`` and ``generator``)."""
+        return self._eval_bundle().answers
+
+    def lc_data(self, source: str | Path | LCData | None = None) -> LCData:
+        if isinstance(source, LCData):
+            return source
+        if source is not None:
+            return load_lc_data(source)
+        if self._lc is None:
+            self._lc = load_lc_data(self._lc_source)
+        return self._lc
+
+    def summarize(
+        self,
+        judgments: Sequence[Judgment],
+        answers: Sequence[Answer],
+        *,
+        rounds: int = 0,
+        seed: int = 0,
+        **options: Any,
+    ) -> dict[str, Summary]:
+        """Scores per judged model: ``win_rate``, ``discrete_win_rate``, ``length_controlled_winrate`` (and
+        ``lc_from_weights`` for models with given weights), ``avg_length``, with the official counts.
+
+        Options: ``difficulty_lookup``, ``weights``, ``lc_data`` (override the constructor's), ``lc=False`` to skip
+        the GLM. ``rounds > 0`` adds seeded bootstrap intervals (by question) to the win rates.
+        """
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown alpaca-eval option(s) {unknown}; known: {', '.join(_OPTIONS)}")
+        lookup = options.get("difficulty_lookup", self.difficulty_lookup)
+        if lookup not in LOOKUPS:
+            raise ValueError(f"difficulty_lookup must be one of {LOOKUPS}, got {lookup!r}")
+        judgments = [j for j in judgments if j.benchmark == BENCHMARK and j.kind == "pairwise"]
+        for attr in ("judge", "baseline"):
+            seen = sorted({getattr(j, attr) for j in judgments})
+            if len(seen) > 1:
+                raise DataError(f"the judgments mix several {attr}s: {seen}", fix=f"summarize one {attr} at a time")
+        if not judgments:
+            return {}
+        baseline = judgments[0].baseline or self.baseline
+        chars = {(a.question_id, a.model): float(len(a.turns[0])) for a in answers if a.benchmark == BENCHMARK}
+
+        by_model: dict[str, list[Judgment]] = defaultdict(list)
+        for j in judgments:
+            by_model[j.model].append(j)
+        out: dict[str, Summary] = {}
+        tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[Judgment]]] = {}
+        for model, js in by_model.items():
+            # The official fit sees the rows in file order; judgments made by lioneval have no file, so eval order.
+            if all(isinstance(j.meta.get("row"), int) for j in js):
+                js.sort(key=lambda j: j.meta["row"])
+            elif all(self._eval_idx(j) is not None for j in js):
+                js.sort(key=self._eval_idx)
+            pref = np.array([np.nan if j.value is None else j.value + 1 for j in js])
+            len_m = np.array([chars.get((j.question_id, model), np.nan) for j in js])
+            len_b = np.array([chars.get((j.question_id, baseline), np.nan) for j in js])
+            metrics, counts = win_rates(pref, rounds=rounds, seed=seed)
+            counts["rows"] = len(js)
+            counts["failed"] = sum(j.value is None for j in js)
+            counts["missing_length"] = int(np.isnan(len_m).sum() + np.isnan(len_b).sum())
+            if np.isfinite(len_m).any():
+                known = len_m[np.isfinite(len_m)]
+                metrics["avg_length"] = Estimate(value=float(known.mean()), n=int(known.size), method="mean",
+                                                 meta={"unit": "characters"})
+            meta = {"baseline": baseline, "judge": js[0].judge, "difficulty_lookup": lookup}
+            if "win_rate" not in metrics:
+                meta["error"] = "no usable preference: every annotation failed"
+            out[model] = Summary(metrics=metrics, counts=counts, meta=meta)
+            tables[model] = (pref, len_b, len_m, js)
+
+        if options.get("lc", True):
+            self._length_controlled(out, tables, baseline, lookup, options)
+        return out
+
+    def _difficulties(self, js: list[Judgment], table: np.ndarray | None, lookup: str) -> tuple[np.ndarray, int]:
+        """Each row's difficulty by the chosen lookup, with unknown ones set to 0 (counted)."""
+        if table is None:
+            return np.zeros(len(js)), len(js)
+        if lookup == "position":  # the row in the annotations file, else (lioneval's own judgments) the eval order
+            keys = [j.meta["row"] if isinstance(j.meta.get("row"), int) else self._eval_idx(j) for j in js]
+            keys = [i if k is None else k for i, k in enumerate(keys)]
+        else:
+            keys = [self._eval_idx(j) for j in js]
+        keys = np.array([-1 if k is None else k for k in keys], dtype=int)
+        ok = (keys >= 0) & (keys < table.size)
+        diff = np.full(len(js), np.nan)
+        diff[ok] = table[keys[ok]]
+        unknown = ~np.isfinite(diff)
+        return np.where(unknown, 0.0, diff), int(unknown.sum())
+
+    def _eval_idx(self, j: Judgment) -> int | None:
+        """The eval index of a judgment's instruction: from the loader, else from the eval set (None if unknown)."""
+        if isinstance(j.meta.get("eval_idx"), int):
+            return j.meta["eval_idx"]
+        if self._index is None:
+            self._index = _eval_index(self.questions()) if self.eval_set is not None else {}
+        return self._index.get(j.question_id)
+
+    def _length_controlled(self, out, tables, baseline, lookup, options) -> None:
+        data = self.lc_data(options.get("lc_data"))
+        comparable = data.gamed is not None
+        fit_table = data.fit_difficulty()
+        if not comparable and not self._warned:  # once per benchmark object, not once per call
+            self._warned = True
+            glm = "length_controlled_noreg" if fit_table is not None else "length_controlled_minimal"
+            log.warning(
+                f"AlpacaEval LC: no {GAMED_FILE} found (searched {data.source or 'the Hugging Face hub cache'}); the "
+                f"LC win rate comes from the fallback GLM {glm} and is NOT comparable with the official leaderboard. "
+                f"Fix: pass lc_data=<folder holding {DIFFICULTY_FILE} and {GAMED_FILE} of the hub dataset "
+                "tatsu-lab/alpaca_eval>"
+            )
+        rows, fitted = [], []
+        for model, (pref, len_b, len_m, js) in tables.items():
+            s = out[model]
+            n_ok = int((np.isfinite(pref) & np.isfinite(len_m) & np.isfinite(len_b)).sum())
+            if model == baseline:  # the official code skips the fit: every prediction is 1/2
+                s.metrics["length_controlled_winrate"] = Estimate(
+                    value=50.0, se=0.0, n=len(js), method="glm-lc",
+                    meta={"note": "the baseline against itself", "comparable": True},
+                )
+                continue
+            n_gamed = 0 if data.gamed is None else int(np.isfinite(data.gamed.preference).sum())
+            if n_ok == 0 or n_ok + n_gamed < 5:
+                s.meta["lc_error"] = f"{n_ok} usable rows (a preference and both lengths): too few to fit the GLM"
+                continue
+            diff, unknown = self._difficulties(js, fit_table, lookup)
+            s.counts["lc_difficulty_unknown"] = unknown if fit_table is not None else 0
+            rows.append(LCRows(pref, len_b, len_m, diff if fit_table is not None else None))
+            fitted.append(model)
+        if rows:
+            results = length_controlled_win_rates(rows, data.gamed)
+            for model, res in zip(fitted, results, strict=True):
+                unknown = out[model].counts.get("lc_difficulty_unknown", 0)
+                meta = {**res.estimate.meta, "comparable": comparable and not unknown, "difficulty_lookup": lookup}
+                if not comparable:
+                    meta["note"] = f"fallback GLM without {GAMED_FILE}: not comparable with the official leaderboard"
+                elif unknown:
+                    meta["note"] = f"{unknown} rows without a known instruction difficulty (taken as 0)"
+                out[model].metrics["length_controlled_winrate"] = res.estimate.model_copy(update={"meta": meta})
+
+        weights = options.get("weights", self.weights)
+        if weights is None:
+            return
+        weights = load_glm_weights(weights) if isinstance(weights, (str, Path)) else weights
+        wtable = data.weights_difficulty()
+        for model, (_, _, _, js) in tables.items():
+            if model not in weights or wtable is None:
+                continue
+            diff, unknown = self._difficulties(js, wtable, lookup)
+            est = lc_from_weights(weights[model], diff, weights.get(baseline))
+            est = est.model_copy(update={"meta": {**est.meta, "difficulty_lookup": lookup, "unknown": unknown}})
+            out[model].metrics["lc_from_weights"] = est

@@ -1,0 +1,724 @@
+"""AlpacaEval 2.0 statistics: win rates from preferences and the length-controlled GLM (``length_controlled_v1``).
+
+Preferences use the official encoding: a float in [1, 2] where 2 means the model (``output_2``) wins, 1 the baseline,
+1.5 a draw (0 is an older spelling of a draw) and NaN a missing annotation.
+
+The length-controlled (LC) win rate (Dubois, Galambosi, Liang & Hashimoto 2024, "Length-Controlled AlpacaEval")
+fits, per model, a logistic regression without intercept of the model's win share on three features:
+``tanh(delta_len / sd(delta_len))`` with ``delta_len`` = baseline length - model length in characters (sd over the
+model's rows, not centred), the instruction difficulty, and an indicator that the row is the model's rather than a
+gamed baseline's. The rows of the baseline prompted to be verbose and concise, judged against itself (``df_gamed``),
+are appended with indicator 0 and weight ``lambda / n_gamed_models`` each (0.1 for lambda = 0.2), which pulls the fit
+toward the baseline. Soft labels enter as two weighted rows (label 1 with weight w*p, label 0 with weight w*(1-p)).
+The L1 strength C is chosen among ``logspace(-4, 4, 10)`` by 5-fold grouped cross-validation (each row with its
+duplicate is a group) on the weighted log-loss, and the model is refitted on all rows. The LC win rate is 100 times
+the mean predicted win probability with the length term set to zero.
+
+The official code fits with scikit-learn's liblinear (tol 1e-4), which stops well short of the optimum, so the
+numbers depend on its exact steps. This module takes the same steps, vectorised over every fold, strength and model
+at once, and so reproduces the official values to rounding (about 1e-12) while running several times faster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.special import expit
+
+from lioneval.types import Estimate
+
+__all__ = [
+    "CS",
+    "FEATURES",
+    "GamedRows",
+    "LCResult",
+    "LCRows",
+    "clean_preference",
+    "group_folds",
+    "lc_from_weights",
+    "length_controlled_win_rate",
+    "length_controlled_win_rates",
+    "win_rates",
+]
+
+# The strengths LogisticRegressionCV tries by default (Cs=10); the official fit relies on that default.
+CS = np.logspace(-4, 4, 10)
+# Column names of the official design matrix (patsy spelling), also the columns of the published weights files.
+FEATURES = ("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseline.astype(float)")
+# Floor on predicted probabilities in the CV log-loss, as in the official scorer.
+_EPS_PROBA = 1e-15
+
+
+def clean_preference(preference: ArrayLike) -> np.ndarray:
+    """Float preferences with 0 read as a draw (1.5) and anything outside [1, 2] (or None) as missing (NaN)."""
+    p = np.asarray(preference, dtype=float).copy()
+    p[p == 0] = 1.5
+    p[~((p >= 1) & (p <= 2))] = np.nan
+    return p
+
+
+def _sem(x: np.ndarray) -> float | None:
+    return float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else None
+
+
+def win_rates(
+    preference: ArrayLike, *, rounds: int = 0, seed: int | None = None
+) -> tuple[dict[str, Estimate], dict[str, int]]:
+    """Win rate and discrete win rate (both in %) with the official counts.
+
+    Missing preferences are left out (never counted as losses). The standard error is that of the mean (ddof=1), as
+    the official ``pandas.Series.sem``; the official code gives none for the discrete win rate, this one is the same
+    formula on the 0 / 0.5 / 1 scores. A win is a preference above 1.5, a loss below, a draw exactly 1.5 (or 0).
+    With ``rounds > 0`` a seeded percentile bootstrap over questions adds a 95% interval.
+    """
+    p = clean_preference(preference)
+    v = p[~np.isnan(p)] - 1
+    n = int(v.size)
+    counts = {
+        "n_wins": int((v > 0.5).sum()),
+        "n_wins_base": int((v < 0.5).sum()),
+        "n_draws": int((v == 0.5).sum()),
+        "n_total": n,
+    }
+    if n == 0:
+        return {}, counts
+    discrete = np.where(v > 0.5, 1.0, np.where(v < 0.5, 0.0, 0.5))
+    cis: dict[str, tuple[float, float]] = {}
+    if rounds > 0:
+        idx = np.random.default_rng(seed).integers(0, n, size=(rounds, n))
+        for name, x in (("win_rate", v), ("discrete_win_rate", discrete)):
+            lo, hi = np.percentile(100 * x[idx].mean(axis=1), [2.5, 97.5])
+            cis[name] = (float(lo), float(hi))
+    metrics = {}
+    for name, x, method in (("win_rate", v, "mean"), ("discrete_win_rate", discrete, "mean-discrete")):
+        se = _sem(x)
+        lo, hi = cis.get(name, (None, None))
+        metrics[name] = Estimate(
+            value=float(100 * x.mean()),
+            se=None if se is None else 100 * se,
+            ci_low=lo,
+            ci_high=hi,
+            n=n,
+            method=method,
+            rounds=rounds or None,
+            seed=seed if rounds else None,
+            unit="question" if rounds else None,
+        )
+    return metrics, counts
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Length-controlled win rate: inputs and results
+
+
+@dataclass(frozen=True)
+class GamedRows:
+    """The gamed-baseline rows of ``df_gamed.csv``: the baseline prompted verbose and concise, judged against itself.
+
+    ``std_delta_len`` is already standardised (the GLM applies tanh to it); ``preference`` is the gamed side's win
+    share in [0, 1]; ``index`` the eval-set index of each row.
+    """
+
+    std_delta_len: np.ndarray
+    difficulty: np.ndarray
+    preference: np.ndarray
+    index: np.ndarray
+    n_models: int = 2
+
+    def difficulty_by_index(self) -> np.ndarray:
+        """Difficulty per eval index (first row of each index, as the official lookup), NaN where absent."""
+        idx = np.asarray(self.index, dtype=int)
+        _, first = np.unique(idx, return_index=True)
+        table = np.full(idx.max() + 1 if idx.size else 0, np.nan)
+        table[idx[first]] = np.asarray(self.difficulty, dtype=float)[first]
+        return table
+
+
+@dataclass(frozen=True)
+class LCRows:
+    """One model's annotated rows, in the order of its annotations file.
+
+    ``preference`` in the official [1, 2] encoding (NaN = missing); lengths in characters (NaN = unknown: the row is
+    predicted but not fitted); ``difficulty`` per row, or None for the GLM without that feature.
+    """
+
+    preference: ArrayLike
+    len_baseline: ArrayLike
+    len_model: ArrayLike
+    difficulty: ArrayLike | None = None
+
+
+@dataclass(frozen=True)
+class LCResult:
+    estimate: Estimate
+    coef: dict[str, float]  # fitted weights, keyed like the official weights files
+    C: float  # the inverse L1 strength chosen by cross-validation
+    predicted: np.ndarray  # per row: win probability with the length term set to zero
+    cv_loss: np.ndarray  # summed fold log-loss per candidate C
+    meta: dict = field(default_factory=dict)
+
+
+def group_folds(n: int, n_splits: int) -> np.ndarray:
+    """Fold of each row when every row is its own group, as scikit-learn's GroupKFold assigns equal-sized groups.
+
+    GroupKFold hands the groups, largest first (a stable sort, reversed), to the lightest fold; with equal sizes that
+    is a round robin starting from the last row.
+    """
+    return (n - 1 - np.arange(n)) % n_splits
+
+
+def _glm_name(has_difficulty: bool, has_gamed: bool) -> str:
+    if has_gamed:
+        return "length_controlled_v1"
+    return "length_controlled_noreg" if has_difficulty else "length_controlled_minimal"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# liblinear's L1-regularised logistic regression (newGLMNET; Yuan, Ho & Lin 2012), batched.
+#
+# Reproducing the official numbers means taking liblinear's steps: its shrinking rules, its coordinate order (drawn
+# from the same Mersenne Twister seeds scikit-learn hands it), its loose inner tolerances and its line search. Each
+# soft-labelled row is summed once instead of as two weighted copies, and sums over rows use the 3x3 Hessian instead of
+# liblinear's running row products; both change only rounding.
+
+_NU = 1e-12  # diagonal shift of the Newton Hessian
+_SIGMA = 0.01  # sufficient-decrease constant of the line search
+_MAX_LINESEARCH = 20  # halvings before liblinear gives a step up
+_MAX_INNER = 1000  # coordinate-descent passes per Newton step
+_INT_MAX = 2**31 - 1
+_BLOCK = 16  # rows per partial product in the line search
+_PB = 64  # problems per pass over the row arrays: the temporaries of a pass stay in cache
+# bounded_rand_int(b) redraws while the low 32 bits of draw * b fall below 2^32 mod b (b <= number of features).
+_REJECT_BELOW = [0] + [(1 << 32) % b for b in range(1, 9)]
+
+
+class _Draws:
+    """std::mt19937 streams, one per seed, as Python ints (read one at a time by the coordinate descent)."""
+
+    def __init__(self, seeds: Sequence[int]):
+        # RandomState's legacy integer seeding is the reference mt19937 initialisation, and a full-range uint32
+        # draw is the raw generator output; successive calls continue the stream.
+        self._rs = [np.random.RandomState(s) for s in seeds]
+        self.raw: list[list[int]] = [[] for _ in seeds]
+
+    def grow(self, sid: int) -> None:
+        self.raw[sid].extend(self._rs[sid].randint(0, 2**32, size=4096, dtype=np.uint32).tolist())
+
+
+def _liblinear_seeds(random_state: int, n: int) -> list[int]:
+    """Seeds scikit-learn hands liblinear for the i-th strength of a path started from ``random_state``."""
+    rs = np.random.RandomState(random_state)
+    return [int(rs.randint(_INT_MAX)) for _ in range(n)]
+
+
+def _violation(g: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Optimality violation of |w|_1 + loss per coordinate, and the gradient shifted by the subgradients +1 / -1."""
+    gp, gn = g + 1, g - 1
+    at_zero = np.where(gp < 0, -gp, np.where(gn > 0, gn, 0.0))
+    return np.where(w > 0, np.abs(gp), np.where(w < 0, np.abs(gn), at_zero)), gp, gn
+
+
+def _swap(index: np.ndarray, rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    ia, ib = index[rows, a].copy(), index[rows, b].copy()
+    index[rows, a], index[rows, b] = ib, ia
+
+
+def _coordinate_descent(i, k, idx, w, wpd, u, grad, hx, hdiag, active, n_rows, stop, draws, sid, ptr):
+    """liblinear's inner loop for problem i: passes of coordinate descent on the quadratic model, in an order
+    shuffled each pass by scikit-learn's bounded_rand_int (Lemire's method), with shrinking, until the summed
+    violation falls to ``stop``. Updates idx, wpd and u (the step) in place; returns (passes, ptr, moved).
+
+    The loop is sequential, short for most problems and up to 1000 passes for hard ones, so it runs on plain Python
+    floats. The arrays are flat lists over all problems (few objects for the garbage collector to track): idx, w,
+    wpd, grad, hdiag with k entries per problem, u with 3, hx with k rows of 3 (zero-padded for two features).
+    """
+    o, o3, oh = i * k, i * 3, i * k * 3
+    raw = draws.raw[sid]
+    q_active, q_gmax_old, n_pass, moved = active, math.inf, 0, False
+    while n_pass < _MAX_INNER:
+        for j in range(q_active):
+            bound = q_active - j
+            while True:
+                if ptr >= len(raw):
+                    draws.grow(sid)
+                prod = raw[ptr] * bound
+                ptr += 1
+                if prod & 0xFFFFFFFF >= _REJECT_BELOW[bound]:
+                    break
+            r = o + j + (prod >> 32)
+            idx[r], idx[o + j] = idx[o + j], idx[r]
+        q_gmax = q_gnorm1 = 0.0
+        thr = q_gmax_old / n_rows
+        s = 0
+        while s < q_active:
+            j = idx[o + s]
+            c, h = o + j, oh + 3 * j
+            wj = wpd[c]
+            g = grad[c] + (wj - w[c]) * _NU + hx[h] * u[o3] + hx[h + 1] * u[o3 + 1] + hx[h + 2] * u[o3 + 2]
+            gp, gn = g + 1, g - 1
+            if wj == 0:
+                if gp < 0:
+                    viol = -gp
+                elif gn > 0:
+                    viol = gn
+                elif gp > thr and gn < -thr:  # well inside the subgradient: leave the active set
+                    q_active -= 1
+                    idx[o + s], idx[o + q_active] = idx[o + q_active], idx[o + s]
+                    continue
+                else:
+                    viol = 0.0
+            else:
+                viol = abs(gp) if wj > 0 else abs(gn)
+            hj = hdiag[c]
+            z = -gp / hj if gp < hj * wj else (-gn / hj if gn > hj * wj else -wj)
+            s += 1
+            if abs(z) < 1e-12:
+                continue
+            z = -10.0 if z < -10.0 else (10.0 if z > 10.0 else z)
+            moved = True
+            if viol > q_gmax:
+                q_gmax = viol
+            q_gnorm1 += viol
+            wpd[c] += z
+            u[o3 + j] += z
+        n_pass += 1
+        if q_gnorm1 <= stop:
+            if q_active == active:
+                break
+            q_active, q_gmax_old = active, math.inf  # converged on the shrunk set: check the full set once more
+            continue
+        q_gmax_old = q_gmax
+    return n_pass, ptr, moved
+
+
+def _by_group(A: np.ndarray, X: np.ndarray, gid: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A[i] @ X[gid[i]] for every row i of A, with the rows of A sorted by group."""
+    out = np.empty((A.shape[0], X.shape[-1])) if out is None else out
+    bounds = [0, *(np.flatnonzero(gid[1:] != gid[:-1]) + 1).tolist(), gid.size]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        np.matmul(A[a:b], X[gid[a]], out=out[a:b])
+    return out
+
+
+def _block_weights(s: np.ndarray, segments: Sequence[tuple[int, int]] | None) -> np.ndarray | None:
+    """Weight of each block of rows used by :func:`_weighted_log_sum`, or None if a block mixes weights.
+
+    Within a segment of L rows, block j holds rows j, j + L/16, j + 2 L/16, ... so that products run over
+    contiguous memory.
+    """
+    if segments is None:
+        return None
+    parts = []
+    for a, b in segments:
+        if (b - a) % _BLOCK:
+            return None
+        blocks = s[:, a:b].reshape(s.shape[0], _BLOCK, (b - a) // _BLOCK)
+        top = blocks.max(1)
+        if not ((blocks == top[:, None]) | (blocks == 0)).all():
+            return None
+        parts.append(top)
+    return np.concatenate(parts, axis=1)
+
+
+def _weighted_log_sum(ratio, s, sb, segments, gid) -> np.ndarray:
+    """sum_n s[gid, n] * log(ratio[:, n]) per problem.
+
+    Logarithms dominate the line search; where a block of rows shares one weight, the log of the block's product
+    replaces the sum of its logs (rounding of the same order, 16 times fewer logs). Problems whose product
+    overflows or underflows take the plain sum.
+    """
+    if sb is None:
+        return _by_group(np.log(ratio), s[..., None], gid)[:, 0]
+    m = ratio.shape[0]
+    prods = [ratio[:, a:b].reshape(m, _BLOCK, (b - a) // _BLOCK).prod(axis=1) for a, b in segments]
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        out = _by_group(np.log(np.concatenate(prods, axis=1)), sb[..., None], gid)[:, 0]
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out[bad] = _by_group(np.log(ratio[bad]), s[..., None], gid[bad])[:, 0]
+    return out
+
+
+def _rows_of(e: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """e[rows]: a view when the rows are consecutive (the usual case: problems keep their order), else a copy."""
+    if rows.size and rows[-1] - rows[0] == rows.size - 1:
+        return e[rows[0] : rows[-1] + 1]
+    return np.take(e, rows, axis=0, out=out[: rows.size], mode="clip")
+
+
+def _curvature(e, erow, Xs, XXs, gid, scratch) -> tuple[np.ndarray, np.ndarray]:
+    """Per problem, sum_n s x / (1 + e) and sum_n s (x x')_upper e / (1 + e)^2 over its group's rows, where
+    e = exp(x.w) is row ``erow`` of ``e``."""
+    m = gid.size
+    g, h = np.empty((m, Xs.shape[-1])), np.empty((m, XXs.shape[-1]))
+    for a in range(0, m, _PB):
+        b = min(a + _PB, m)
+        eb = _rows_of(e, erow[a:b], scratch[0])
+        tt = np.add(eb, 1, out=scratch[1, : b - a])
+        np.divide(1, tt, out=tt)
+        _by_group(tt, Xs, gid[a:b], out=g[a:b])
+        tt *= tt
+        tt *= eb
+        _by_group(tt, XXs, gid[a:b], out=h[a:b])
+    return g, h
+
+
+def _try_step(u, base, C, e, erow, Xt, s, sb, segments, gid, scratch) -> np.ndarray:
+    """liblinear's sufficient-decrease test of the step u for each problem; where it passes, e takes exp(x.(w+u)).
+
+    ``base`` holds the terms of the test that do not depend on the rows; the rows add C sum_n s log of liblinear's
+    ratio (1 + e_new) / (exp(x.u) + e_new). Returns whether each problem accepts its step.
+    """
+    m = gid.size
+    ok = np.empty(m, dtype=bool)
+    for a in range(0, m, _PB):
+        b, n = min(a + _PB, m), min(_PB, m - a)
+        eb = _rows_of(e, erow[a:b], scratch[0])
+        ex = np.exp(_by_group(u[a:b], Xt, gid[a:b], out=scratch[1, :n]), out=scratch[1, :n])
+        e_new = np.multiply(ex, eb, out=scratch[0, :n])
+        ope = np.add(e_new, 1, out=scratch[2, :n])
+        ex += e_new
+        lsum = _weighted_log_sum(np.divide(ope, ex, out=ex), s, sb, segments, gid[a:b])
+        okb = ok[a:b]
+        np.less_equal(base[a:b] + C[a:b] * lsum, 0, out=okb)
+        if okb.all() and eb.base is e:  # the usual case: consecutive rows, all steps taken
+            eb[...] = e_new
+        else:
+            e[erow[a:b][okb]] = e_new[okb]
+    return ok
+
+
+def _fit_l1_logistic(
+    X: np.ndarray,
+    p: np.ndarray,
+    s: np.ndarray,
+    gid: np.ndarray,
+    C: np.ndarray,
+    seed: np.ndarray,
+    draws: _Draws,
+    *,
+    segments: Sequence[tuple[int, int]] | None = None,
+    tol: float = 1e-4,
+    max_iter: int = 100,
+) -> np.ndarray:
+    """Minimise |w|_1 + C sum_n s_n (softplus(x_n.w) - p_n x_n.w) for many problems, with liblinear's steps.
+
+    X (G, N, k) holds the rows of each group (padding rows are zero with weight s = 0), p (G, N) the soft labels.
+    Problem i fits group ``gid[i]`` (sorted) with inverse penalty ``C[i]`` and random stream ``seed[i]`` of ``draws``.
+    ``segments`` are column ranges (multiples of 16 rows) of constant weight apart from padding. Returns W (M, k).
+    Problems leave the working arrays as they finish.
+    """
+    M, k = gid.size, X.shape[-1]
+    N = s.shape[1]
+    Xt = np.ascontiguousarray(X.transpose(0, 2, 1))
+    iu = np.triu_indices(k)
+    Xs = s[..., None] * X
+    XXs = s[..., None] * (X[..., :, None] * X[..., None, :])[..., iu[0], iu[1]]
+    sb = _block_weights(s, segments)
+    # The weights of problem i are C[i] times its group's: sums over rows use the group's weighted rows, then scale.
+    # liblinear drops zero-weight copies of rows and scales tol by min(#positive, #negative) / #rows of the rest.
+    ps, ns = p * s, (1 - p) * s
+    n_pos = (ps > 0).sum(-1)[gid]
+    n_neg = (ns > 0).sum(-1)[gid]
+    n_rows = np.maximum(n_pos + n_neg, 1)
+    eps = tol * np.maximum(np.minimum(n_pos, n_neg), 1) / n_rows
+    xjneg = (ns[..., None] * X).sum(1)[gid] * C[:, None]
+
+    W = np.zeros((M, k))
+    ids = np.arange(M)  # positions in W of the problems still running
+    w, wpd, w_norm = np.zeros((M, k)), np.zeros((M, k)), np.zeros(M)
+    # exp(x.w) of every row of every problem, allocated at the first step (before it, all ones) and never moved:
+    # problem i owns row erow[i]. Passes over it go block by block through a small scratch that stays in cache.
+    e = erow = scratch = None
+    index = np.tile(np.arange(k), (M, 1))
+    ptr = np.zeros(M, dtype=np.int64)
+    gmax_old = np.full(M, np.inf)
+    gnorm1_init = np.zeros(M)
+    inner_eps = np.ones(M)
+    no_change = np.zeros(M, dtype=np.int64)
+    n_newton = np.zeros(M, dtype=np.int64)
+
+    while True:
+        m = ids.size
+        rows = np.arange(m)
+        if e is None:  # w = 0: every row has probability 1/2
+            grad = xjneg - C[:, None] * 0.5 * Xs.sum(1)[gid]
+            hu = C[:, None] * 0.25 * XXs.sum(1)[gid]
+        else:
+            g_sum, h_sum = _curvature(e, erow, Xs, XXs, gid, scratch)
+            grad = xjneg - C[:, None] * g_sum
+            hu = C[:, None] * h_sum
+        hx = np.empty((m, k, k))
+        hx[:, iu[0], iu[1]] = hu
+        hx[:, iu[1], iu[0]] = hu
+        hdiag = _NU + np.einsum("mii->mi", hx)
+
+        # Outer pass: violations; coordinates at zero well inside the subgradient leave the active set.
+        viol, gp, gn = _violation(grad, w)
+        active = np.full(m, k)
+        pos = np.zeros(m, dtype=np.int64)
+        gmax_new, gnorm1 = np.zeros(m), np.zeros(m)
+        thr = gmax_old / n_rows
+        for _ in range(2 * k):
+            go = pos < active
+            if not go.any():
+                break
+            j = index[rows, np.minimum(pos, k - 1)]
+            vj, gpj, gnj = viol[rows, j], gp[rows, j], gn[rows, j]
+            shrink = go & (w[rows, j] == 0) & (vj == 0) & (gpj > thr) & (gnj < -thr)
+            active -= shrink
+            _swap(index, rows[shrink], pos[shrink], active[shrink])
+            upd = go & ~shrink
+            gmax_new = np.where(upd, np.maximum(gmax_new, vj), gmax_new)
+            gnorm1 = np.where(upd, gnorm1 + vj, gnorm1)
+            pos += upd
+        gnorm1_init = np.where(n_newton == 0, gnorm1, gnorm1_init)
+        done = (gnorm1 <= eps * gnorm1_init) | (no_change >= 10) | (n_newton >= max_iter)
+        if done.any():
+            W[ids[done]] = w[done]
+            keep = np.flatnonzero(~done)
+            if not keep.size:
+                return W
+            if erow is not None:
+                erow = erow[keep]
+            ids, gid, C, w, wpd, w_norm, xjneg, index, ptr, seed, n_rows, eps = (
+                a[keep] for a in (ids, gid, C, w, wpd, w_norm, xjneg, index, ptr, seed, n_rows, eps)
+            )
+            gmax_old, gnorm1_init, inner_eps, no_change, n_newton, grad, hx, hdiag, active, gmax_new = (
+                a[keep]
+                for a in (gmax_old, gnorm1_init, inner_eps, no_change, n_newton, grad, hx, hdiag, active, gmax_new)
+            )
+            m = keep.size
+            rows = np.arange(m)
+        if e is None:
+            e, erow, scratch = np.ones((m, N)), np.arange(m), np.empty((3, min(_PB, m), N))
+        no_change += 1
+
+        # Inner loop: coordinate descent on the quadratic model in random order, solved loosely, per problem.
+        idx_l, w_l, wpd_l = index.ravel().tolist(), w.ravel().tolist(), wpd.ravel().tolist()
+        grad_l, hdiag_l, u_l = grad.ravel().tolist(), hdiag.ravel().tolist(), [0.0] * (3 * m)
+        hx_l = (hx if k == 3 else np.pad(hx, ((0, 0), (0, 0), (0, 3 - k)))).ravel().tolist()
+        active_l, rows_l, stop_l, seed_l, ptr_l = (
+            active.tolist(), n_rows.tolist(), (inner_eps * gnorm1_init).tolist(), seed.tolist(), ptr.tolist()
+        )
+        n_inner = np.empty(m, dtype=np.int64)
+        moved = np.empty(m, dtype=bool)
+        for i in range(m):
+            n_inner[i], ptr_l[i], moved[i] = _coordinate_descent(
+                i, k, idx_l, w_l, wpd_l, u_l, grad_l, hx_l, hdiag_l, active_l[i], rows_l[i], stop_l[i], draws,
+                seed_l[i], ptr_l[i],
+            )
+        index, wpd = np.array(idx_l).reshape(m, k), np.array(wpd_l).reshape(m, k)
+        u, ptr = np.array(u_l).reshape(m, 3)[:, :k], np.array(ptr_l, dtype=np.int64)
+        no_change[moved] = 0
+
+        # Line search: halve the step until the objective decreases enough.
+        w_norm_new = np.abs(wpd).sum(-1)
+        delta = (grad * (wpd - w)).sum(-1) + w_norm_new - w_norm
+        negsum = (u * xjneg).sum(-1)
+        search = rows
+        for _ in range(_MAX_LINESEARCH):
+            base = w_norm_new[search] - w_norm[search] + negsum[search] - _SIGMA * delta[search]
+            sub = slice(None) if search.size == m else search
+            ok = _try_step(u[sub], base, C[sub], e, erow[sub], Xt, s, sb, segments, gid[sub], scratch)
+            acc = search[ok]
+            w[acc] = wpd[acc]
+            w_norm[acc] = w_norm_new[acc]
+            search = search[~ok]
+            if not search.size:
+                break
+            wpd[search] = (w[search] + wpd[search]) * 0.5
+            w_norm_new[search] = np.abs(wpd[search]).sum(-1)
+            delta[search] *= 0.5
+            negsum[search] *= 0.5
+            u[search] *= 0.5  # liblinear halves X u; halving is exact, so X (u / 2) is the same number
+        if search.size:  # the step was given up: recompute exp(x.w) from w, as liblinear does
+            e[erow[search]] = np.exp(_by_group(w[search], Xt, gid[search]))
+        inner_eps = np.where(n_inner == 1, inner_eps * 0.25, inner_eps)
+        n_newton += 1
+        gmax_old = gmax_new
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Length-controlled win rate: the fit
+
+
+def _design(rows: LCRows, with_difficulty: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features, labels in [0, 1] and usable-row mask of one model, and its prediction features (length term 0)."""
+    pref = clean_preference(rows.preference)
+    delta = np.asarray(rows.len_baseline, dtype=float) - np.asarray(rows.len_model, dtype=float)
+    n = pref.size
+    if delta.size != n:
+        raise ValueError(f"{n} preferences but {delta.size} lengths")
+    finite = np.isfinite(delta)
+    sd = delta[finite].std(ddof=1) if finite.sum() > 1 else 0.0
+    # Equal lengths everywhere leave no length signal: the term is zero rather than NaN.
+    x_len = np.tanh(delta / sd) if sd > 0 else np.where(finite, 0.0, np.nan)
+    cols = [x_len]
+    if with_difficulty:
+        diff = np.asarray(rows.difficulty, dtype=float)
+        if diff.size != n:
+            raise ValueError(f"{n} preferences but {diff.size} difficulties")
+        cols.append(diff)
+    cols.append(np.ones(n))
+    X = np.column_stack(cols)
+    usable = ~np.isnan(pref) & np.isfinite(X).all(1)
+    X_test = X.copy()
+    X_test[:, 0] = 0.0
+    return X, pref - 1, usable, X_test
+
+
+def _pack(X, p, s, groups: list[tuple[int, list[np.ndarray]]]):
+    """Rows of each group, segment by segment (gamed rows, model rows), each segment zero-padded to a common length
+    that is a multiple of the block size, so that every block of rows has a single weight."""
+    lens = [-(-max(segs[i].size for _, segs in groups) // _BLOCK) * _BLOCK for i in range(len(groups[0][1]))]
+    offs = np.r_[0, np.cumsum(lens)]
+    Xo = np.zeros((len(groups), offs[-1], X.shape[-1]))
+    po = np.zeros((len(groups), offs[-1]))
+    so = np.zeros((len(groups), offs[-1]))
+    for g, (b, segs) in enumerate(groups):
+        for o, idx in zip(offs[:-1], segs, strict=True):
+            Xo[g, o : o + idx.size], po[g, o : o + idx.size], so[g, o : o + idx.size] = X[b, idx], p[b, idx], s[b, idx]
+    return Xo, po, so, [(int(a), int(b)) for a, b in zip(offs[:-1], offs[1:], strict=True)]
+
+
+def length_controlled_win_rates(
+    rows: Sequence[LCRows],
+    gamed: GamedRows | None = None,
+    *,
+    lam: float = 0.2,
+    n_splits: int = 5,
+    Cs: ArrayLike = CS,
+    tol: float = 1e-4,
+    random_state: int = 123,
+    chunk: int = 64,
+) -> list[LCResult]:
+    """Length-controlled win rate (in %) of many models against one baseline, fitted together.
+
+    With ``gamed`` this is the official ``length_controlled_v1`` GLM. Without it the fit has no pull toward the
+    baseline (the official ``length_controlled_noreg``), and without difficulties also no difficulty feature
+    (``length_controlled_minimal``). ``tol`` and ``random_state`` are the liblinear settings of the official fit.
+    The standard error is the official one, that of the mean of the per-row predictions (it ignores the uncertainty of
+    the fitted weights). Every row, including those with a missing preference, is predicted and averaged, as in the
+    official code; only usable rows are fitted. ``chunk`` models are solved at once (memory grows with it).
+    """
+    Cs = np.asarray(Cs, dtype=float)
+    with_difficulty = all(r.difficulty is not None for r in rows)
+    if gamed is not None and not with_difficulty:
+        raise ValueError("the gamed-baseline rows come with difficulties: give the difficulty of every model row")
+    glm = _glm_name(with_difficulty, gamed is not None)
+    if gamed is not None:
+        pg = np.asarray(gamed.preference, dtype=float)
+        Xg = np.column_stack(
+            [np.tanh(np.asarray(gamed.std_delta_len, float)), np.asarray(gamed.difficulty, float), np.zeros(pg.size)]
+        )
+        keep = ~np.isnan(pg)
+        Xg, pg = Xg[keep], pg[keep]
+        sg = np.full(pg.size, lam / gamed.n_models)
+    else:
+        k = 3 if with_difficulty else 2
+        Xg, pg, sg = np.zeros((0, k)), np.zeros(0), np.zeros(0)
+    designs = [_design(r, with_difficulty) for r in rows]
+    results: list[LCResult] = []
+    for start in range(0, len(designs), chunk):
+        part = designs[start : start + chunk]
+        results += _fit_chunk(part, Xg, pg, sg, Cs, n_splits, tol, random_state, glm)
+    return results
+
+
+def _fit_chunk(designs, Xg, pg, sg, Cs, n_splits, tol, random_state, glm) -> list[LCResult]:
+    B, nC, k, ng = len(designs), Cs.size, Xg.shape[1], pg.size
+    sizes = [ng + int(d[2].sum()) for d in designs]
+    if min(sizes) < n_splits:
+        raise ValueError(f"{min(sizes)} usable rows cannot be split into {n_splits} folds")
+    N = max(sizes)
+    X, p, s = np.zeros((B, N, k)), np.zeros((B, N)), np.zeros((B, N))
+    fold = np.full((B, N), -1)
+    for b, (Xm, ym, usable, _) in enumerate(designs):
+        n = sizes[b]
+        # The official row order: gamed rows first, then the model's usable rows; each row is its own CV group.
+        X[b, :n] = np.vstack([Xg, Xm[usable]])
+        p[b, :n] = np.concatenate([pg, ym[usable]])
+        s[b, :n] = np.concatenate([sg, np.ones(n - ng)])
+        fold[b, :n] = group_folds(n, n_splits)
+
+    def segments(b: int, keep: np.ndarray) -> list[np.ndarray]:
+        idx = np.flatnonzero(keep)
+        return [idx[idx < ng], idx[idx >= ng]]
+
+    # scikit-learn seeds liblinear from a fresh RandomState(random_state) for each fold's path and for the refit.
+    draws = _Draws(_liblinear_seeds(random_state, nC))
+    pairs = [(b, f) for b in range(B) for f in range(n_splits)]
+    G = len(pairs)
+    Xf, pf, sf, seg = _pack(X, p, s, [(b, segments(b, (fold[b] != f) & (fold[b] >= 0))) for b, f in pairs])
+    gid, C, seed = np.repeat(np.arange(G), nC), np.tile(Cs, G), np.tile(np.arange(nC), G)
+    W = _fit_l1_logistic(Xf, pf, sf, gid, C, seed, draws, segments=seg, tol=tol).reshape(G, nC, k)
+
+    # The official CV score of a fold: the mean over its rows of weight * log-loss (both copies of a row alike).
+    Xe, pe, se, _ = _pack(X, p, s, [(b, segments(b, fold[b] == f)) for b, f in pairs])
+    n_test = np.array([(fold[b] == f).sum() for b, f in pairs])
+    q = np.clip(expit(Xe @ W.transpose(0, 2, 1)), _EPS_PROBA, 1 - _EPS_PROBA)  # (G, rows, C)
+    ce = -(pe[..., None] * np.log(q) + (1 - pe[..., None]) * np.log(1 - q))
+    cv_loss = (np.einsum("gn,gnc->gc", se, ce) / n_test[:, None]).reshape(B, n_splits, nC).sum(1)
+    best = cv_loss.argmin(axis=1)  # the first of equal scores, as argmax over the negated losses
+
+    Xa, pa, sa, seg = _pack(X, p, s, [(b, segments(b, fold[b] >= 0)) for b in range(B)])
+    Wf = _fit_l1_logistic(Xa, pa, sa, np.arange(B), Cs[best], np.zeros(B, dtype=int), draws, segments=seg, tol=tol)
+
+    names = FEATURES if k == 3 else (FEATURES[0], FEATURES[2])
+    out = []
+    for b, (_, _, usable, X_test) in enumerate(designs):
+        pred = expit(X_test @ Wf[b])
+        se_b = _sem(pred)
+        coef = {name: float(c) for name, c in zip(names, Wf[b], strict=True)}
+        meta = {"glm": glm, "C": float(Cs[best[b]]), "coef": coef, "n_fit": int(usable.sum()), "n_gamed": ng}
+        est = Estimate(
+            value=float(100 * pred.mean()),
+            se=None if se_b is None else 100 * se_b,
+            n=int(pred.size),
+            method="glm-lc",
+            meta=meta,
+        )
+        out.append(LCResult(est, coef, float(Cs[best[b]]), pred, cv_loss[b], {"glm": glm}))
+    return out
+
+
+def length_controlled_win_rate(
+    preference: ArrayLike,
+    len_baseline: ArrayLike,
+    len_model: ArrayLike,
+    difficulty: ArrayLike | None = None,
+    *,
+    gamed: GamedRows | None = None,
+    **kwargs,
+) -> LCResult:
+    """One model's length-controlled win rate; see :func:`length_controlled_win_rates` for the options."""
+    rows = LCRows(preference, len_baseline, len_model, difficulty)
+    return length_controlled_win_rates([rows], gamed, **kwargs)[0]
+
+
+def lc_from_weights(
+    coef: Mapping[str, float], difficulty: ArrayLike, baseline_coef: Mapping[str, float] | None = None
+) -> Estimate:
+    """LC win rate (in %) predicted from given GLM weights (e.g. the published ones) without refitting.
+
+    The model's weights minus the baseline's (zero for the baseline itself) predict each row with the length term set
+    to zero. The official ``predict_winrate`` averages over all instructions; the difficulties of the model's
+    annotated rows give the same for a complete run, and the leaderboard's value for an incomplete one.
+    """
+    base = baseline_coef or {}
+    w_diff = coef.get(FEATURES[1], 0.0) - base.get(FEATURES[1], 0.0)
+    w_model = coef[FEATURES[2]] - base.get(FEATURES[2], 0.0)
+    pred = expit(w_model + w_diff * np.asarray(difficulty, dtype=float))
+    se = _sem(pred)
+    return Estimate(
+        value=float(100 * pred.mean()),
+        se=None if se is None else 100 * se,
+        n=int(pred.size),
+        method="glm-lc-weights",
+        meta={"coef": {key: float(coef[key]) for key in coef}},
+    )
