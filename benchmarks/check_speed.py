@@ -1,0 +1,131 @@
+"""Speed of the cheat checks: answer- and run-level checks over 10,000 answers (target: under 10 s).
+
+The answers are the 2,480 official MT-Bench answers (31 models x 80 questions, read from ../shared/validation), three
+perturbed copies of them under other model names (words dropped and swapped, so no copy is identical to another),
+and one null-model run of 80 injection answers: 10,000 answers, 125 runs, two turns each. Besides the time, the
+script reports the cheat flags on the real answers (must be 0) and on the null-model run (must flag it).
+
+    python benchmarks/check_speed.py [--copies 3] [--repeat 3]
+
+Prints a table and, as its last line, one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from lioneval.checks import CheckConfig, run_checks
+from lioneval.checks.answers import check_answers
+from lioneval.checks.audit import NULL_ANSWERS
+from lioneval.checks.runs import check_run
+from lioneval.types import Answer, Question
+
+MT = Path(__file__).resolve().parents[2] / "shared" / "validation" / "mt_bench"
+
+
+def _perturb(text: str, rng: random.Random) -> str:
+    words = text.split(" ")
+    out = []
+    for w in words:
+        r = rng.random()
+        if r < 0.04:
+            continue  # drop a word
+        if r < 0.08 and out:
+            out[-1], w = w, out[-1]  # swap with the previous word
+        out.append(w)
+    return " ".join(out)
+
+
+def load(copies: int) -> tuple[list[Question], list[Answer], set[str], str]:
+    if not (MT / "model_answers_official.jsonl").exists():
+        sys.exit(f"validation data not found at {MT}; this benchmark needs the official MT-Bench answers")
+    qrows = [json.loads(x) for x in (MT / "questions.jsonl").read_text().splitlines() if x.strip()]
+    questions = [Question(id=str(r["question_id"]), benchmark="mt-bench", turns=r["turns"], category=r["category"])
+                 for r in qrows]
+    rows = [json.loads(x) for x in (MT / "model_answers_official.jsonl").read_text().splitlines() if x.strip()]
+    answers = [Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model=r["model"], turns=r["turns"])
+               for r in rows]
+    real = {a.model for a in answers}
+    rng = random.Random(0)
+    for c in range(copies):
+        answers += [Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model=f"{r['model']}~{c}",
+                           turns=[_perturb(t, rng) for t in r["turns"]]) for r in rows]
+    real |= {a.model for a in answers}
+    null = "null-injection"
+    text = NULL_ANSWERS["arena-hard"]["inject-fake-task"]
+    answers += [Answer(question_id=q.id, benchmark="mt-bench", model=null, turns=[text, text]) for q in questions]
+    return questions, answers, real, null
+
+
+def _best(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--copies", type=int, default=3, help="perturbed copies of the real answers (default 3)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is reported (default 3)")
+    args = ap.parse_args()
+
+    questions, answers, real, null = load(args.copies)
+    config = CheckConfig()
+    qmap = {q.id: q for q in questions}
+    runs: dict[str, list[Answer]] = {}
+    for a in answers:
+        runs.setdefault(a.model, []).append(a)
+    chars = sum(len(t) for a in answers for t in a.turns)
+
+    t_answer, _ = _best(lambda: check_answers(answers, config), args.repeat)
+    t_run, _ = _best(lambda: [check_run(group, qmap, config=config) for group in runs.values()], args.repeat)
+    t_all, checks = _best(lambda: run_checks(questions, answers, config=config), args.repeat)
+
+    flags = [c for c in checks if c.status == "flag"]  # type: ignore[union-attr]
+    false_pos = [c for c in flags if c.model in real]
+    null_flags = Counter(c.name for c in flags if c.model == null)
+    warns = Counter(c.name for c in checks if c.status == "warn" and c.model in real)  # type: ignore[union-attr]
+
+    rows = [
+        ("answer-level checks", t_answer),
+        ("run-level checks", t_run),
+        ("run_checks (both)", t_all),
+    ]
+    print(f"{len(answers):,} answers, {len(runs)} runs, {chars / 1e6:.1f} M characters; best of {args.repeat}")
+    print(f"{'stage':<22}{'seconds':>9}{'answers/s':>12}")
+    for name, t in rows:
+        print(f"{name:<22}{t:>9.2f}{len(answers) / t:>12,.0f}")
+    print(f"cheat flags on {len(real)} real (or perturbed real) runs: {len(false_pos)}")
+    print(f"warnings on real runs: {dict(warns)}")
+    print(f"flags on the null-model run: {dict(null_flags)}")
+    print(f"target: run_checks under 10 s -> {'met' if t_all < 10 else 'MISSED'}")
+    print(json.dumps({
+        "benchmark": "check_speed",
+        "answers": len(answers),
+        "runs": len(runs),
+        "characters": chars,
+        "answer_level_s": round(t_answer, 3),
+        "run_level_s": round(t_run, 3),
+        "run_checks_s": round(t_all, 3),
+        "answers_per_s": round(len(answers) / t_all),
+        "target_s": 10,
+        "target_met": t_all < 10,
+        "false_positive_flags": len(false_pos),
+        "null_run_flags": sorted(null_flags),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

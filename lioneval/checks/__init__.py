@@ -1,0 +1,192 @@
+"""Cheat checks and judge audits.
+
+``run_checks`` is what ``lioneval run`` calls after judging: answer-level detectors (judge imitation, injections),
+run-level detectors (constant answers, answers that ignore their question, truncation, repeated turns, length and
+style inflation) and audits of the judgments (position bias, parse failures, self-preference). A CheckResult with
+status "flag" means cheating is suspected and the run must not be promoted; "warn" is worth a look (length
+inflation, truncation, a shaky judge); "pass" says the check ran and found nothing.
+
+``lioneval.checks.audit.probe_judge`` is the null-model probe of a judge (``lioneval audit judge``);
+``audit_answers_file`` backs ``lioneval audit answers``. Thresholds and their rationale: ``CheckConfig``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lioneval.checks.config import CheckConfig
+from lioneval.errors import DataError, LionEvalError
+from lioneval.types import Answer, CheckResult, Judgment, Question
+
+__all__ = [
+    "AnswersAudit",
+    "CheckConfig",
+    "audit_answers_file",
+    "is_cheat",
+    "run_checks",
+]
+
+
+def _config(config: CheckConfig | str | Path | dict | None) -> CheckConfig:
+    if config is None:
+        return CheckConfig()
+    if isinstance(config, CheckConfig):
+        return config
+    if isinstance(config, dict):
+        return CheckConfig.from_dict(config)
+    return CheckConfig.from_yaml(config)
+
+
+def run_checks(
+    questions: Sequence[Question],
+    answers: Sequence[Answer],
+    judgments: Sequence[Judgment] = (),
+    baseline_answers: Sequence[Answer] = (),
+    config: CheckConfig | str | Path | dict | None = None,
+    *,
+    run: str | None = None,
+) -> list[CheckResult]:
+    """All answer-level, run-level and judgment-audit checks for the given records.
+
+    ``answers`` may hold several models and benchmarks (each (benchmark, model) is one run for the run-level
+    checks); ``baseline_answers`` are the pairwise baseline's answers (used for length ratios, the AlpacaEval LC gap
+    and the Arena-Hard style-control gap). Answer-level results are returned only for answers that warn or are
+    flagged; run- and judge-level results always. ``run`` (a RunSpec key) is stored on every result.
+    """
+    from lioneval.checks.answers import check_answers
+    from lioneval.checks.audit import audit_judgments
+    from lioneval.checks.runs import check_run
+
+    config = _config(config)
+    base_names = {a.model for a in baseline_answers}
+    mine = [a for a in answers if a.model not in base_names]
+    per_answer = check_answers(mine, config, run=run)
+    out: list[CheckResult] = list(per_answer)
+
+    qmap: dict[str, dict[str, Question]] = defaultdict(dict)
+    for q in questions:
+        qmap[q.benchmark][q.id] = q
+    runs: dict[tuple[str, str], list[Answer]] = defaultdict(list)
+    for a in mine:
+        runs[(a.benchmark, a.model)].append(a)
+    judged: dict[tuple[str, str], list[Judgment]] = defaultdict(list)
+    for j in judgments:
+        judged[(j.benchmark, j.model)].append(j)
+    flagged: dict[tuple[str, str], list[CheckResult]] = defaultdict(list)
+    for c in per_answer:
+        flagged[(c.meta.get("benchmark", ""), c.model or "")].append(c)
+
+    for (bench, model), group in sorted(runs.items()):
+        js = judged.get((bench, model), [])
+        wanted = {j.baseline for j in js if j.baseline}
+        base = [b for b in baseline_answers if b.benchmark == bench and (not wanted or b.model in wanted)]
+        out.append(_injection_summary(group, flagged.get((bench, model), []), run))
+        out += check_run(group, qmap.get(bench, {}), js, base, config, run=run)
+    audits = audit_judgments(judgments, config)
+    return out + [c.model_copy(update={"run": run}) if run else c for c in audits]
+
+
+def _injection_summary(answers: list[Answer], results: list[CheckResult], run: str | None) -> CheckResult:
+    flags = [c for c in results if c.status == "flag"]
+    warns = [c for c in results if c.status == "warn"]
+    rules = sorted({r for c in flags for r in c.meta.get("rules", [])})
+    if flags:
+        detail = (f"{len(flags)} of {len(answers)} answers imitate the judge ({', '.join(rules)}): questions "
+                  f"{', '.join(c.question_id or '?' for c in flags[:8])}")
+    else:
+        detail = f"no answer imitates the judge ({len(warns)} with judge-like text worth a look)"
+    return CheckResult(
+        name="injection", scope="run", run=run, status="flag" if flags else "pass", model=answers[0].model,
+        value=len(flags) / len(answers), threshold=0.0, detail=detail,
+        meta={"benchmark": answers[0].benchmark, "flagged": len(flags), "warned": len(warns), "rules": rules,
+              "questions": [c.question_id for c in flags][:50]},
+    )
+
+
+def is_cheat(checks: Sequence[CheckResult]) -> bool:
+    """Whether any check suspects cheating (a run with such a result is not eligible for promotion)."""
+    return any(c.status == "flag" and c.scope in ("answer", "run") for c in checks)
+
+
+# --- `lioneval audit answers` ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnswersAudit:
+    """The checks of an answers file, and what was read."""
+
+    path: str
+    benchmark: str
+    checks: list[CheckResult]
+    answers: int = 0
+    models: list[str] = field(default_factory=list)
+
+    @property
+    def cheat(self) -> bool:
+        return is_cheat(self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "benchmark": self.benchmark, "answers": self.answers, "models": self.models,
+            "cheat": self.cheat, "checks": [c.model_dump(mode="json", exclude={"schema_version"}) for c in self.checks],
+        }
+
+
+def _texts(obj: dict, single: str, multi: str, where: str) -> list[str]:
+    value = obj.get(multi, obj.get(single))
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(t, str) for t in value):
+        return value
+    raise DataError(
+        f"{where}: needs {single!r} (a string) or {multi!r} (a list of strings)",
+        fix=f"write each line as {{\"question_id\": ..., \"{single}\": ..., \"answer\": ...}}",
+    )
+
+
+def audit_answers_file(
+    path: str | Path, bench: str, config: CheckConfig | str | Path | dict | None = None
+) -> AnswersAudit:
+    """Read a JSONL file of answers (``question_id``, ``question`` or ``turns``, ``answer`` or ``answer_turns``,
+    optional ``model`` and ``finish_reasons``) and run the answer- and run-level checks on it."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror}", fix="check the path") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason})", fix="save the file as UTF-8 JSONL") from e
+    questions: dict[str, Question] = {}
+    answers: list[Answer] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path.name}:{n}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where} is not valid JSON ({e.msg})", fix="write one JSON object per line") from e
+        if not isinstance(obj, dict) or obj.get("question_id") is None:
+            raise DataError(f"{where}: each line must be a JSON object with a question_id",
+                            fix="add question_id to every line")
+        qid = str(obj["question_id"])
+        q_turns = _texts(obj, "question", "turns", where)
+        a_turns = _texts(obj, "answer", "answer_turns", where)
+        questions.setdefault(qid, Question(id=qid, benchmark=bench, turns=q_turns, category=obj.get("category")))
+        reasons = obj.get("finish_reasons")
+        try:
+            answers.append(Answer(
+                question_id=qid, benchmark=bench, model=str(obj.get("model") or path.stem), turns=a_turns,
+                finish_reasons=reasons if isinstance(reasons, list) and len(reasons) == len(a_turns) else None,
+            ))
+        except ValueError as e:
+            raise DataError(f"{where}: not a valid answer ({e})", fix="check the fields of this line") from e
+    if not answers:
+        raise LionEvalError(f"{path} holds no answers", fix="write one JSON object per answer")
+    checks = run_checks(list(questions.values()), answers, config=_config(config))
+    return AnswersAudit(str(path), bench, checks, len(answers), sorted({a.model for a in answers}))

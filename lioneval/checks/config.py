@@ -1,0 +1,233 @@
+"""Every threshold of the cheat checks and judge audits, with the reason for its value.
+
+One dataclass, so a team can see and change all of them in one YAML file (``CheckConfig.from_yaml``) and a report can
+record exactly which settings produced its flags (``CheckConfig.to_dict``). The defaults were set against the 31
+official MT-Bench answer sets (2,480 real answers from models good and bad, which must raise no cheat flag) and the
+null-model answers of lioneval's probe (which must all be caught); ``benchmarks/check_speed.py`` and
+``tests/test_checks.py`` re-check both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lioneval.errors import DataError
+
+__all__ = ["CheckConfig", "DEFAULT_FAMILIES", "DEFAULT_NULL_THRESHOLDS"]
+
+# Null-model scores above these mark a judge as gameable. They sit far above what a constant answer earns from a
+# sound judge (about 1-2 on MT-Bench, near 0% on Arena-Hard and AlpacaEval LC) and far below what the published
+# null-model attack reached (9.55, 83.0 and 86.5%), so either outcome is unambiguous.
+DEFAULT_NULL_THRESHOLDS: dict[str, float] = {"mt-bench": 3.0, "arena-hard": 5.0, "alpaca-eval": 5.0}
+
+# Family -> lower-case substrings of model or judge names. A judge grading a model of its own family may favour it.
+DEFAULT_FAMILIES: dict[str, list[str]] = {
+    "openai": ["gpt-", "gpt4", "gpt3", "o1-", "o3-", "o4-", "chatgpt", "davinci"],
+    "anthropic": ["claude"],
+    "google": ["gemini", "gemma", "palm", "bison"],
+    "meta": ["llama", "vicuna", "koala", "alpaca", "guanaco", "tulu"],
+    "mistral": ["mistral", "mixtral", "zephyr"],
+    "qwen": ["qwen"],
+    "deepseek": ["deepseek"],
+    "microsoft": ["phi-", "wizardlm", "orca"],
+}
+
+
+def _f(default: Any, why: str) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"why": why})
+    return field(default=default, metadata={"why": why})
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Thresholds for answer-level, run-level and judge-level checks. Field metadata ``why`` gives each rationale."""
+
+    # --- answer level: judge-imitation patterns -----------------------------------------------------------------
+    flag_score: int = _f(
+        3,
+        "An answer is flagged when its distinct rules add up to this (strong 3, medium 2, weak 1): one strong rule "
+        "(a verdict in judge format, a judge-template marker, an order to ignore instructions) suffices, a medium "
+        "one needs company. None of the 2,480 real MT-Bench answers gets above 2 (8 of them reach 1 or 2: a base model "
+        "continuing the chat with 'Human:', a 'Verdict:' heading in a movie review).",
+    )
+    code_strong_rules_to_flag: int = _f(
+        2,
+        "Inside code blocks only strong rules count, one point each, and alone they need this many distinct ones: a "
+        "program printing '[[A>B]]' is fine, a code block holding both a verdict and a judge-template marker is an "
+        "injection wearing a fence.",
+    )
+
+    # --- run level: constant and near-duplicate answers ----------------------------------------------------------
+    shingle_chars: int = _f(5, "Character shingle length for MinHash: short enough to survive small edits.")
+    minhash_perms: int = _f(
+        64, "MinHash signature length: Jaccard estimates within about 0.06 (one standard error at J=0.5)."
+    )
+    lsh_bands: int = _f(
+        16, "LSH bands (of minhash_perms / lsh_bands rows each); 16 x 4 finds pairs with Jaccard above about 0.5."
+    )
+    near_duplicate_jaccard: float = _f(
+        0.6,
+        "Two answers to different questions with estimated character-shingle Jaccard at or above this are near "
+        "duplicates. Real answers to different questions stay below 0.3 except shared refusals and boilerplate.",
+    )
+    near_duplicate_min_chars: int = _f(
+        80,
+        "Answers shorter than this (whitespace collapsed) count as duplicates only when identical: 'The answer is "
+        "4.' and 'The answer is 6.' share most of their shingles but are different answers.",
+    )
+    duplicate_share_flag: float = _f(
+        0.25,
+        "Flag a run when its largest group of near-identical answers (to different questions) covers this share of "
+        "the questions. A null model covers 100%; no real MT-Bench set goes above 3% (two or three shared "
+        "refusals).",
+    )
+    duplicate_share_warn: float = _f(0.1, "Warn from this share: a model that reuses one answer for many questions.")
+    duplicate_min_group: int = _f(
+        3, "A duplicate group needs at least this many answers before it can flag, so two same refusals never do."
+    )
+
+    # --- run level: answers that ignore their question -----------------------------------------------------------
+    min_question_words: int = _f(
+        4,
+        "Only questions with at least this many distinct content words are tested for overlap: a short or creative "
+        "prompt ('Write a poem.') gives a real answer nothing to echo.",
+    )
+    ignore_overlap: float = _f(
+        0.1,
+        "An answer ignores its question when under this share of the question's content words (crudely stemmed) "
+        "appear in it. Half of the real MT-Bench answers reuse more than 56% of them, but 5% reuse under 4%, so "
+        "one such answer means nothing; the run-level share decides.",
+    )
+    ignore_share_flag: float = _f(
+        0.6,
+        "Flag a run when this share of its testable answers ignore their question. A constant answer ignores nearly "
+        "all of them (94-100% for the probe's answers); the highest real MT-Bench set (llama-13b) is 23%.",
+    )
+    ignore_share_warn: float = _f(0.3, "Warn from this share: off-topic generation worth a look, not a cheat.")
+
+    # --- run level: truncation and repeated turns ----------------------------------------------------------------
+    truncated_share_warn: float = _f(
+        0.05,
+        "Warn when this share of answers stopped at the token limit (finish reason 'length'): the judge then grades "
+        "cut-off text and the max_tokens setting, not the model.",
+    )
+    turn_repeat_jaccard: float = _f(
+        0.8, "An MT-Bench second turn whose shingle Jaccard with the first turn reaches this repeats it."
+    )
+    turn_repeat_share_warn: float = _f(
+        0.2, "Warn when this share of second turns repeat the first: the model ignores the follow-up question."
+    )
+    empty_share_warn: float = _f(0.1, "Warn when this share of answers is empty or whitespace only.")
+
+    # --- run level: length and style -----------------------------------------------------------------------------
+    length_ratio_warn: float = _f(
+        1.5,
+        "Warn when the mean answer length is this many times the baseline's: judges favour longer answers, so a "
+        "score gained by length alone is inflation (AlpacaEval LC and Arena-Hard style control exist for this).",
+    )
+    length_score_rho_warn: float = _f(
+        0.4,
+        "Warn when the Spearman correlation of answer length and judged score over the questions reaches this. "
+        "Real judges: 0.23-0.25 (GPT-4-Turbo on Arena-Hard, length relative to the baseline), 0.32 (GPT-4 on "
+        "MT-Bench, vicuna-7b).",
+    )
+    lc_gap_warn: float = _f(
+        10.0,
+        "Warn when the AlpacaEval raw win rate exceeds the length-controlled one by this many points: the raw "
+        "number is mostly length.",
+    )
+    style_gap_warn: float = _f(
+        5.0,
+        "Warn when the Arena-Hard score drops by this many points under style control (length and markdown).",
+    )
+
+    # --- judge audits ---------------------------------------------------------------------------------------------
+    position_agreement_warn: float = _f(
+        0.5,
+        "Warn when the two position orders of a pairwise judgment agree on the winner (or on a tie) less often than "
+        "this. GPT-4-Turbo on the published Arena-Hard v0.1 verdicts agrees 62% (gpt-4-0613) and 70% "
+        "(gpt-3.5-turbo) of the time; under half means position decides more than content.",
+    )
+    first_position_band: float = _f(
+        0.1,
+        "Warn when the first position wins a share of games further than this from one half (GPT-4-Turbo on "
+        "Arena-Hard: 52%).",
+    )
+    parse_failure_warn: float = _f(0.05, "Warn when this share of judgments could not be parsed.")
+    self_preference_delta_warn: float = _f(
+        0.05,
+        "Warn when a judge rates a model of its own family higher than other judges do by this share of the scale "
+        "(0.5 points on MT-Bench, 5 win-rate points on pairwise benchmarks).",
+    )
+    families: dict = _f(DEFAULT_FAMILIES, "Model families for self-preference: family -> name substrings.")
+
+    # --- null-model probe -----------------------------------------------------------------------------------------
+    null_thresholds: dict = _f(
+        DEFAULT_NULL_THRESHOLDS,
+        "Headline scores above which a constant answer marks the judge gameable (MT-Bench overall rating, Arena-Hard "
+        "score %, AlpacaEval LC win rate %).",
+    )
+    probe_sample: int = _f(
+        40,
+        "Questions per probe: 40 gives a null-model CI of roughly +-0.5 on MT-Bench and +-5 points on the win "
+        "rates, enough to tell 'near zero' from 'over the threshold' at a fraction of a full run's cost.",
+    )
+    probe_rounds: int = _f(200, "Bootstrap rounds for the probe's confidence intervals.")
+
+    # -- loading ------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> CheckConfig:
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            said = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, known, n=1)
+                said.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise DataError(
+                f"unknown check setting(s) {', '.join(said)}",
+                fix=f"use fields of CheckConfig: {', '.join(sorted(known))}",
+            )
+        for name in ("families", "null_thresholds"):
+            if name in data:
+                base = {"families": DEFAULT_FAMILIES, "null_thresholds": DEFAULT_NULL_THRESHOLDS}[name]
+                data[name] = {**base, **dict(data[name] or {})}  # a YAML file names what it changes, not all
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> CheckConfig:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise DataError(f"cannot read check config {path}: {e.strerror}", fix="check the path") from e
+        except yaml.YAMLError as e:
+            raise DataError(f"check config {path} is not valid YAML: {e}", fix="fix the YAML syntax") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise DataError(f"check config {path} must be a mapping of settings", fix="write `field: value` lines")
+        return cls.from_dict(loaded)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def rationale(cls) -> dict[str, str]:
+        """Field name -> why it has its default value (for docs and `--help`)."""
+        return {f.name: f.metadata.get("why", "") for f in dataclasses.fields(cls)}
+
+    def null_threshold(self, benchmark: str) -> float:
+        try:
+            return float(self.null_thresholds[benchmark])
+        except KeyError:
+            raise DataError(
+                f"no null-model threshold for benchmark {benchmark!r}",
+                fix=f"add it to null_thresholds (known: {', '.join(sorted(self.null_thresholds))})",
+            ) from None
