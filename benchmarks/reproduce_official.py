@@ -77,6 +77,53 @@ def arena_hard(vdir: Path, tmp: Path, store: str) -> tuple[dict, dict]:
     return ours, check
 
 
+def alpaca_eval(vdir: Path, tmp: Path, store: str) -> tuple[dict, dict]:
+    """annotations.json per model (placeholder texts of the recorded lengths), imported and scored with the
+    official LC inputs; parity with the leaderboard as the issue states it."""
+    import numpy as np
+    import pandas as pd
+    from speed_alpaca import write_official
+
+    paths = write_official(vdir / "alpaca_eval", tmp / "alpaca_eval")
+    for model, path in paths.items():
+        if model not in ("eval_set", "lc"):
+            cli("--store", store, "import", "alpaca-eval", str(path), "--model", model)
+    rows = json.loads(cli(
+        "--store", store, "leaderboard", "--bench", "alpaca-eval", "--json", "--data", str(paths["eval_set"]),
+        "--lc-data", str(paths["lc"]), "--glm-weights", str(vdir / "alpaca_eval" / "glm_weights_published.csv"),
+    ))
+    ours = {}
+    for r in rows:
+        ours[r["model"]] = {
+            "win_rate": r["win_rate"]["value"], "standard_error": r["win_rate"]["se"],
+            "discrete_win_rate": r["discrete_win_rate"]["value"],
+            "length_controlled_winrate": r["length_controlled_winrate"]["value"],
+            "lc_published_weights": r["lc_from_weights"]["value"] if "lc_from_weights" in r else None,
+        }
+    exp = pd.read_csv(vdir / "alpaca_eval" / "expected.csv").set_index("model")
+    d = {k: [] for k in ("win_rate", "standard_error", "discrete_win_rate", "lc_weights", "lc_refit")}
+    for model, e in exp.iterrows():
+        o = ours[model]
+        for k in ("win_rate", "standard_error", "discrete_win_rate"):
+            d[k].append(abs(o[k] - e[k]))
+        full = next(r for r in rows if r["model"] == model)["counts"]["rows"] == 805
+        if full and model != "NullModel" and o["lc_published_weights"] is not None:
+            d["lc_weights"].append(abs(o["lc_published_weights"] - e["length_controlled_winrate"]))
+        d["lc_refit"].append(abs(o["length_controlled_winrate"] - e["length_controlled_winrate"]))
+    refit = np.array(d["lc_refit"])
+    check = {
+        "models": len(exp), "max_abs_diff_win_rate": max(d["win_rate"]),
+        "max_abs_diff_standard_error": max(d["standard_error"]),
+        "max_abs_diff_discrete_win_rate": max(d["discrete_win_rate"]),
+        "lc_weights_models": len(d["lc_weights"]), "lc_weights_max_abs_diff": max(d["lc_weights"]),
+        "lc_refit_median_abs_diff": float(np.median(refit)), "lc_refit_max_abs_diff": float(refit.max()),
+    }
+    check["ok"] = (max(check[k] for k in check if k.startswith("max_abs_diff")) <= 1e-6
+                   and check["lc_weights_max_abs_diff"] <= 1e-6 and check["lc_refit_median_abs_diff"] <= 0.01
+                   and check["lc_refit_max_abs_diff"] <= 0.25)
+    return ours, check
+
+
 def _arena_published(exp: dict) -> dict[str, tuple[float, float, float]]:
     """(score, lower, upper) per judged model from the published v0.1 leaderboard (no style control)."""
     board = exp["leaderboards"]["v0.1_no_style_control"]["models"]
@@ -93,7 +140,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         store = str(tmp_path / "reproduce.db")
-        for name, fn in (("mt_bench", mt_bench), ("arena_hard", arena_hard)):
+        for name, fn in (("mt_bench", mt_bench), ("arena_hard", arena_hard), ("alpaca_eval", alpaca_eval)):
             t0 = time.perf_counter()
             result[name], checks[name] = fn(vdir, tmp_path, store)
             timings[name] = round(time.perf_counter() - t0, 2)

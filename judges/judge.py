@@ -32,6 +32,7 @@ from lioneval.types import Answer, Game, Judgment, Question, content_hash
 log = logging.getLogger("lioneval.judge")
 
 PAIRWISE_BENCHMARKS = ("arena-hard", "alpaca-eval")
+PREFILL = {"[[rating]]": "Rating: [[", "[[A>B]]": "My final verdict is: [["}
 
 
 @dataclass
@@ -39,6 +40,7 @@ class GameRequest:
     messages: list[dict[str, str]]
     model_position: str  # "A" | "B" | "single"
     template: PromptTemplate
+    prefill: str = ""  # the start of the judge's reply, sent as a final assistant message
 
 
 @dataclass
@@ -54,7 +56,7 @@ class JudgeRequest:
 
     @property
     def inputs(self) -> str:
-        return content_hash([[g.template.hash, g.model_position, g.messages] for g in self.games])
+        return content_hash([[g.template.hash, g.model_position, g.messages, g.prefill] for g in self.games])
 
 
 @dataclass
@@ -160,7 +162,7 @@ class Judge:
             values = {k: v for k, v in values.items() if k in tpl.placeholders}
             reqs.append(
                 JudgeRequest(
-                    "mt-bench", q.id, a.model, "rating", [GameRequest(tpl.render(values), "single", tpl)], turn=turn,
+                    "mt-bench", q.id, a.model, "rating", [self._game_request(tpl, values, "single")], turn=turn,
                     meta={"category": q.category},
                 )
             )
@@ -171,8 +173,15 @@ class Judge:
         games = []
         for first, second, pos in ((b, a, "B"), (a, b, "A")):  # game 1: baseline in A; game 2: model in A
             values = {"question_1": q.turns[0], "answer_1": first.turns[0], "answer_2": second.turns[0]}
-            games.append(GameRequest(tpl.render(values), pos, tpl))
+            games.append(self._game_request(tpl, values, pos))
         return JudgeRequest("arena-hard", q.id, a.model, "pairwise", games, baseline=b.model)
+
+    def _game_request(self, tpl: PromptTemplate, values: dict[str, str], position: str) -> GameRequest:
+        prefill = PREFILL.get(tpl.output_format, "") if self.spec.prefill else ""
+        messages = tpl.render(values)
+        if prefill:
+            messages = [*messages, {"role": "assistant", "content": prefill}]
+        return GameRequest(messages, position, tpl, prefill)
 
     def _alpaca(self, q: Question, a: Answer, b: Answer) -> JudgeRequest:
         tpl = self.template("alpaca-eval")
@@ -277,7 +286,10 @@ class Judge:
     def _needs_follow_up(self, req: JudgeRequest, outs: list[Completion]) -> bool:
         if req.benchmark != "arena-hard" or not self.spec.follow_up:
             return False
-        return any(parsers.needs_followup(parsers.parse_pairwise_verdict(o.text or "")) for o in outs)
+        return any(
+            parsers.needs_followup(parsers.parse_pairwise_verdict(g.prefill + (o.text or "")))
+            for g, o in zip(req.games, outs, strict=True)
+        )
 
     def _follow_up(self, follow, sampling: Sampling, finish, run: JudgeRun, lock) -> None:
         """Arena-Hard v0.1: ask once more for the verdict when a game's output has none."""
@@ -285,7 +297,7 @@ class Judge:
             (n, g)
             for n, (req, outs) in enumerate(follow)
             for g, out in enumerate(outs)
-            if parsers.needs_followup(parsers.parse_pairwise_verdict(out.text or ""))
+            if parsers.needs_followup(parsers.parse_pairwise_verdict(req.games[g].prefill + (out.text or "")))
         ]
         chats = []
         for n, g in asks:
@@ -339,7 +351,7 @@ class Judge:
     @staticmethod
     def _game(g: GameRequest, o: Completion) -> Game:
         fmt = g.template.output_format
-        text = o.text or ""
+        text = g.prefill + (o.text or "")
         if fmt == "logprob":
             ids = tuple(g.template.options.get("ids", ("m", "M")))
             res = parsers.parse_alpaca_logprobs(o.top_logprobs, ids=ids, text=text)

@@ -41,6 +41,10 @@ class JudgeSpec:
     timeout: float = 120.0
     max_retries: int = 6
     follow_up: bool = True  # Arena-Hard: ask once more for a verdict when the judge gave none
+    # Start the judge's reply with the verdict format ("Rating: [[") so that small local judges, which rarely
+    # follow the format on their own, give a parseable verdict. It skips the judge's explanation: use it only for
+    # judges that cannot do better.
+    prefill: bool = False
     prices: dict[str, float] = field(default_factory=dict)  # {"input_per_mtok": x, "output_per_mtok": y} in USD
     templates: dict[str, str] = field(default_factory=dict)  # "<benchmark>" or "<benchmark>/<mode>" -> path
     members: tuple[JudgeSpec, ...] = ()

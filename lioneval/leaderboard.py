@@ -23,10 +23,21 @@ def summarize_store(
     models: list[str] | None = None,
     rounds: int | None = None,
     seed: int = 0,
+    data: str | None = None,
+    lc_data: str | None = None,
+    glm_weights: str | None = None,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
-    """{judge: {model: Summary}} computed from the store's judgments and answers for one benchmark."""
-    benchmark = BENCHMARKS.get(bench)()
+    """{judge: {model: Summary}} computed from the store's judgments and answers for one benchmark.
+
+    ``data`` is the benchmark's data (AlpacaEval: the eval set, for the instruction order); ``lc_data`` and
+    ``glm_weights`` are AlpacaEval's official LC inputs (instruction difficulties and gamed rows; published weights).
+    """
+    cls = BENCHMARKS.get(bench)
+    if bench == "alpaca-eval":
+        benchmark = cls(data, lc_data=lc_data, weights=glm_weights)
+    else:
+        benchmark = cls(data) if data else cls()
     judgments = store.judgments(benchmark=bench, judge=judge, model=models)
     answers = store.answers(benchmark=bench)
     by_judge = defaultdict(list)

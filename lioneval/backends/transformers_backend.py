@@ -7,6 +7,7 @@ given explicitly as a Jinja string: guessing a format silently changes what the 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,14 @@ class TransformersBackend:
             raise LionEvalError(f"no model at {path}", fix="pass a checkpoint directory or a .gguf file that exists")
         kw: dict[str, Any] = {}
         src = str(path)
+        cache = None
         if path.suffix == ".gguf":
-            require("gguf", "train", what="loading .gguf checkpoints")
-            src, kw["gguf_file"] = str(path.parent), path.name
+            cache = _gguf_cache(path)
+            if (cache / "config.json").is_file():
+                src, cache = str(cache), None
+            else:
+                require("gguf", "train", what="loading .gguf checkpoints")
+                src, kw["gguf_file"] = str(path.parent), path.name
         elif not (path / "config.json").is_file():
             raise LionEvalError(
                 f"{path} is not a model checkpoint (no config.json)",
@@ -74,6 +80,14 @@ class TransformersBackend:
         torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
         tok = AutoTokenizer.from_pretrained(src, **kw)
         model = AutoModelForCausalLM.from_pretrained(src, dtype=torch_dtype, **kw)
+        if cache is not None and path.stat().st_size < _GGUF_CACHE_MAX:
+            # Converting a GGUF file (de-quantizing, rebuilding the tokenizer) takes a minute even for a small
+            # model; the converted copy loads in seconds next time.
+            try:
+                _save_plain(model, cache)
+                tok.save_pretrained(cache)
+            except (OSError, ValueError, RuntimeError):
+                pass  # only a cache: the model in hand is fine
         return model, tok
 
     def generate(
@@ -81,7 +95,7 @@ class TransformersBackend:
     ) -> list[Completion]:
         import torch
 
-        prompts = [self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+        prompts = [self._format(c) for c in chats]
         # Sort by length so each batch pads little; results go back in the caller's order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[Completion | None] = [None] * len(prompts)
@@ -94,6 +108,13 @@ class TransformersBackend:
                 if on_result:
                     on_result(i, c)
         return out  # type: ignore[return-value]
+
+    def _format(self, chat: Chat) -> str:
+        # A chat ending with an assistant message is a prefill: the model continues that message.
+        prefill = bool(chat) and chat[-1]["role"] == "assistant"
+        return self.tokenizer.apply_chat_template(
+            chat, add_generation_prompt=not prefill, continue_final_message=prefill, tokenize=False
+        )
 
     def _batch(self, prompts: list[str], sampling: Sampling) -> list[Completion]:
         import torch
@@ -143,6 +164,32 @@ class TransformersBackend:
                 )
             )
         return results
+
+
+_GGUF_CACHE_MAX = 2 << 30
+
+
+def _save_plain(model: Any, path: Path) -> None:
+    """Save a model loaded from GGUF (already de-quantized) as a plain checkpoint."""
+    import copy
+
+    from transformers import AutoModelForCausalLM
+
+    cfg = copy.deepcopy(model.config)
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    plain = AutoModelForCausalLM.from_config(cfg)
+    plain.load_state_dict(model.state_dict())
+    plain.generation_config = model.generation_config
+    plain.save_pretrained(path)
+
+
+def _gguf_cache(path: Path) -> Path:
+    """Where the transformers copy of a GGUF file is kept (LIONEVAL_CACHE, default ~/.cache/lioneval)."""
+    from lioneval.checkpoint import weights_hash
+
+    root = Path(os.environ.get("LIONEVAL_CACHE") or Path.home() / ".cache" / "lioneval")
+    return root / "gguf" / f"{path.stem}-{weights_hash(path)[:12]}"
 
 
 def _as_list(x: Any) -> list[int]:

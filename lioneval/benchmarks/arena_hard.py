@@ -343,3 +343,36 @@ class ArenaHard:
                 meta["error"] = "no usable games: every game failed or was dropped"
             out[model] = Summary(metrics=metrics, counts=dict(c), meta=meta)
         return out
+
+
+def load_answers(data_dir: str | Path, model: str) -> ImportBundle:
+    """One model's answers from ``model_answer/<model>.jsonl`` (e.g. the baseline's)."""
+    path = Path(data_dir) / "model_answer" / f"{model}.jsonl"
+    if not path.is_file():
+        raise DataError(f"no answers of {model!r} at {path}", fix="pass the Arena-Hard data folder that holds them")
+    bundle = ImportBundle()
+    _read_answers(path, model, bundle)
+    return bundle
+
+
+_CODE_BLOCK = re.compile(r"```[^`]*?```", re.DOTALL)
+_HEADER = re.compile(r"^(#{1,6}) ", re.MULTILINE)
+_ORDERED = re.compile(r"^\s*\d+\. ", re.MULTILINE)
+_UNORDERED = re.compile(r"^\s*[-*+] ", re.MULTILINE)
+_BOLD_STARS = re.compile(r"\*\*[^*\n]+\*\*")
+_BOLD_UNDERSCORES = re.compile(r"__[^_\n]+__")
+
+
+def style_of(text: str, token_len: int) -> dict[str, int]:
+    """Style-control totals of a generated answer (as stored in ``Answer.meta["style"]``), counted as the official
+    recipe does: code blocks removed first, then line-initial headers, ordered and unordered list items, bold."""
+    prose = _CODE_BLOCK.sub("", text)
+    headers = {f"h{i}": 0 for i in range(1, 7)}
+    for m in _HEADER.finditer(prose):
+        headers[f"h{len(m.group(1))}"] += 1
+    return _style({
+        "token_len": int(token_len),
+        "header_count": headers,
+        "list_count": {"ordered": len(_ORDERED.findall(prose)), "unordered": len(_UNORDERED.findall(prose))},
+        "bold_count": {"**": len(_BOLD_STARS.findall(prose)), "__": len(_BOLD_UNDERSCORES.findall(prose))},
+    })  # type: ignore[return-value]

@@ -1,0 +1,89 @@
+"""Checkpoint identity: where it came from (stage, step) and what it is (a hash of its weights).
+
+Two runs of the same weights share answers, whatever the directory is called; a retrained checkpoint at the same
+path gets new ones. The hash covers the weight index (or, without one, the weight files' names and sizes plus their
+first and last megabyte): cheap on a 70B checkpoint, and any retraining changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lioneval.errors import LionEvalError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+_STAGE_STEP = re.compile(r"^(?P<stage>.+?)[-_]step[-_]?(?P<step>\d+)$")
+_HF_CHECKPOINT = re.compile(r"^checkpoint-(?P<step>\d+)$")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: str
+    stage: str | None
+    step: int | None
+    weights_hash: str
+
+    @property
+    def model_id(self) -> str:
+        name = Path(self.path).name if not self.path.endswith(".gguf") else Path(self.path).stem
+        return f"{name}@{self.weights_hash[:8]}"
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def weights_hash(path: str | Path) -> str:
+    path = Path(path)
+    h = hashlib.sha256()
+    index = sorted(path.glob("*.index.json")) if path.is_dir() else []
+    files = _weight_files(path)
+    if not files:
+        raise LionEvalError(
+            f"{path} holds no model weights ({', '.join(WEIGHT_SUFFIXES)})",
+            fix="pass a checkpoint directory written by save_pretrained or a trainer, or a .gguf file",
+        )
+    for f in index:
+        h.update(f.read_bytes())
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(_CHUNK))
+            if size > 2 * _CHUNK:
+                fh.seek(-_CHUNK, 2)
+                h.update(fh.read(_CHUNK))
+    return h.hexdigest()[:16]
+
+
+def identify(path: str | Path) -> CheckpointInfo:
+    """Stage and step from ``<stage>-step<N>`` or ``checkpoint-<N>`` names and trainer_state.json; the weights hash."""
+    p = Path(path)
+    if not p.exists():
+        raise LionEvalError(f"checkpoint {p} does not exist", fix="check the path (e.g. out/dpo-step2000)")
+    if p.is_dir() and not (p / "config.json").is_file() and not _weight_files(p):
+        raise LionEvalError(
+            f"{p} is not a model checkpoint (no config.json, no weight files)",
+            fix="pass the directory that holds config.json and the weights",
+        )
+    name = p.stem if p.is_file() else p.name
+    stage = step = None
+    if m := _STAGE_STEP.match(name):
+        stage, step = m["stage"], int(m["step"])
+    elif m := _HF_CHECKPOINT.match(name):
+        step = int(m["step"])
+        stage = p.parent.name.split("-step")[0] if p.parent.name else None
+    state = p / "trainer_state.json" if p.is_dir() else None
+    if state is not None and state.is_file():
+        try:
+            step = int(json.loads(state.read_text()).get("global_step", step))
+        except (ValueError, TypeError, json.JSONDecodeError):
+            pass
+    return CheckpointInfo(path=str(p), stage=stage, step=step, weights_hash=weights_hash(p))
