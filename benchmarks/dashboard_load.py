@@ -1,0 +1,276 @@
+"""How fast the dashboard's judge-comparison page renders on a store the size of a real training run.
+
+Builds (once; reused while its layout matches) a synthetic store with 50 checkpoints x 3 benchmarks x 3 judges x 500
+judged items (~225k judgments, MT-Bench as 250 questions x 2 turns), with answers, run specs, reports and checks, by
+the ordinary ``RunStore.put_*`` calls. Then times, cold (fresh caches) and warm (Streamlit's cache hit on rerun):
+the data functions of the page, and an AppTest render of the page itself. Target: under 3 s with empty caches.
+The modules the app imports (streamlit, pandas, plotly) are loaded first and timed apart: a running server loads
+them once, and their cost does not grow with the store.
+
+    python benchmarks/dashboard_load.py [--store PATH] [--rebuild] [--repeat N]
+
+Prints a table and, as the last line, one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lioneval.store import RunStore
+from lioneval.types import Answer, CheckResult, Estimate, Game, Judgment, Question, Report, RunSpec, content_hash
+
+CHECKPOINTS = 50
+QUESTIONS = 500
+JUDGES = ("judge-alpha", "judge-beta", "judge-gamma")
+BENCHES = {"mt-bench": "rating", "arena-hard": "pairwise", "alpaca-eval": "pairwise"}
+BASELINES = {"arena-hard": "gpt-4-0314", "alpaca-eval": "gpt4_1106_preview"}
+TARGET_S = 3.0
+LAYOUT = f"v2:{CHECKPOINTS}x{len(BENCHES)}x{len(JUDGES)}x{QUESTIONS}"
+FILLER = (
+    "The answer addresses the request, but the second paragraph repeats the first and the example leaves out the "
+    "edge case the user asked about. The structure is clear and the tone suits the task. "
+)
+
+
+def _checkpoints() -> list[tuple[str, str, int]]:
+    stages = [("sft", 17), ("dpo", 17), ("online-dpo", CHECKPOINTS - 34)]
+    return [(f"{stage}-step{(i + 1) * 100}", stage, (i + 1) * 100) for stage, n in stages for i in range(n)]
+
+
+def _judge_id(judge: str, bench: str) -> str:
+    return f"{judge}#{content_hash([judge, bench], 10)}"
+
+
+def _label(share: float) -> str:
+    return "A>>B" if share >= 0.99 else "A>B" if share > 0.5 else "A=B" if share == 0.5 else "B>A"
+
+
+def build(path: Path) -> dict[str, float]:
+    """Write the synthetic store; returns seconds per phase."""
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    ckpts = _checkpoints()
+    quality = {m: 0.4 + 0.012 * i + rng.normal(0, 0.02) for i, (m, _, _) in enumerate(ckpts)}
+    # each judge reads quality through its own bias and noise, so they disagree in realistic ways
+    bias = {"judge-alpha": 0.0, "judge-beta": 0.06, "judge-gamma": -0.04}
+    noise = {"judge-alpha": 0.18, "judge-beta": 0.25, "judge-gamma": 0.3}
+    with RunStore(path) as store:
+        for bench in BENCHES:
+            n_q = QUESTIONS // 2 if bench == "mt-bench" else QUESTIONS
+            turns = 2 if bench == "mt-bench" else 1
+            qs = [Question(id=f"{bench[:2]}{i:04d}", benchmark=bench, turns=[f"Question {i} turn {t + 1}: explain "
+                           f"topic {i % 37} with an example." for t in range(turns)], category=f"cat{i % 8}")
+                  for i in range(n_q)]
+            store.put_questions(qs)
+            models = [m for m, _, _ in ckpts] + ([BASELINES[bench]] if bench in BASELINES else [])
+            answers = []
+            for m in models:
+                for q in qs:
+                    n_tok = int(rng.integers(80, 600))
+                    answers.append(Answer(question_id=q.id, benchmark=bench, model=m, turns=[
+                        f"{m} answers {q.id}: " + "detail " * (n_tok // 8) for _ in range(turns)],
+                        token_counts=[n_tok] * turns))
+            store.put_answers(answers)
+            print(f"  {bench}: {len(qs)} questions, {len(answers)} answers ({time.perf_counter() - t0:.0f}s)",
+                  flush=True)
+            for judge in JUDGES:
+                jid = _judge_id(judge, bench)
+                for m, _, _ in ckpts:
+                    batch = []
+                    for qi, q in enumerate(qs):
+                        for t in range(1, turns + 1):
+                            p = quality[m] + bias[judge] + rng.normal(0, noise[judge])
+                            if BENCHES[bench] == "rating":
+                                rating = int(np.clip(round(1 + 9 * p), 1, 10))
+                                failed = rng.random() < 0.01
+                                raw = FILLER + ("I will not score this." if failed else f"Rating: [[{rating}]]")
+                                game = Game(model_position="single", label=None if failed else str(rating),
+                                            value=None if failed else float(rating), raw=raw,
+                                            error="no [[rating]] found" if failed else None)
+                                games = [game]
+                            else:
+                                games = []
+                                positions = ("B", "A") if bench == "arena-hard" else (("A",) if qi % 2 else ("B",))
+                                for pos in positions:
+                                    share = float(np.clip(round(2 * (p + rng.normal(0, 0.1))) / 2, 0, 1))
+                                    if rng.random() < 0.01:
+                                        games.append(Game(model_position=pos, raw=FILLER + "no verdict",
+                                                          error="no verdict label"))
+                                        continue
+                                    a_share = share if pos == "A" else 1 - share
+                                    games.append(Game(model_position=pos, label=_label(a_share), value=share,
+                                                      raw=FILLER + f"Final verdict: [[{_label(a_share)}]]"))
+                            vals = [g.value for g in games if g.value is not None]
+                            batch.append(Judgment(
+                                question_id=q.id, benchmark=bench, judge=jid, model=m, kind=BENCHES[bench],
+                                turn=t if bench == "mt-bench" else None, baseline=BASELINES.get(bench),
+                                value=float(np.mean(vals)) if vals else None, games=games,
+                                inputs=content_hash([jid, q.id, m, t]),
+                                error=None if vals else "no game gave a verdict",
+                            ))
+                    store.put_judgments(batch)
+                print(f"  {bench} / {judge}: judged ({time.perf_counter() - t0:.0f}s)", flush=True)
+        t_records = time.perf_counter() - t0
+        _runs_reports_checks(store, ckpts, quality, rng)
+    return {"build_s": time.perf_counter() - t0, "records_s": t_records}
+
+
+def _runs_reports_checks(store: RunStore, ckpts, quality, rng) -> None:
+    metric = {"mt-bench": "overall", "arena-hard": "score", "alpaca-eval": "length_controlled_winrate"}
+    checks = []
+    for m, stage, step in ckpts:
+        settings = {"early_stop_step": 1700} if stage == "dpo" else {}
+        spec = RunSpec(model=m, checkpoint=f"out/{m}", stage=stage, step=step, benchmarks=list(BENCHES),
+                       settings=settings)
+        run = store.put_run(spec)
+        for bench in BENCHES:
+            for judge in JUDGES:
+                v = quality[m] * (10 if bench == "mt-bench" else 100)
+                half = 0.15 if bench == "mt-bench" else 2.5
+                est = Estimate(value=v, ci_low=v - half, ci_high=v + half, n=QUESTIONS, method="bootstrap-percentile",
+                               rounds=100, seed=0, unit="question")
+                store.put_report(Report(run=run, benchmark=bench, benchmark_version="synthetic", model=m,
+                                        judge=_judge_id(judge, bench), metrics={metric[bench]: est}))
+        if m == "online-dpo-step800":
+            checks.append(CheckResult(name="promotion", scope="run", run=run, status="pass", model=m,
+                                      meta={"promoted": True}))
+        if step % 900 == 0:
+            text = f"{m} answers mt0003: " + "detail "
+            hit = {"rule": "rating", "turn": 0, "start": len(text) - 7, "end": len(text)}
+            checks.append(CheckResult(name="injection", scope="answer", run=run, status="flag", model=m,
+                                      question_id="mt0003", detail="answer ends with a rating in double brackets",
+                                      spans=[(hit["start"], hit["end"])],
+                                      meta={"benchmark": "mt-bench", "hits": [hit]}))
+    for bench in BENCHES:
+        for judge in JUDGES:
+            gameable = judge == "judge-gamma"
+            checks.append(CheckResult(name="judge_gameable", scope="judge", judge=_judge_id(judge, bench),
+                                      status="flag" if gameable else "pass", value=9.5 if gameable else 1.2,
+                                      threshold=5.0, meta={"benchmark": bench}))
+    store.put_checks(checks)
+
+
+def _data_pass(path: Path, bench: str) -> dict[str, float]:
+    from lioneval.dashboards import data
+
+    out = {}
+    t = time.perf_counter()
+    inv = data.judge_inventory(path)
+    out["inventory_s"] = time.perf_counter() - t
+    judges = sorted(inv.loc[inv["benchmark"] == bench, "judge"])
+    t = time.perf_counter()
+    frame = data.judgment_frame(path, bench)
+    out["judgment_frame_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    data.judge_agreement(frame, judges)
+    data.model_scores(frame, judges)
+    data.judge_health(frame)
+    data.judge_overlap(frame)
+    out["stats_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    data.disagreements(path, frame, judges)
+    data.null_model_probe(path, judges)
+    out["disagreements_s"] = time.perf_counter() - t
+    out["rows"] = len(frame)
+    return out
+
+
+def _imports() -> float:
+    """Import what the app imports; a running Streamlit server pays this once per process, not per page view."""
+    t = time.perf_counter()
+    import plotly.graph_objects  # noqa: F401
+    import streamlit  # noqa: F401
+    from streamlit.testing.v1 import AppTest  # noqa: F401
+
+    from lioneval.dashboards import data  # noqa: F401
+
+    return time.perf_counter() - t
+
+
+def _render(path: Path, bench: str, runs: int) -> list[float]:
+    """Seconds per AppTest run of the judge page: the first with empty caches, the others reruns with them warm."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from lioneval.dashboards import data
+
+    os.environ["LIONEVAL_STORE"] = str(path)
+    st.cache_data.clear()
+    at = AppTest.from_file(str(Path(data.__file__).with_name("app.py")), default_timeout=120)
+    at.query_params["view"] = "Judges"
+    at.query_params["bench"] = bench
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - t)
+        if at.exception:
+            raise RuntimeError(f"the page raised: {at.exception[0].message}")
+    if not at.dataframe or not at.get("plotly_chart"):
+        raise RuntimeError("the judge page rendered without its table or chart")
+    return times
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--store", default=os.path.join(tempfile.gettempdir(), "lioneval_dashboard_load.db"))
+    ap.add_argument("--rebuild", action="store_true", help="build the store again even if one exists")
+    ap.add_argument("--bench", default="arena-hard", help="benchmark whose judge page is timed")
+    ap.add_argument("--repeat", type=int, default=3, help="AppTest runs (first cold, then warm reruns)")
+    args = ap.parse_args()
+    path = Path(args.store)
+    stamp = Path(f"{path}.layout")
+    built: dict[str, float] = {}
+    if args.rebuild or not path.exists() or not stamp.exists() or stamp.read_text() != LAYOUT:
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            p.unlink(missing_ok=True)
+        print(f"building {path} ({LAYOUT}) ...", flush=True)
+        built = build(path)
+        stamp.write_text(LAYOUT)
+    with RunStore(path, readonly=True) as st:
+        counts = st.counts()
+    size_mb = path.stat().st_size / 2**20
+    import_s = _imports()
+    data_times = _data_pass(path, args.bench)
+    render = _render(path, args.bench, max(1, args.repeat))
+    cold, warm = render[0], (min(render[1:]) if len(render) > 1 else float("nan"))
+    rows = [
+        ("judgments in store", f"{counts['judgments']}"),
+        ("store size", f"{size_mb:.0f} MiB"),
+        (f"{args.bench} judgments on the page", f"{data_times['rows']}"),
+        ("judge_inventory", f"{data_times['inventory_s']:.3f} s"),
+        ("judgment_frame", f"{data_times['judgment_frame_s']:.3f} s"),
+        ("agreement + scores + health", f"{data_times['stats_s']:.3f} s"),
+        ("disagreements + probe", f"{data_times['disagreements_s']:.3f} s"),
+        ("module imports (once per server)", f"{import_s:.3f} s"),
+        ("AppTest render, empty caches", f"{cold:.3f} s"),
+        ("AppTest rerun, warm cache", f"{warm:.3f} s"),
+        ("target (render, empty caches)", f"< {TARGET_S:.1f} s"),
+    ]
+    if built:
+        rows.insert(0, ("store build", f"{built['build_s']:.0f} s"))
+    width = max(len(r[0]) for r in rows)
+    print()
+    for name, val in rows:
+        print(f"{name:<{width}}  {val:>12}")
+    result = {
+        "benchmark": "dashboard_load", "bench": args.bench, "judgments": counts["judgments"],
+        "page_judgments": data_times["rows"], "data_s": round(sum(v for k, v in data_times.items() if k != "rows"), 3),
+        "imports_s": round(import_s, 3), "render_cold_s": round(cold, 3),
+        "render_warm_s": None if warm != warm else round(warm, 3),
+        "target_s": TARGET_S, "ok": cold < TARGET_S, **{k: round(v, 1) for k, v in built.items()},
+    }
+    print(json.dumps(result))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
