@@ -44,6 +44,10 @@ def test_wheel_has_no_top_level_side_folders(tmp_path):
     assert tops == {"lioneval", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     for sub in ("judges", "trainers", "dashboards"):
         assert f"lioneval/{sub}/__init__.py" in names
+    # the offline demo's question sets travel with the package
+    for f in ("mt_bench/question.jsonl", "arena_hard/question.jsonl", "arena_hard/model_answer/demo-baseline.jsonl",
+              "alpaca_eval/reference_outputs.json"):
+        assert f"lioneval/data/demo/{f}" in names
 
 
 def test_top_level_side_modules_are_not_importable():
