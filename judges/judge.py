@@ -225,6 +225,8 @@ class Judge:
         if not pending:
             return run
         lock = threading.Lock()
+        if progress:
+            progress(0, len(pending))
 
         def finish(req: JudgeRequest, outputs: list[Completion]) -> None:
             j = self._judgment(judge_id, req, outputs)

@@ -27,6 +27,7 @@ from lioneval.errors import LionEvalError, UnknownNameError
 from lioneval.types import content_hash
 
 KINDS = ("openai", "openai-compatible", "vllm", "hf", "reward-model", "ensemble")
+LOCAL_KINDS = ("vllm", "hf", "reward-model")
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,19 @@ class JudgeSpec:
     name: str = ""  # display name; defaults to the spec string
 
     def identity(self) -> dict[str, Any]:
-        """What makes two judges the same judge: everything but display name, prices and transport details."""
+        """What makes two judges the same judge: everything but display name, prices and transport details.
+
+        A local model is identified by its weights, not its path, so the same judge has the same id on every
+        machine and a retrained model at the same path does not.
+        """
         d = asdict(self)
         for k in ("name", "prices", "base_urls", "api_key_env", "max_in_flight", "timeout", "max_retries"):
             d.pop(k)
         d["members"] = [m.identity() for m in self.members]
+        if self.kind in LOCAL_KINDS and Path(self.model).exists():
+            from lioneval.checkpoint import weights_hash
+
+            d["model"] = f"{Path(self.model).name}@{weights_hash(self.model)}"
         return d
 
     @property
@@ -65,6 +74,8 @@ class JudgeSpec:
             return self.name
         if self.kind == "ensemble":
             return f"ensemble-{self.aggregate}[{';'.join(m.label for m in self.members)}]"
+        if self.kind in LOCAL_KINDS:
+            return f"{self.kind}:{Path(self.model).name}"
         return f"{self.kind}:{self.model}"
 
     @property

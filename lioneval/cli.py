@@ -357,7 +357,7 @@ def _print_reports(reports, run_key: str) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
         console.print(f"  counts: {counts}")
         for c in r.checks:
-            console.print(f"  [{c.status}] {c.name}: {c.detail}")
+            console.print(f"  [{c.status}] {c.name}: {c.detail}", markup=False, highlight=False)
 
 
 @cli.command("report")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lioneval.checks.audit import NULL_MODEL_PREFIX
 from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
 from lioneval.types import Answer
@@ -38,7 +39,9 @@ def summarize_store(
         benchmark = cls(data, lc_data=lc_data, weights=glm_weights)
     else:
         benchmark = cls(data) if data else cls()
-    judgments = store.judgments(benchmark=bench, judge=judge, model=models)
+    # The null-model probe stores its constant answers' judgments beside real ones; they are not contenders.
+    judgments = [j for j in store.judgments(benchmark=bench, judge=judge, model=models)
+                 if not j.model.startswith(NULL_MODEL_PREFIX)]
     answers = store.answers(benchmark=bench)
     by_judge = defaultdict(list)
     for j in judgments:
