@@ -528,6 +528,75 @@ def audit_answers_cmd(file: str, bench: str, config_path: str | None, as_json: b
 # --- end audit verbs ---
 
 
+# --- training verbs ---
+@cli.command("train")
+@click.option("--config", "config", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Recipe YAML: stages in order, the evaluation suite, the promotion policy.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stages, evaluations and decisions as JSON.")
+@pass_ctx
+def train_cmd(ctx: _Ctx, config: str, as_json: bool) -> None:
+    """Run a recipe (SFT, DPO, online DPO): each checkpoint evaluated, the promoted one starts the next stage."""
+    import logging
+
+    from lioneval.trainers.recipe import train
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("lioneval.train")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    t0 = time.perf_counter()
+    try:
+        result = train(config, store=ctx.store_path)
+    finally:
+        logger.removeHandler(handler)
+    if as_json:
+        click.echo(json.dumps({**result.to_json(), "wall_s": round(time.perf_counter() - t0, 1)}, indent=1))
+        return
+    for stage, decision in zip(result.stages, result.decisions, strict=True):
+        stop = f", stopped early: {stage.stop_reason}" if stage.stopped_early else ""
+        click.echo(f"{stage.stage}: {stage.steps} steps, {len(stage.checkpoints)} checkpoints{stop}")
+        for e in stage.evaluations:
+            score = "-" if e["value"] is None else f"{e['value']:.3g}"
+            if e["ci_low"] is not None:
+                score += f" [{e['ci_low']:.3g}, {e['ci_high']:.3g}]"
+            flags = f"  FLAGGED: {', '.join(e['flagged'])}" if e["flagged"] else ""
+            click.echo(f"  step {e['step']:>5}  {score}{flags}{'  error: ' + e['error'] if e['error'] else ''}")
+        for line in decision.reasons if decision is not None else ["not evaluated: the last checkpoint goes on"]:
+            click.echo(f"  {line}")
+    click.echo(f"final checkpoint: {result.final} ({time.perf_counter() - t0:.0f} s)")
+
+
+@cli.command("promote")
+@click.option("--stage", required=True, help="Stage whose evaluated checkpoints compete (sft, dpo, online-dpo, ...).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Checkpoint folder: only its checkpoints compete, and the `<stage>-promoted` marker goes there.")
+@click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False),
+              help="PromotionPolicy YAML (weights, tie_break, length bounds); default: the documented policy.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@pass_ctx
+def promote_cmd(ctx: _Ctx, stage: str, out: str | None, policy_path: str | None, as_json: bool) -> None:
+    """Pick the checkpoint of a stage to promote from stored reports; record the decision and mark it."""
+    from lioneval.trainers.promotion import PromotionPolicy, promote
+
+    policy = PromotionPolicy.from_yaml(policy_path) if policy_path else PromotionPolicy()
+    with ctx.store() as st:
+        decision = promote(st, stage, policy, out=out)
+    if as_json:
+        click.echo(json.dumps(decision.to_json(), indent=1, default=str))
+    else:
+        for c in decision.candidates:
+            score = "-" if c.score is None else f"{c.score:.3g} [{c.ci_low:.3g}, {c.ci_high:.3g}]"
+            mark = "PROMOTED" if any(p is c for p in decision.promoted) else (c.excluded or "")
+            click.echo(f"{c.label():<28} step {c.step!s:>6}  {score:<24} {mark}")
+        for line in decision.reasons:
+            click.echo(line)
+    if not decision.promoted:
+        raise LionEvalError(f"no checkpoint of stage {stage!r} is eligible for promotion",
+                            fix="see the reasons above; evaluate more checkpoints or relax the policy")
+# --- end training verbs ---
+
+
 def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 
