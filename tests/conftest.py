@@ -11,6 +11,14 @@ from lioneval.store import RunStore
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def _outside_the_source_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test (and the subprocesses it starts) from a scratch folder: from the repository root, `python -c`
+    would import the source folder `lioneval/` instead of the installed package, which is what users get (and
+    what maps judges/, trainers/ and dashboards/ into it)."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     st = RunStore(tmp_path / "store.db")
