@@ -536,6 +536,7 @@ def audit_answers_cmd(file: str, bench: str, config_path: str | None, as_json: b
 @pass_ctx
 def train_cmd(ctx: _Ctx, config: str, as_json: bool) -> None:
     """Run a recipe (SFT, DPO, online DPO): each checkpoint evaluated, the promoted one starts the next stage."""
+    import contextlib
     import logging
 
     from lioneval.trainers.recipe import train
@@ -547,7 +548,9 @@ def train_cmd(ctx: _Ctx, config: str, as_json: bool) -> None:
     logger.setLevel(logging.INFO)
     t0 = time.perf_counter()
     try:
-        result = train(config, store=ctx.store_path)
+        # the trainers print progress and loss lines on stdout; stdout carries only this command's result
+        with contextlib.redirect_stdout(sys.stderr):
+            result = train(config, store=ctx.store_path)
     finally:
         logger.removeHandler(handler)
     if as_json:

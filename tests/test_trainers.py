@@ -1,0 +1,388 @@
+"""Training stages, the evaluation callback, early stopping and promotion, on tiny models built from a config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl", reason="needs the train extra (torch, transformers, trl)")
+
+import torch  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainingArguments,
+)
+
+from lioneval.checkpoint import identify  # noqa: E402
+from lioneval.cli import main  # noqa: E402
+from lioneval.errors import LionEvalError  # noqa: E402
+from lioneval.store import RunStore  # noqa: E402
+from lioneval.testing.openai_server import ScriptedServer  # noqa: E402
+from lioneval.testing.tiny import make_tiny_causal_lm, make_tiny_reward_model  # noqa: E402
+from lioneval.trainers.callback import CheckpointLinker, LionEvalCallback, PipelineEvaluator  # noqa: E402
+from lioneval.trainers.dpo import DPOConfig, dpo  # noqa: E402
+from lioneval.trainers.online_dpo import OnlineDPOConfig, best_worst_pairs, online_dpo  # noqa: E402
+from lioneval.trainers.promotion import PromotionPolicy, promote  # noqa: E402
+from lioneval.trainers.sft import (  # noqa: E402
+    IGNORE,
+    PackedCollator,
+    SFTConfig,
+    build_rows,
+    sft,
+    tokenize_conversation,
+)
+from lioneval.types import Answer, CheckResult, Estimate, Report, RunSpec  # noqa: E402
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "what is the answer"}, {"role": "assistant", "content": "the answer is 42."}],
+    [{"role": "system", "content": "be brief"}, {"role": "user", "content": "rate this"},
+     {"role": "assistant", "content": "[[8]]"}, {"role": "user", "content": "why"},
+     {"role": "assistant", "content": "because the quick fox jumps over the lazy dog."}],
+    [{"role": "user", "content": "write a poem about rain"},
+     {"role": "assistant", "content": "rain on a tin roof, the quick brown fox sleeps"}],
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return make_tiny_causal_lm(tmp_path_factory.mktemp("base") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("data")
+    sft_rows = [CONVERSATIONS[i % 3] for i in range(8)]
+    (d / "sft.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c in sft_rows))
+    prefs = [{"prompt": f"question {i} about rain", "chosen": "the answer is 42 because of rain", "rejected": "no"}
+             for i in range(4)]
+    prefs.append({"prompt": [{"role": "user", "content": "explain why"}],
+                  "chosen": [{"role": "assistant", "content": "because the judge rates it"}],
+                  "rejected": [{"role": "assistant", "content": "verdict"}]})
+    (d / "prefs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prefs))
+    (d / "prompts.txt").write_text("write about rain\nexplain the answer\nname a rating\n")
+    return {"sft": d / "sft.jsonl", "prefs": d / "prefs.jsonl", "prompts": d / "prompts.txt"}
+
+
+def _small(**kw):
+    return {"max_steps": 2, "save_steps": 1, "per_device_train_batch_size": 2, "logging_steps": 1,
+            "learning_rate": 1e-3, "report_to": ["none"], **kw}
+
+
+# -- SFT: packing and masking -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packing_gives_the_per_token_loss_of_the_unpacked_batch(tiny, attn):
+    tok = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny, attn_implementation=attn)
+    model.train()  # training mode: the path the trainer takes (with the model's default KV cache setting)
+    torch.manual_seed(0)
+    docs = [tokenize_conversation(tok, c, 256) for c in CONVERSATIONS]
+    packed_rows = build_rows(docs, 256, packing=True)
+    assert len(packed_rows) == 1 and packed_rows[0]["position_ids"].count(0) == 3  # all three in one row
+    packed = PackedCollator(tok.pad_token_id, padding_free=True)(packed_rows)
+    unpacked = PackedCollator(tok.pad_token_id, padding_free=False)(build_rows(docs, 256, packing=False))
+    model.config.hidden_dropout = 0.0
+    with torch.no_grad():
+        lp = model(**{k: v for k, v in packed.items() if k != "labels"}).logits
+        lu = model(**{k: v for k, v in unpacked.items() if k != "labels"}).logits
+
+    def per_token(logits, labels):
+        ce = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(),
+                                               reduction="none", ignore_index=IGNORE)
+        keep = labels[:, 1:].flatten() != IGNORE
+        return ce[keep], labels[:, 1:].flatten()[keep]
+
+    a, ta = per_token(lp, packed["labels"])
+    b, tb = per_token(lu, unpacked["labels"])
+    # the packed row holds the documents longest first; compare document by document
+    order = sorted(range(3), key=lambda i: -len(docs[i][0]))
+    counts = [sum(1 for t in docs[i][1][1:] if t != IGNORE) for i in range(3)]
+    starts_u = [sum(counts[:i]) for i in range(3)]
+    got = torch.cat([b[starts_u[i]: starts_u[i] + counts[i]] for i in order])
+    assert torch.equal(ta, torch.cat([tb[starts_u[i]: starts_u[i] + counts[i]] for i in order]))
+    torch.testing.assert_close(a, got, rtol=1e-5, atol=1e-5)
+
+
+def test_only_assistant_tokens_carry_loss(tiny):
+    tok = AutoTokenizer.from_pretrained(tiny)
+    conv = CONVERSATIONS[1]
+    ids, labels = tokenize_conversation(tok, conv)
+    learned = tok.decode([t for t, lab in zip(ids, labels, strict=True) if lab != IGNORE])
+    assert learned == "[[8]]<|im_end|>\nbecause the quick fox jumps over the lazy dog.<|im_end|>\n"
+    assert all(lab in (IGNORE, t) for t, lab in zip(ids, labels, strict=True))
+    # the model's loss is the mean over the assistant targets only: masked positions add nothing
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    batch = PackedCollator(tok.pad_token_id)(build_rows([(ids, labels)], 256))
+    with torch.no_grad():
+        out = model(**batch)
+    logits, lab = out.logits[0, :-1], batch["labels"][0, 1:]
+    keep = lab != IGNORE
+    manual = torch.nn.functional.cross_entropy(logits[keep], lab[keep])
+    torch.testing.assert_close(out.loss, manual)
+    assert keep.sum() < len(ids) / 2  # the prompt tokens really were left out
+
+
+# -- the stages -----------------------------------------------------------------------------------------------------
+def _loads(path: str, stage: str, step: int) -> None:
+    info = identify(path)
+    assert (info.stage, info.step) == (stage, step)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    assert model.config.vocab_size == len(tok) and tok.chat_template
+
+
+def test_each_stage_writes_loadable_checkpoints(tiny, data, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    s = sft(SFTConfig(model=str(tiny), data=str(data["sft"]), output_dir=str(out), max_length=128, **_small()))
+    assert [Path(c).name for c in s.checkpoints] == ["sft-step1", "sft-step2"] and s.steps == 2
+    _loads(s.last, "sft", 2)
+
+    import lioneval.trainers.dpo as dpo_mod
+
+    seen = []
+    original = dpo_mod.dpo_trainer
+
+    def spy(*a, **k):
+        trainer = original(*a, **k)
+        seen.append((trainer.ref_model, "ref_chosen_logps" in trainer.train_dataset.column_names))
+        return trainer
+
+    monkeypatch.setattr(dpo_mod, "dpo_trainer", spy)
+    d = dpo(DPOConfig(model=s.last, data=str(data["prefs"]), output_dir=str(out), beta=0.2, max_length=128,
+                      **_small()))
+    assert seen == [(None, True)]  # reference log-probs precomputed, no second model
+    _loads(d.last, "dpo", 2)
+
+    def rate(req: dict) -> str:  # a scripted judge: ratings that depend on the answer, so few ties
+        return f"Rating: [[{1 + len(req['messages'][-1]['content']) % 9}]]"
+
+    with ScriptedServer(rate) as srv:
+        o = online_dpo(OnlineDPOConfig(
+            model=d.last, prompts=str(data["prompts"]), judge=f"openai-compatible:judge@{srv.base_url}",
+            output_dir=str(out), rounds=2, k=3, max_new_tokens=8, **_small(max_steps=-1, steps_per_round=1)))
+        assert len(srv.requests) >= 2 * 3 * 2  # every sample of both rounds was judged
+    assert [Path(c).name for c in o.checkpoints] == ["online-dpo-step1", "online-dpo-step2"]
+    _loads(o.last, "online-dpo", 2)  # the step counts across rounds, in the name and in trainer_state.json
+
+
+def test_best_worst_pairs_skip_ties_and_unscored():
+    prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(3)]
+    samples = [["a", "b", "c"], ["x", "y", "z"], ["m", "n", "o"]]
+    scores = [[3.0, 7.0, 5.0], [4.0, 4.0, 4.0], [None, 2.0, None]]
+    pairs = best_worst_pairs(prompts, samples, scores)
+    assert len(pairs) == 1
+    assert pairs[0]["chosen"][0]["content"] == "b" and pairs[0]["rejected"][0]["content"] == "a"
+
+
+# -- the callback ---------------------------------------------------------------------------------------------------
+class ScriptedEvaluator:
+    """Returns reports with scripted MT-Bench scores (and cheat flags) per step."""
+
+    def __init__(self, scores: dict[int, float], flagged: tuple[int, ...] = (), half_width: float = 0.3):
+        self.scores, self.flagged, self.half_width = scores, flagged, half_width
+        self.calls: list[tuple[str, int, bool]] = []
+
+    def __call__(self, checkpoint: str, step: int) -> list[Report]:
+        self.calls.append((checkpoint, step, (Path(checkpoint) / "model.safetensors").is_file()))
+        v = self.scores[step]
+        flag = step in self.flagged
+        checks = [CheckResult(name="duplicates", scope="run", status="flag" if flag else "pass")]
+        est = Estimate(value=v, ci_low=v - self.half_width, ci_high=v + self.half_width, n=10, method="scripted")
+        return [Report(run=f"run-{step}", benchmark="mt-bench", benchmark_version="test", judge="scripted",
+                       model=f"{Path(checkpoint).name}@00000000", metrics={"overall": est}, checks=checks,
+                       meta={"stage": "sft", "step": step, "cheat_flagged": flag})]
+
+
+def _trainer(tiny, tmp_path, callbacks, **args):
+    tok = AutoTokenizer.from_pretrained(tiny)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    rows = build_rows([tokenize_conversation(tok, c, 128) for c in CONVERSATIONS * 2], 128, packing=False)
+    kw = {"output_dir": str(tmp_path / "sft"), "max_steps": 8, "save_steps": 1, "per_device_train_batch_size": 2,
+          "learning_rate": 1e-3, "logging_steps": 1, "report_to": [], "save_strategy": "steps",
+          "dataloader_pin_memory": False, **args}
+    return Trainer(model=model, args=TrainingArguments(**kw), train_dataset=rows, eval_dataset=rows[:2],
+                   data_collator=PackedCollator(tok.pad_token_id, padding_free=False), processing_class=tok,
+                   callbacks=callbacks)
+
+
+def test_callback_evaluates_on_save_logs_and_stops_when_scores_drop(tiny, tmp_path):
+    scripted = ScriptedEvaluator({1: 5.0, 2: 6.0, 3: 5.8, 4: 4.0, 5: 3.9, 6: 7.0, 7: 7.0, 8: 7.0})
+    store = tmp_path / "s.db"
+    cb = LionEvalCallback({"patience": 2, "store": str(store)}, evaluator=scripted)
+    trainer = _trainer(tiny, tmp_path, [CheckpointLinker("sft", tmp_path), cb])
+    cb.attach(trainer)
+    trainer.train()
+    # step 3 (5.8) is within the best's interval (6.0 - 0.3): no strike; steps 4 and 5 are below it: stop at 5
+    assert trainer.state.global_step == 5 and cb.stopped_at == 5
+    assert [e.in_contention for e in cb.evaluations] == [True, True, True, False, False]
+    assert [(Path(c).name, s, ok) for c, s, ok in scripted.calls] == [(f"sft-step{i}", i, True) for i in range(1, 6)]
+    logged = [h for h in trainer.state.log_history if "lioneval/mt-bench/overall" in h]
+    assert [h["lioneval/mt-bench/overall"] for h in logged] == [5.0, 6.0, 5.8, 4.0, 3.9]
+    assert logged[1]["lioneval/mt-bench/overall_ci_low"] == pytest.approx(5.7)
+    assert logged[1]["lioneval/mt-bench/overall_ci_high"] == pytest.approx(6.3)
+    assert logged[-1]["lioneval/early_stop_step"] == 5
+    with RunStore(store, readonly=True) as st:  # the dashboard reads the stop from the store
+        assert [r.settings["early_stop_step"] for r in st.runs()] == [5]
+
+
+def test_callback_stops_when_cheat_checks_flag(tiny, tmp_path):
+    scripted = ScriptedEvaluator({1: 5.0, 2: 9.5, 3: 9.6}, flagged=(2,))
+    cb = LionEvalCallback({}, evaluator=scripted)
+    trainer = _trainer(tiny, tmp_path, [cb])
+    cb.attach(trainer)
+    trainer.train()
+    assert trainer.state.global_step == 2 and "duplicates" in cb.stop_reason
+    assert cb.best.step == 1  # a flagged checkpoint never becomes the best
+
+
+def test_injected_metrics_drive_load_best_model_and_early_stopping(tiny, tmp_path):
+    scripted = ScriptedEvaluator({1: 5.0, 2: 8.0, 3: 6.0, 4: 7.0, 5: 9.0, 6: 9.0})
+    cb = LionEvalCallback({"on_evaluate": True}, evaluator=scripted)
+    stopper = EarlyStoppingCallback(early_stopping_patience=2)
+    args = {"eval_strategy": "steps", "eval_steps": 1, "metric_for_best_model": "lioneval_mt-bench_overall",
+            "greater_is_better": True, "load_best_model_at_end": True, "max_steps": 6}
+    wrong = _trainer(tiny, tmp_path / "wrong", [stopper, cb], **args)
+    with pytest.raises(LionEvalError, match="before LionEvalCallback"):
+        cb.attach(wrong)
+    trainer = _trainer(tiny, tmp_path, [cb, stopper], **args)
+    cb.attach(trainer)
+    trainer.train()
+    assert trainer.state.global_step == 4  # EarlyStoppingCallback saw 6.0 and 7.0 fail to beat 8.0
+    assert trainer.state.best_model_checkpoint.endswith("checkpoint-2")
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert len(evals) == 4
+    best = AutoModelForCausalLM.from_pretrained(tmp_path / "sft-step2")
+    last = AutoModelForCausalLM.from_pretrained(tmp_path / "sft-step4")
+    final = trainer.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in best.state_dict().items())
+    assert not all(torch.equal(final[k], v) for k, v in last.state_dict().items())
+    # the weights scored during evaluate are the ones the trainer then saved: one checkpoint identity
+    assert all(ok for _, _, ok in scripted.calls)
+
+
+def test_background_mode_runs_the_pipeline_in_a_worker(tiny, tmp_path):
+    from lioneval.pipeline import DEMO_DATA, RunConfig
+
+    rm = make_tiny_reward_model(tmp_path / "rm")
+    store = tmp_path / "bg.db"
+    suite = RunConfig(bench=("mt-bench",), judge=f"reward-model:{rm}", data={"mt-bench": str(DEMO_DATA / "mt_bench")},
+                      limit=1, max_new_tokens=4, rounds=50)
+    cb = LionEvalCallback({"mode": "background", "stop_on_cheat": False},
+                          evaluator=PipelineEvaluator(suite, str(store)))
+    trainer = _trainer(tiny, tmp_path, [CheckpointLinker("sft", tmp_path), cb], max_steps=2, save_steps=2)
+    cb.attach(trainer)
+    try:
+        trainer.train()  # the evaluation of step 2 is still running when training ends; on_train_end waits for it
+    finally:
+        cb.close()
+    assert [e.step for e in cb.evaluations] == [2] and cb.evaluations[0].error is None
+    assert cb.evaluations[0].model.startswith("sft-step2@")
+    with RunStore(store, readonly=True) as st:
+        (report,) = st.reports()
+        assert report.meta["stage"] == "sft" and report.meta["step"] == 2
+    assert any("lioneval/mt-bench/overall" in h for h in trainer.state.log_history)
+
+
+# -- promotion ----------------------------------------------------------------------------------------------------
+def _put(st: RunStore, step: int, value: float, half: float, length: int, *, flag: bool = False,
+         stage: str = "dpo") -> str:
+    model = f"{stage}-step{step}@{step:08d}"
+    spec = RunSpec(model=model, checkpoint=f"/ckpts/{stage}-step{step}", stage=stage, step=step,
+                   benchmarks=["mt-bench"], judge="openai:gpt-4o")
+    key = st.put_run(spec)
+    checks = [CheckResult(name="injection", scope="run", run=key, status="flag" if flag else "pass", model=model)]
+    est = Estimate(value=value, ci_low=value - half, ci_high=value + half, n=80, method="bootstrap-percentile")
+    st.put_answers([Answer(question_id=str(q), benchmark="mt-bench", model=model, turns=["x" * length])
+                    for q in range(3)])
+    meta = {"stage": stage, "step": step, "cheat_flagged": flag, "eligible_for_promotion": not flag}
+    st.put_report(Report(run=key, benchmark="mt-bench", benchmark_version="v1", model=model,
+                         judge="openai:gpt-4o#abc", metrics={"overall": est}, checks=checks, meta=meta))
+    st.put_checks(checks)
+    return key
+
+
+def test_promotion_picks_by_policy_and_records_the_decision(tmp_path):
+    with RunStore(tmp_path / "p.db") as st:
+        _put(st, 100, 6.0, 0.5, 300)
+        best = _put(st, 200, 7.5, 0.3, 300)  # clear of step 100's interval
+        _put(st, 300, 8.5, 0.2, 310, flag=True)  # the top score, but flagged
+        _put(st, 400, 7.7, 0.6, 420)  # higher than 200 but its interval overlaps: a tie, and longer answers
+        _put(st, 500, 9.0, 0.2, 1000)  # answers 3.3x as long as the stage's first: length inflation
+        d = promote(st, "dpo", PromotionPolicy(), out=None, mark=False)
+        assert [c.step for c in d.promoted] == [200]
+        text = " | ".join(d.reasons)
+        assert "dpo-step300: cheat checks flagged it (injection)" in text
+        assert "dpo-step500: answers average 1000 characters" in text
+        assert "tied with the highest, dpo-step400" in d.reasons[0]
+        (rec,) = [c for c in st.checks(run=best) if c.name == "promotion"]
+        assert rec.status == "pass" and rec.scope == "run" and rec.meta["promoted"] is True
+        assert rec.meta["reasons"] == d.reasons and rec.meta["step"] == 200
+        # preferring the earlier checkpoint among ties gives the same; a policy without tie-breaking by length and
+        # with no length bound lets the inflated one win
+        assert promote(st, "dpo", PromotionPolicy(tie_break=["earlier"]), record=False, mark=False
+                       ).promoted[0].step == 200
+        loose = PromotionPolicy(max_length_growth=None, exclude_flagged=False)
+        assert promote(st, "dpo", loose, record=False, mark=False).promoted[0].step == 500
+
+
+def test_promotion_refuses_a_flagged_checkpoint_and_marks_on_disk(tiny, tmp_path, capsys):
+    db = tmp_path / "p.db"
+    with RunStore(db) as st:
+        _put(st, 10, 9.0, 0.1, 100, flag=True, stage="sft")
+        d = promote(st, "sft")
+        assert d.promoted == [] and "cheat checks flagged" in " ".join(d.reasons)
+        assert not [c for c in st.checks() if c.name == "promotion"]
+    assert main(["--store", str(db), "promote", "--stage", "sft"]) == 2
+    assert "no checkpoint of stage 'sft' is eligible" in capsys.readouterr().err
+    # a real checkpoint on disk: the marker links to it
+    out = tmp_path / "out"
+    (out / "sft").mkdir(parents=True)
+    ckpt = make_tiny_causal_lm(out / "sft" / "checkpoint-20")
+    (out / "sft-step20").symlink_to("sft/checkpoint-20", target_is_directory=True)
+    info = identify(out / "sft-step20")
+    with RunStore(db) as st:
+        key = st.put_run(RunSpec(model=info.model_id, checkpoint=str(out / "sft-step20"), stage="sft", step=20,
+                                 weights_hash=info.weights_hash, judge="openai:gpt-4o"))
+        est = Estimate(value=6.0, ci_low=5.5, ci_high=6.5, n=80, method="bootstrap-percentile")
+        st.put_report(Report(run=key, benchmark="mt-bench", benchmark_version="v1", model=info.model_id,
+                             judge="openai:gpt-4o#abc", metrics={"overall": est}, meta={"stage": "sft", "step": 20}))
+    assert main(["--store", str(db), "promote", "--stage", "sft", "--out", str(out), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["promoted"][0]["step"] == 20 and (out / "sft-promoted").resolve() == ckpt.resolve()
+    assert json.loads((out / "sft-promoted.json").read_text())["promoted"][0]["run"] == key
+
+
+# -- the recipe -----------------------------------------------------------------------------------------------------
+def test_recipe_runs_the_stages_in_order_from_the_cli(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = {
+        "output_dir": "out", "model": "tiny:hidden=32,layers=1", "on_no_promotion": "last",
+        "eval": {"suite": {"bench": ["mt-bench"], "judge": "reward-model:tiny-reward:hidden=32", "limit": 1,
+                           "max_new_tokens": 4, "rounds": 50}, "demo_data": True},
+        "stages": [
+            {"stage": "sft", "data": str(data["sft"]), "max_length": 96, **_small(max_steps=1)},
+            {"stage": "dpo", "data": str(data["prefs"]), "max_length": 96, "eval": None, **_small(max_steps=1)},
+        ],
+    }
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))  # JSON is YAML
+    assert main(["--store", "s.db", "train", "--config", "r.yaml", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    sft_stage, dpo_stage = got["stages"]
+    assert [Path(c).name for c in sft_stage["checkpoints"]] == ["sft-step1"]
+    assert len(sft_stage["evaluations"]) == 1 and sft_stage["evaluations"][0]["error"] is None
+    assert dpo_stage["evaluations"] == [] and dpo_stage["promotion"] is None
+    assert Path(got["final"]).name == "dpo-step1" and identify(got["final"]).stage == "dpo"
+    assert (tmp_path / "out" / "models" / "tiny-hidden32-layers1" / "config.json").is_file()
+
+
+def test_recipe_errors_name_the_fix(tmp_path, capsys):
+    (tmp_path / "r.yaml").write_text("stages:\n  - {stage: sfft, data: x}\n")
+    assert main(["--store", str(tmp_path / "s.db"), "train", "--config", str(tmp_path / "r.yaml")]) == 2
+    assert "did you mean 'sft'" in capsys.readouterr().err
+    (tmp_path / "r.yaml").write_text("stages:\n  - {stage: sft, data: x, max_step: 3}\n")
+    assert main(["--store", str(tmp_path / "s.db"), "train", "--config", str(tmp_path / "r.yaml")]) == 2
+    assert "did you mean 'max_steps'" in capsys.readouterr().err

@@ -1,0 +1,613 @@
+"""Evaluation in the training loop: ``LionEvalCallback`` scores checkpoints with a quick lioneval suite.
+
+What it does, per saved checkpoint (``on_save``) and optionally per evaluation (``on_evaluate``):
+
+* names the checkpoint ``<stage>-step<N>`` (a link next to the trainer's ``checkpoint-<N>``), so ``identify()``
+  and the store know its stage and step;
+* runs the suite (``lioneval.pipeline.run``: answers, judgments, statistics, cheat checks and the Report, all
+  written to the store) inline, or in a background process so training does not wait;
+* logs every headline metric with its confidence interval through ``Trainer.log``, so TensorBoard, W&B and the
+  trainer state get them: ``lioneval/mt-bench/overall``, ``lioneval/mt-bench/overall_ci_low``, ``..._ci_high``,
+  ``lioneval/mt-bench/cheat_flagged`` and ``lioneval/step`` (the checkpoint's step: background results arrive some
+  steps after the checkpoint they score);
+* with ``on_evaluate: true``, evaluates the current weights during ``Trainer.evaluate`` and adds the scores to its
+  metrics as ``eval_lioneval_<bench>_<metric>`` (``/`` becomes ``_``: ``eval_lioneval_mt-bench_overall``), so
+  ``metric_for_best_model="lioneval_mt-bench_overall"``, ``load_best_model_at_end`` and transformers'
+  ``EarlyStoppingCallback`` use them;
+* stops training (CI-aware early stopping) after ``patience`` consecutive evaluations whose score does not beat
+  the best checkpoint's lower CI bound (upper bound when lower is better), and at once when cheat checks flag the
+  policy (``lioneval.checks.is_cheat``). A dip inside the best score's noise does not count against patience, and
+  only a significant drop does; the stop is recorded in the store (``RunSpec.settings["early_stop_step"]``).
+
+Wiring it into a transformers or TRL trainer::
+
+    cb = LionEvalCallback({"suite": {"bench": ["mt-bench"], "judge": "openai:gpt-4o", "limit": 20},
+                           "on_evaluate": True, "patience": 3, "store": "lioneval.db"})
+    args = TrainingArguments(..., eval_strategy="steps", eval_steps=200, save_strategy="steps", save_steps=200,
+                             metric_for_best_model="lioneval_mt-bench_overall", greater_is_better=True,
+                             load_best_model_at_end=True)
+    trainer = Trainer(..., args=args, eval_dataset=small_eval_set,
+                      callbacks=[cb, EarlyStoppingCallback(early_stopping_patience=3)])   # this order
+    cb.attach(trainer)   # logging through trainer.log, and a check of the settings below
+    trainer.train()
+
+Required for metric injection: LionEvalCallback must come *before* EarlyStoppingCallback in ``callbacks`` (the
+trainer calls ``on_evaluate`` in list order, and EarlyStoppingCallback reads the metrics when its turn comes;
+``attach`` refuses the wrong order); ``eval_strategy`` must equal ``save_strategy`` with equal steps (transformers
+requires this for ``load_best_model_at_end``, and it is what makes the scored weights the ones saved as
+``checkpoint-<N>``); the trainer needs an ``eval_dataset`` (any small one) for ``evaluate`` to run; injection
+evaluates inline (a background result would come too late for the decision at that step). ``on_evaluate`` writes
+the weights into ``checkpoint-<N>`` before the trainer saves there (the same bytes, so one checkpoint identity).
+
+Background mode runs evaluations one at a time in a spawned worker process with ``background_threads`` torch
+threads at nice ``background_nice``: on a busy CPU it yields to training, and on a GPU it mostly waits for the
+device. Results are picked up at each step end and when training ends (``wait_at_end``). Both modes load the
+checkpoint from disk. A script that uses background mode needs the ``if __name__ == "__main__":`` guard (spawn
+re-imports the main module). Call ``close()`` (the stages do) to stop the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from lioneval.errors import LionEvalError
+from lioneval.trainers.recipe import StageConfig, StageResult, _help, config_from_dict
+from lioneval.types import Estimate, Report
+
+log = logging.getLogger("lioneval.train")
+
+__all__ = [
+    "CheckpointLinker",
+    "EvalConfig",
+    "Evaluation",
+    "LionEvalCallback",
+    "PipelineEvaluator",
+    "StageHooks",
+    "bounds",
+    "link_checkpoint",
+    "metric_key",
+]
+
+# (checkpoint path, step) -> Reports. The default runs lioneval.pipeline; tests inject scripted ones.
+Evaluator = Callable[[str, int], list[Report]]
+
+
+# -- checkpoint names -------------------------------------------------------------------------------------------
+def link_checkpoint(run_dir: str | Path, step: int, stage: str, links_dir: str | Path, step_offset: int = 0) -> Path:
+    """Make ``<links_dir>/<stage>-step<step+offset>`` point at ``<run_dir>/checkpoint-<step>``; returns the link.
+
+    The trainer keeps owning ``checkpoint-<N>`` (resuming, rotation and ``load_best_model_at_end`` read it); the
+    link gives the checkpoint the name lioneval identifies stage and step by. With an offset (online DPO rounds),
+    the checkpoint's trainer_state.json gets the overall step too, as ``identify()`` reads it from there.
+    """
+    target = Path(run_dir) / f"checkpoint-{step}"
+    link = Path(links_dir).absolute() / f"{stage}-step{step + step_offset}"
+    rel = os.path.relpath(target.absolute(), link.parent)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        if os.readlink(link) == rel:
+            _patch_state(target, step, step_offset)
+            return link
+        link.unlink()
+    elif link.exists():
+        raise LionEvalError(f"{link} exists and is not a link lioneval made",
+                            fix="move it away, or train into another output_dir")
+    os.symlink(rel, link, target_is_directory=True)
+    _patch_state(target, step, step_offset)
+    return link
+
+
+def _patch_state(target: Path, step: int, offset: int) -> None:
+    state = target / "trainer_state.json"
+    if not offset or not state.is_file():
+        return
+    data = json.loads(state.read_text())
+    if data.get("global_step") == step + offset:
+        return
+    data["round_global_step"] = data.get("global_step", step)
+    data["global_step"] = step + offset
+    state.write_text(json.dumps(data, indent=2))
+
+
+def _prune_dangling(links_dir: str | Path, stage: str) -> None:
+    d = Path(links_dir)
+    if d.is_dir():
+        for link in d.glob(f"{stage}-step*"):
+            if link.is_symlink() and not link.exists():  # the trainer rotated its checkpoint away
+                link.unlink()
+
+
+class CheckpointLinker(TrainerCallback):
+    """Links every saved checkpoint as ``<stage>-step<N>`` and makes sure the last step is saved."""
+
+    def __init__(self, stage: str, links_dir: str | Path, *, step_offset: int = 0, save_last: bool = True):
+        self.stage = stage
+        self.links_dir = Path(links_dir)
+        self.step_offset = step_offset
+        self.save_last = save_last
+        self.saved: list[str] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.save_last and state.max_steps and state.global_step >= state.max_steps:
+            control.should_save = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        link = link_checkpoint(args.output_dir, state.global_step, self.stage, self.links_dir, self.step_offset)
+        if str(link) not in self.saved:
+            self.saved.append(str(link))
+        _prune_dangling(self.links_dir, self.stage)
+        return control
+
+    @property
+    def checkpoints(self) -> list[str]:
+        return [p for p in self.saved if Path(p).exists()]
+
+
+# -- configuration ------------------------------------------------------------------------------------------------
+@dataclass
+class EvalConfig:
+    """Settings of LionEvalCallback (the `eval:` block of a recipe or stage)."""
+
+    suite: dict[str, Any] = _help({}, "The quick suite: RunConfig fields (bench, judge, data, baseline, limit, "
+                                      "subset, seed, rounds, max_new_tokens, batch_size, judge_prefill, "
+                                      "judge_max_tokens).")
+    demo_data: bool = _help(False, "Use lioneval's bundled demo question sets for benchmarks without `data`.")
+    mode: str = _help("inline", "inline: training waits for each evaluation; background: a worker process "
+                                "evaluates while training goes on.")
+    on_save: bool = _help(True, "Evaluate every saved checkpoint.")
+    on_evaluate: bool = _help(False, "Evaluate inside Trainer.evaluate and add the scores to its metrics "
+                                     "(eval_lioneval_<bench>_<metric>) for metric_for_best_model and "
+                                     "EarlyStoppingCallback.")
+    metric: str = _help("mt-bench/overall", "BENCH/METRIC that early stopping watches.")
+    greater_is_better: bool = _help(True, "Whether a higher `metric` is better.")
+    patience: int | None = _help(None, "Stop after this many consecutive evaluations below the best one's lower CI "
+                                       "bound (None: never on scores).")
+    stop_on_cheat: bool = _help(True, "Stop at once when cheat checks flag an evaluated checkpoint.")
+    log_metrics: list[str] | None = _help(None, "BENCH/METRIC names to log; default every metric of each report "
+                                                "except per-category ones.")
+    store: str | None = _help(None, "Run store the evaluations are written to (default: lioneval.db; a recipe "
+                                    "sets its own).")
+    background_threads: int = _help(1, "Torch threads of the background worker.")
+    background_nice: int = _help(19, "Scheduling niceness of the background worker (19: only idle CPU time).")
+    wait_at_end: bool = _help(True, "At the end of training, wait for background evaluations still running.")
+
+    @classmethod
+    def coerce(cls, value: EvalConfig | dict[str, Any] | None) -> EvalConfig:
+        if isinstance(value, cls):
+            return value
+        cfg = config_from_dict(cls, dict(value or {}))
+        if cfg.mode not in ("inline", "background"):
+            raise LionEvalError(f"eval mode must be inline or background, not {cfg.mode!r}", fix="set mode: inline")
+        if "/" not in cfg.metric:
+            raise LionEvalError(f"eval metric {cfg.metric!r} is not BENCH/METRIC", fix="e.g. metric: mt-bench/overall")
+        return cfg
+
+    def run_config(self) -> Any:
+        """The pipeline's RunConfig for this suite."""
+        from lioneval.pipeline import DEMO_DATA, RunConfig
+
+        suite = dict(self.suite)
+        if "bench" in suite:
+            suite["bench"] = tuple([suite["bench"]] if isinstance(suite["bench"], str) else suite["bench"])
+        cfg = config_from_dict(RunConfig, suite)
+        if self.demo_data:
+            demo = {"mt-bench": str(DEMO_DATA / "mt_bench"), "arena-hard": str(DEMO_DATA / "arena_hard"),
+                    "alpaca-eval": str(DEMO_DATA / "alpaca_eval" / "reference_outputs.json")}
+            cfg.data = {**{b: demo[b] for b in cfg.bench if b in demo}, **cfg.data}
+            cfg.baseline = {**{b: "demo-baseline" for b in cfg.bench if b != "mt-bench"}, **cfg.baseline}
+        if not cfg.judge:
+            raise LionEvalError("the evaluation suite has no judge", fix="set eval.suite.judge to a judge spec")
+        return cfg
+
+
+# -- evaluators -----------------------------------------------------------------------------------------------------
+_JUDGES: dict[tuple, Any] = {}  # per process: a local judge model is loaded once, not per checkpoint
+
+
+def _judge_for(cfg: Any) -> Any:
+    from lioneval.judges.judge import make_judge
+
+    overrides: dict[str, Any] = {"max_tokens": cfg.judge_max_tokens} if cfg.judge_max_tokens else {}
+    if cfg.judge_prefill:
+        overrides["prefill"] = True
+    key = (cfg.judge, tuple(sorted(overrides.items())))
+    if key not in _JUDGES:
+        _JUDGES[key] = make_judge(cfg.judge, None, **overrides)
+    return _JUDGES[key]
+
+
+@dataclass
+class PipelineEvaluator:
+    """Evaluates a checkpoint with ``lioneval.pipeline.run`` (everything stored, reruns cost nothing)."""
+
+    suite: Any  # RunConfig
+    store: str
+
+    def __call__(self, checkpoint: str, step: int) -> list[Report]:
+        from lioneval.pipeline import run
+        from lioneval.store import RunStore
+
+        cfg = dataclasses.replace(self.suite, ckpt=checkpoint)
+        with RunStore(self.store) as st:
+            return run(cfg, st, judge=_judge_for(cfg)).reports
+
+
+def _evaluate_in_worker(evaluator: Evaluator, checkpoint: str, step: int, threads: int) -> list[str]:
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    # Reports cross the process boundary as JSON: the same schema-checked form the store keeps.
+    return [r.to_json() for r in evaluator(checkpoint, step)]
+
+
+# -- the callback ---------------------------------------------------------------------------------------------------
+def bounds(e: Estimate) -> tuple[float | None, float | None]:
+    """An estimate's confidence interval: its bootstrap bounds, else value ± 1.96 SE, else none."""
+    if e.ci_low is not None and e.ci_high is not None:
+        return e.ci_low, e.ci_high
+    if e.se is not None and math.isfinite(e.se):
+        return e.value - 1.96 * e.se, e.value + 1.96 * e.se
+    return None, None
+
+
+def metric_key(bench: str, metric: str) -> str:
+    """The name a lioneval metric gets among a trainer's evaluation metrics (after the `eval_` prefix)."""
+    return f"lioneval_{bench}_{metric}".replace("/", "_")
+
+
+@dataclass
+class Evaluation:
+    """One evaluated checkpoint, as the callback saw it."""
+
+    step: int
+    checkpoint: str
+    reports: list[Report] = field(default_factory=list)
+    value: float | None = None  # the watched metric
+    ci_low: float | None = None
+    ci_high: float | None = None
+    flagged: list[str] = field(default_factory=list)  # names of the checks that flagged it
+    in_contention: bool | None = None  # beat the best one's CI bound at the time
+    error: str | None = None
+
+    @property
+    def model(self) -> str | None:
+        return self.reports[0].model if self.reports else None
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("step", "checkpoint", "value", "ci_low", "ci_high", "flagged",
+                                           "in_contention", "error")}
+        return {**d, "model": self.model, "reports": [r.key for r in self.reports]}
+
+
+class LionEvalCallback(TrainerCallback):
+    """Scores checkpoints with a lioneval suite during training; see the module docstring for the wiring."""
+
+    def __init__(self, config: EvalConfig | dict[str, Any] | None = None, *, evaluator: Evaluator | None = None,
+                 stage: str | None = None, links_dir: str | Path | None = None, step_offset: int = 0,
+                 trainer: Any = None):
+        self.config = EvalConfig.coerce(config)
+        if evaluator is None:
+            from lioneval.store import DEFAULT_STORE
+
+            evaluator = PipelineEvaluator(self.config.run_config(), self.config.store or DEFAULT_STORE)
+        self.evaluator = evaluator
+        self.stage = stage
+        self.links_dir = links_dir
+        self.step_offset = step_offset
+        self.trainer = None
+        self.evaluations: list[Evaluation] = []
+        self.best: Evaluation | None = None
+        self.strikes = 0
+        self.stop_reason: str | None = None
+        self.stopped_at: int | None = None
+        self._pending: list[tuple[int, str, Any]] = []
+        self._started: set[int] = set()
+        self._executor: Any = None
+        self._warned: set[str] = set()
+        if trainer is not None:
+            self.attach(trainer)
+
+    # -- wiring -------------------------------------------------------------------------------------------------
+    def attach(self, trainer: Any) -> LionEvalCallback:
+        """Log through ``trainer.log`` and check the callback order and evaluation settings."""
+        from transformers import EarlyStoppingCallback
+
+        cbs = trainer.callback_handler.callbacks
+        if self not in cbs:
+            raise LionEvalError("this LionEvalCallback is not among the trainer's callbacks",
+                                fix="pass it in Trainer(callbacks=[...]) before attaching")
+        if self.config.on_evaluate:
+            mine = cbs.index(self)
+            if any(isinstance(cb, EarlyStoppingCallback) for cb in cbs[:mine]):
+                raise LionEvalError(
+                    "EarlyStoppingCallback comes before LionEvalCallback, so it would decide without the lioneval "
+                    "metrics", fix="pass callbacks=[LionEvalCallback(...), EarlyStoppingCallback(...)] in this order")
+        best = trainer.args.metric_for_best_model or ""
+        if "lioneval" in best and not self.config.on_evaluate:
+            raise LionEvalError(
+                f"metric_for_best_model={best!r} is a lioneval metric but the callback does not evaluate on evaluate",
+                fix="set on_evaluate: true (with eval_strategy and eval_steps equal to the save settings)",
+            )
+        self.trainer = trainer
+        return self
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _names(self, args: Any) -> tuple[str, Path]:
+        out = Path(args.output_dir)
+        return self.stage or out.name, Path(self.links_dir) if self.links_dir is not None else out.parent
+
+    def _link(self, args: Any, state: Any) -> str:
+        stage, links = self._names(args)
+        return str(link_checkpoint(args.output_dir, state.global_step, stage, links, self.step_offset))
+
+    # -- events -------------------------------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.stop_reason is not None:
+            control.should_training_stop = True  # a later round of the same stage: the decision stands
+        if self.config.mode == "background" and self._executor is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # The niceness is set by a builtin, before the worker imports anything: importing torch and
+            # transformers is seconds of CPU that must not compete with training either.
+            nice = self.config.background_nice
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=functools.partial(os.nice, nice) if nice > 0 else None,
+            )
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._pending:
+            self._collect(state, control, wait=False)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        step = state.global_step + self.step_offset
+        if not self.config.on_save or step in self._started:
+            return control
+        path = self._link(args, state)
+        self._started.add(step)
+        if self.config.mode == "background":
+            fut = self._executor.submit(_evaluate_in_worker, self.evaluator, path, step, self.config.background_threads)
+            self._pending.append((step, path, fut))
+        else:
+            self._record(step, path, *self._run(path, step), state, control)
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if not self.config.on_evaluate:
+            return control
+        step = state.global_step + self.step_offset
+        ev = next((e for e in self.evaluations if e.step == step), None)
+        if ev is None:
+            path = self._materialize(args, state, kwargs)
+            self._started.add(step)
+            if self._pending:  # keep the order of results: earlier checkpoints first
+                self._collect(state, control, wait=True)
+            ev = self._record(step, path, *self._run(path, step), state, control)
+        if metrics is not None:
+            metrics.update(self.eval_metrics(ev))
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._pending and self.config.wait_at_end:
+            self._collect(state, control, wait=True)
+        return control
+
+    # -- evaluating ------------------------------------------------------------------------------------------
+    def _materialize(self, args: Any, state: Any, kwargs: dict[str, Any]) -> str:
+        """Write the current weights where the trainer is about to save this step's checkpoint, and link it."""
+        target = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.trainer is not None:
+            self.trainer.save_model(str(target))
+        else:
+            kwargs["model"].save_pretrained(target)
+            if kwargs.get("processing_class") is not None:
+                kwargs["processing_class"].save_pretrained(target)
+        return self._link(args, state)
+
+    def _run(self, path: str, step: int) -> tuple[list[Report], str | None]:
+        if self.config.mode == "background" and self._executor is not None:
+            fut = self._executor.submit(_evaluate_in_worker, self.evaluator, path, step, self.config.background_threads)
+            return self._unpack(fut)
+        try:
+            return list(self.evaluator(path, step)), None
+        except Exception as e:  # noqa: BLE001 - a failed evaluation is reported and training goes on
+            log.warning("lioneval: evaluating %s failed: %s", path, e)
+            return [], f"{type(e).__name__}: {e}"
+
+    @staticmethod
+    def _unpack(fut: Any) -> tuple[list[Report], str | None]:
+        try:
+            return [Report.model_validate_json(r) for r in fut.result()], None
+        except Exception as e:  # noqa: BLE001 - as in _run: reported, not fatal
+            log.warning("lioneval: a background evaluation failed: %s", e)
+            return [], f"{type(e).__name__}: {e}"
+
+    def _collect(self, state: Any, control: Any, *, wait: bool) -> None:
+        while self._pending:
+            step, path, fut = self._pending[0]
+            if not wait and not fut.done():
+                return
+            self._pending.pop(0)
+            self._record(step, path, *self._unpack(fut), state, control)
+
+    def wait(self) -> None:
+        """Block until every background evaluation has been recorded (outside of a trainer's loop)."""
+        from transformers import TrainerControl, TrainerState
+
+        self._collect(self.trainer.state if self.trainer else TrainerState(), TrainerControl(), wait=True)
+
+    # -- recording and deciding ----------------------------------------------------------------------------------
+    def _record(self, step: int, path: str, reports: list[Report], error: str | None, state: Any,
+                control: Any) -> Evaluation:
+        from lioneval.checks import is_cheat
+
+        ev = Evaluation(step=step, checkpoint=path, reports=reports, error=error)
+        bench, _, metric = self.config.metric.partition("/")
+        for r in reports:
+            if is_cheat(r.checks) or r.meta.get("cheat_flagged"):
+                ev.flagged += sorted({c.name for c in r.checks if c.status == "flag"}) or ["cheat_flagged"]
+            if r.benchmark == bench and metric in r.metrics:
+                est = r.metrics[metric]
+                ev.value = est.value
+                ev.ci_low, ev.ci_high = bounds(est)
+        if reports and ev.value is None and "metric" not in self._warned:
+            self._warned.add("metric")
+            log.warning("lioneval: no %s in the reports; early stopping on scores is off", self.config.metric)
+        self._decide(ev, state, control)
+        self.evaluations.append(ev)
+        self._log(ev, state)
+        return ev
+
+    def _decide(self, ev: Evaluation, state: Any, control: Any) -> None:
+        if ev.flagged:
+            if self.config.stop_on_cheat:
+                self._stop(ev, f"cheat checks flagged {ev.checkpoint} ({', '.join(sorted(set(ev.flagged)))})",
+                           control)
+            return  # a flagged checkpoint is never the best
+        if ev.value is None:
+            return
+        sign = 1.0 if self.config.greater_is_better else -1.0
+        if self.best is None:
+            ev.in_contention = True
+            self.best = ev
+            return
+        b = self.best
+        bar = b.ci_low if self.config.greater_is_better else b.ci_high
+        bar = b.value if bar is None else bar
+        ev.in_contention = sign * (ev.value - bar) > 0
+        if sign * (ev.value - b.value) > 0:
+            self.best = ev
+        self.strikes = 0 if ev.in_contention else self.strikes + 1
+        patience = self.config.patience
+        if patience is not None and self.strikes >= patience:
+            side = "lower" if self.config.greater_is_better else "upper"
+            self._stop(ev, f"{self.strikes} evaluation(s) in a row did not beat the {side} CI bound "
+                           f"{bar:.3g} of the best checkpoint (step {b.step}, {self.config.metric}={b.value:.3g})",
+                       control)
+
+    def _stop(self, ev: Evaluation, reason: str, control: Any) -> None:
+        control.should_training_stop = True
+        if self.stop_reason is not None:
+            return
+        self.stop_reason, self.stopped_at = reason, ev.step
+        log.warning("lioneval: stopping training at step %d: %s", ev.step, reason)
+        store_path = getattr(self.evaluator, "store", None) or self.config.store
+        if store_path and ev.model:
+            from lioneval.store import RunStore
+            from lioneval.types import RunSpec
+
+            stage = ev.reports[0].meta.get("stage") or self.stage
+            with RunStore(store_path) as st:
+                st.put_run(RunSpec(model=ev.model, checkpoint=ev.checkpoint, stage=stage, step=ev.step,
+                                   settings={"early_stop_step": ev.step, "early_stop_reason": reason}))
+
+    def _metric_names(self, r: Report) -> list[str]:
+        wanted = self.config.log_metrics
+        if wanted is None:
+            return [m for m in r.metrics if "/" not in m]
+        return [m.partition("/")[2] for m in wanted if m.partition("/")[0] == r.benchmark and
+                m.partition("/")[2] in r.metrics]
+
+    def logs_for(self, ev: Evaluation) -> dict[str, float]:
+        """What gets logged for an evaluation: ``lioneval/<bench>/<metric>`` with ``_ci_low`` / ``_ci_high``."""
+        logs: dict[str, float] = {"lioneval/step": float(ev.step)}
+        for r in ev.reports:
+            for m in self._metric_names(r):
+                est = r.metrics[m]
+                lo, hi = bounds(est)
+                logs[f"lioneval/{r.benchmark}/{m}"] = est.value
+                if lo is not None and hi is not None:
+                    logs[f"lioneval/{r.benchmark}/{m}_ci_low"] = lo
+                    logs[f"lioneval/{r.benchmark}/{m}_ci_high"] = hi
+            logs[f"lioneval/{r.benchmark}/cheat_flagged"] = float(bool(r.meta.get("cheat_flagged")))
+        if ev.error:
+            logs["lioneval/failed"] = 1.0
+        if self.stopped_at == ev.step:
+            logs["lioneval/early_stop_step"] = float(ev.step)
+        return logs
+
+    def eval_metrics(self, ev: Evaluation) -> dict[str, float]:
+        """What gets added to ``Trainer.evaluate`` metrics: ``eval_lioneval_<bench>_<metric>`` (and CI bounds)."""
+        out: dict[str, float] = {}
+        for key, value in self.logs_for(ev).items():
+            parts = key.split("/", 2)
+            if len(parts) == 3:
+                out["eval_" + metric_key(parts[1], parts[2])] = value
+        return out
+
+    def _log(self, ev: Evaluation, state: Any) -> None:
+        logs = self.logs_for(ev)
+        if self.trainer is not None:
+            self.trainer.log(dict(logs))
+        else:
+            state.log_history.append({**logs, "step": state.global_step})
+        shown = ", ".join(f"{k.removeprefix('lioneval/')}={v:.3g}" for k, v in logs.items() if "_ci_" not in k)
+        log.info("lioneval: %s: %s", ev.checkpoint, shown or ev.error)
+
+
+# -- what the stages share -----------------------------------------------------------------------------------------
+class StageHooks:
+    """The callbacks a stage adds to its trainer (checkpoint names, evaluation) and the stage's result."""
+
+    def __init__(self, cfg: StageConfig, *, store: str | None = None, step_offset: int = 0,
+                 evaluation: LionEvalCallback | None = None):
+        self.cfg = cfg
+        self.linker = CheckpointLinker(cfg.stage, cfg.output_dir, step_offset=step_offset)
+        self.eval = evaluation
+        if self.eval is None and cfg.eval is not None:
+            from lioneval.trainers.recipe import resolve_judge
+
+            settings = {**cfg.eval}
+            if store and not settings.get("store"):
+                settings["store"] = store
+            suite = dict(settings.get("suite") or {})
+            if suite.get("judge"):
+                suite["judge"] = resolve_judge(suite["judge"], cfg.output_dir)
+            settings["suite"] = suite
+            self.eval = LionEvalCallback(settings, stage=cfg.stage, links_dir=cfg.output_dir)
+        if self.eval is not None:
+            self.eval.step_offset = step_offset
+            self.eval.stage, self.eval.links_dir = cfg.stage, cfg.output_dir
+
+    @property
+    def callbacks(self) -> list[TrainerCallback]:
+        return [self.linker] + ([self.eval] if self.eval is not None else [])
+
+    def attach(self, trainer: Any) -> None:
+        if self.eval is not None:
+            self.eval.attach(trainer)
+
+    @property
+    def stopped(self) -> bool:
+        return self.eval is not None and self.eval.stop_reason is not None
+
+    def result(self, steps: int, checkpoints: list[str] | None = None) -> StageResult:
+        ev = self.eval
+        return StageResult(
+            stage=self.cfg.stage,
+            checkpoints=checkpoints if checkpoints is not None else self.linker.checkpoints,
+            steps=steps,
+            stopped_early=self.stopped,
+            stop_reason=ev.stop_reason if ev is not None else None,
+            evaluations=[e.to_json() for e in ev.evaluations] if ev is not None else [],
+        )
