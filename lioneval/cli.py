@@ -261,12 +261,13 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Generation batch size.")
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
               help="Jinja chat template file for a checkpoint whose tokenizer has none.")
+@click.option("--conv-template", help="FastChat conversation template name for a checkpoint without a chat template.")
 @click.option("--retry-failed", is_flag=True, help="Judge again the stored judgments that could not be parsed.")
 @click.option("--demo", is_flag=True, help="Offline demo: SmolLM2-135M as policy and judge on bundled questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @pass_ctx
 def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, subset, seed, rounds, max_new_tokens,
-            batch_size, chat_template, retry_failed, demo, as_json) -> None:
+            batch_size, chat_template, conv_template, retry_failed, demo, as_json) -> None:
     """Generate, judge, score and check a checkpoint: `lioneval run --ckpt out/dpo-step2000 --judge SPEC`."""
     from lioneval.pipeline import ALL_BENCHMARKS, RunConfig, demo_config, run
 
@@ -274,7 +275,8 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, s
         ckpt=ckpt, policy=policy, bench=tuple(bench) or ALL_BENCHMARKS, judge=judge_spec,
         data=_pairs(data, "--data"), baseline=_pairs(baseline, "--baseline"), limit=limit, subset=subset, seed=seed,
         rounds=rounds, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        chat_template=Path(chat_template).read_text() if chat_template else None, retry_failed=retry_failed,
+        chat_template=Path(chat_template).read_text() if chat_template else None, conv_template=conv_template,
+        retry_failed=retry_failed,
     )
     if demo:
         cfg = demo_config(cfg)

@@ -51,6 +51,7 @@ class RunConfig:
     max_new_tokens: int | None = None  # default per benchmark (generation.MAX_NEW_TOKENS)
     batch_size: int = 8
     chat_template: str | None = None  # a Jinja chat template for checkpoints without one
+    conv_template: str | None = None  # or a FastChat conversation template name (`fastchat` extra)
     retry_failed: bool = False
     judge_max_tokens: int | None = None
     judge_prefill: bool = False  # start the judge's reply with the verdict format (small local judges)
@@ -125,7 +126,8 @@ def policy_backend(cfg: RunConfig) -> tuple[Backend, RunSpec]:
         info = identify(cfg.ckpt)
         from lioneval.backends.transformers_backend import TransformersBackend
 
-        backend = TransformersBackend(cfg.ckpt, batch_size=cfg.batch_size, chat_template=cfg.chat_template)
+        backend = TransformersBackend(cfg.ckpt, batch_size=cfg.batch_size, chat_template=cfg.chat_template,
+                                      conv_template=cfg.conv_template)
         spec = RunSpec(model=info.model_id, checkpoint=info.path, stage=info.stage, step=info.step,
                        weights_hash=info.weights_hash)
         return backend, spec

@@ -111,3 +111,24 @@ def test_real_small_model_judges_mt_bench(store):
     for j in store.judgments():
         assert j.games[0].raw  # the real model wrote something, kept verbatim
         assert (j.value is None and j.error) or 1 <= j.value <= 10
+
+
+def test_fastchat_conversation_template_for_a_checkpoint_without_one(tmp_path):
+    pytest.importorskip("fastchat.conversation", reason="needs the fastchat extra (pip install 'lioneval[fastchat]')")
+    from fastchat.conversation import get_conv_template
+
+    path = make_tiny_causal_lm(tmp_path / "plain", chat_template=False)
+    with pytest.raises(LionEvalError, match="--conv-template"):
+        TransformersBackend(path)
+    b = TransformersBackend(path, conv_template="vicuna_v1.1")
+    chat = [{"role": "user", "content": "Name a colour."}]
+    conv = get_conv_template("vicuna_v1.1")
+    conv.append_message(conv.roles[0], "Name a colour.")
+    conv.append_message(conv.roles[1], None)
+    assert b._format(chat) == conv.get_prompt()  # exactly what FastChat itself builds
+    prefilled = b._format([*chat, {"role": "assistant", "content": "Rating: [["}])
+    assert prefilled.endswith("ASSISTANT: Rating: [[")
+    (out,) = b.generate([chat], Sampling(max_tokens=3))
+    assert out.ok and out.completion_tokens <= 3
+    with pytest.raises(LionEvalError, match="did you mean 'vicuna_v1.1'"):
+        TransformersBackend(path, conv_template="vicuna_v1.2")

@@ -28,6 +28,7 @@ class TransformersBackend:
         dtype: str = "auto",
         batch_size: int = 8,
         chat_template: str | None = None,
+        conv_template: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
     ):
@@ -48,11 +49,26 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if chat_template:
             self.tokenizer.chat_template = chat_template
-        if not getattr(self.tokenizer, "chat_template", None):
+        self.conv_template = conv_template
+        if conv_template:
+            require("fastchat", "fastchat", what=f"conversation template {conv_template!r}")
+            from fastchat.conversation import conv_templates
+
+            if conv_template not in conv_templates:  # an unknown name fails now, not mid-run
+                import difflib
+
+                close = difflib.get_close_matches(conv_template, conv_templates, n=3)
+                raise LionEvalError(
+                    f"FastChat has no conversation template {conv_template!r}"
+                    + (f"; did you mean {', '.join(map(repr, close))}?" if close else ""),
+                    fix="use a name from fastchat.conversation.conv_templates, e.g. vicuna_v1.1 or llama-2",
+                )
+        elif not getattr(self.tokenizer, "chat_template", None):
             raise LionEvalError(
                 f"the tokenizer of {self.path} has no chat template, so prompts cannot be formatted as the model "
                 "was trained",
-                fix="add chat_template to the tokenizer_config.json of the checkpoint, or pass chat_template=",
+                fix="add chat_template to the checkpoint's tokenizer_config.json, pass --chat-template FILE (Jinja), "
+                "or name a FastChat conversation template with --conv-template (pip install 'lioneval[fastchat]')",
             )
 
     @staticmethod
@@ -112,6 +128,8 @@ class TransformersBackend:
     def _format(self, chat: Chat) -> str:
         # A chat ending with an assistant message is a prefill: the model continues that message.
         prefill = bool(chat) and chat[-1]["role"] == "assistant"
+        if self.conv_template:
+            return _fastchat_prompt(self.conv_template, chat, prefill)
         return self.tokenizer.apply_chat_template(
             chat, add_generation_prompt=not prefill, continue_final_message=prefill, tokenize=False
         )
@@ -164,6 +182,24 @@ class TransformersBackend:
                 )
             )
         return results
+
+
+def _fastchat_prompt(name: str, chat: Chat, prefill: bool) -> str:
+    """The prompt FastChat's conversation template ``name`` builds for ``chat`` (its own rendering code)."""
+    from fastchat.conversation import get_conv_template
+
+    conv = get_conv_template(name)
+    for m in chat:
+        if m["role"] == "system":
+            conv.set_system_message(m["content"])
+        else:
+            conv.append_message(conv.roles[0] if m["role"] == "user" else conv.roles[1], m["content"])
+    if prefill:
+        # FastChat ends a finished message with a separator; continuing it means cutting that separator off.
+        text = conv.get_prompt()
+        return text[: text.rindex(chat[-1]["content"]) + len(chat[-1]["content"])]
+    conv.append_message(conv.roles[1], None)
+    return conv.get_prompt()
 
 
 _GGUF_CACHE_MAX = 2 << 30
