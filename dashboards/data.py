@@ -709,6 +709,14 @@ def _promoted_runs(checks: pd.DataFrame, runs: dict[str, dict]) -> set[str]:
     promoted = {k for k, r in runs.items() if (r.get("settings") or {}).get("promoted") is True}
     if not checks.empty:
         promo = checks[checks["name"] == "promotion"]
+        # A stage promoted again replaces its earlier decision: keep, per stage, the rows of the latest decision
+        # (rows are in created_at order; one decision's rows share their list of reasons).
+        latest: dict[object, object] = {}
+        for meta in promo["meta"]:
+            if isinstance(meta, dict):
+                latest[meta.get("stage")] = meta.get("reasons")
+        keep = [not isinstance(m, dict) or latest.get(m.get("stage")) == m.get("reasons") for m in promo["meta"]]
+        promo = promo[keep]
         for run, model, meta in zip(promo["run"], promo["model"], promo["meta"], strict=True):
             if isinstance(meta, dict) and meta.get("promoted") is True:
                 if run:

@@ -251,6 +251,15 @@ def test_training_frame_places_reports_and_marks_decisions(tmp_path):
     assert overall["flagged"].to_dict()["dpo-100"] and not overall.loc["sft-200", "flagged"]
     assert list(overall.loc[overall["stage"] == "dpo", "step"]) == [100, 200, 300]
     assert len(data.report_frame(path)) == 11
+    # promoting the stage again replaces the earlier decision
+    with RunStore(path) as st:
+        st.put_checks([CheckResult(name="promotion", scope="run", run=keys["sft-100"], status="pass",
+                                   meta={"promoted": True, "stage": "sft", "reasons": ["first"]})])
+        st.put_checks([CheckResult(name="promotion", scope="run", run=keys["sft-200"], status="pass",
+                                   meta={"promoted": True, "stage": "sft", "reasons": ["second"]})])
+    again = data.training_frame(path)
+    again = again[again["metric"] == "overall"].set_index("model")
+    assert not again.loc["sft-100", "promoted"] and again.loc["sft-200", "promoted"]
 
 
 def test_cheat_frames_point_spans_into_the_right_text(tmp_path):
