@@ -438,6 +438,4 @@ def judge_answers(
     if isinstance(judge, Judge):
         reqs = judge.requests(benchmark, questions, answers, baseline_answers)
         return judge.run(reqs, store, retry_failed=retry_failed, progress=progress)
-    if hasattr(judge, "run_answers") and judge.spec.kind == "ensemble":
-        return judge.run_answers(benchmark, questions, answers, baseline_answers, store, retry_failed=retry_failed)
-    return judge.run_answers(benchmark, questions, answers, baseline_answers, store)
+    return judge.run_answers(benchmark, questions, answers, baseline_answers, store, retry_failed=retry_failed)

@@ -71,6 +71,8 @@ class RewardModelJudge:
         answers: Sequence[Answer],
         baseline_answers: Sequence[Answer] = (),
         store: RunStore | None = None,
+        *,
+        retry_failed: bool = False,  # a reward is a number, never an unparsed verdict: nothing to retry
     ) -> JudgeRun:
         judge_id = self.id_for(benchmark)
         run = JudgeRun(judge=judge_id)

@@ -409,12 +409,10 @@ def compare_cmd(ctx: _Ctx, run_a: str, run_b: str, rounds: int, seed: int, as_js
                    f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]  n={r['n']} (judge {r['judge']})")
 
 
-DEFAULT_BASELINES = {"arena-hard": "gpt-4-0314", "alpaca-eval": "gpt4_1106_preview"}
-
-
 def _judge(ctx: _Ctx, bench: str, models: list[str], judge_spec: str, baseline: str | None,
            retry_failed: bool) -> None:
     from lioneval.judges.judge import judge_stored, make_judge
+    from lioneval.pipeline import DEFAULT_BASELINES
     from lioneval.registry import BENCHMARKS
 
     BENCHMARKS.entry(bench)  # a clear error for an unknown benchmark before any work

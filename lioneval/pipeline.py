@@ -264,7 +264,7 @@ def _checks(store: RunStore, run_key: str, judge_id: str, questions: list[Questi
             name="judge_gameable", scope="run", status="warn", run=run_key, model=answers[0].model, judge=judge_id,
             detail=f"the null-model probe marked this judge gameable: {verdict.detail}", meta=verdict.meta,
         ))
-    return [c if c.run == run_key else c.model_copy(update={"run": run_key}) for c in out]
+    return out
 
 
 def smollm2_path() -> Path | None:
