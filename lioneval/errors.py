@@ -29,3 +29,7 @@ class DataError(LionEvalError, ValueError):
 
 class StoreError(LionEvalError):
     """The run store cannot be opened or written."""
+
+
+class ConfigError(LionEvalError, ValueError):
+    """A configuration (recipe, run settings, judge file) with an unknown key or a wrong value."""

@@ -17,7 +17,7 @@ from typing import Any
 from lioneval.backends.base import Backend
 from lioneval.checkpoint import identify
 from lioneval.checks import is_cheat, run_checks
-from lioneval.errors import DataError, LionEvalError
+from lioneval.errors import ConfigError, DataError, LionEvalError
 from lioneval.generation import generate_answers
 from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
@@ -56,6 +56,53 @@ class RunConfig:
     judge_max_tokens: int | None = None
     judge_prefill: bool = False  # start the judge's reply with the verdict format (small local judges)
     checks: str | None = None  # cheat-check thresholds (YAML); default lioneval.checks.config
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse wrong types and values with the field named (a recipe typo fails before any training)."""
+        if isinstance(self.bench, str):
+            self.bench = (self.bench,)
+        self.bench = tuple(self.bench)
+        for b in self.bench:
+            BENCHMARKS.entry(b)
+        for name in ("limit", "rounds", "max_new_tokens", "judge_max_tokens"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ConfigError(f"RunConfig.{name} must be a positive integer, not {v!r}",
+                                  fix=f"set {name} to 1 or more, or leave it out for the default")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"RunConfig.seed must be an integer, not {self.seed!r}", fix="e.g. seed: 0")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"RunConfig.batch_size must be a positive integer, not {self.batch_size!r}",
+                              fix="e.g. batch_size: 8")
+        for name in ("data", "baseline"):
+            v = getattr(self, name)
+            if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+                raise ConfigError(f"RunConfig.{name} must map benchmark names to strings, not {v!r}",
+                                  fix=f"e.g. {name}: {{arena-hard: ...}}")
+            for b in v:
+                BENCHMARKS.entry(b)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "RunConfig") -> RunConfig:
+        """A RunConfig from a mapping (a recipe's ``eval.suite``), refusing unknown keys with the closest one."""
+        import dataclasses
+        import difflib
+
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a mapping of RunConfig fields, not {type(data).__name__}",
+                              fix="write it as `key: value` lines")
+        names = sorted(f.name for f in dataclasses.fields(cls))
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(str(k), names, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(f"unknown key(s) in {where}: {', '.join(hints)}", fix=f"use: {', '.join(names)}")
+        return cls(**data)
 
 
 @dataclass

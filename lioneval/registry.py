@@ -27,13 +27,33 @@ class Entry:
 
 @dataclass
 class Registry:
+    """Names -> lazy entries. Third-party packages add entries through the Python entry-point group
+    ``lioneval.<kind>s`` (``[project.entry-points."lioneval.benchmarks"] toy = "pkg.mod:ToyBench"``), read once on
+    first lookup; an entry registered in code wins over an entry point of the same name."""
+
     kind: str  # "benchmark", "judge", "backend"
-    entries: dict[str, Entry] = field(default_factory=dict)
+    _entries: dict[str, Entry] = field(default_factory=dict)
+    _plugins_loaded: bool = False
+
+    @property
+    def group(self) -> str:
+        return f"lioneval.{self.kind}s"
+
+    @property
+    def entries(self) -> dict[str, Entry]:
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            for ep in _entry_points(self.group):
+                self._entries.setdefault(ep.name, Entry(ep.value, f"plug-in from {ep.dist.name if ep.dist else '?'}"))
+        return self._entries
+
+    def unregister(self, name: str) -> None:
+        self.entries.pop(name, None)
 
     def register(self, name: str, target: str, summary: str = "", *, needs=(), extra: str | None = None) -> None:
         if ":" not in target:
             raise ValueError(f"registry target must be 'module:attr', got {target!r}")
-        self.entries[name] = Entry(target, summary, tuple(needs), extra)
+        self._entries[name] = Entry(target, summary, tuple(needs), extra)
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -76,6 +96,15 @@ class Registry:
             how = f"pip install 'lioneval[{e.extra}]'" if e.extra else f"pip install {' '.join(missing)}"
             return False, f"needs {', '.join(missing)}: {how}"
         return True, "ready"
+
+
+def _entry_points(group: str) -> list[Any]:
+    from importlib.metadata import entry_points
+
+    try:
+        return list(entry_points(group=group))
+    except Exception:  # a broken third-party distribution must not break lioneval's own entries
+        return []
 
 
 def _missing(module: str, extra: str | None, what: str) -> MissingExtraError:

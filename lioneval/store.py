@@ -21,7 +21,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from lioneval.errors import StoreError
-from lioneval.types import SCHEMA_VERSION, Answer, CheckResult, Judgment, Question, Record, Report, RunSpec
+from lioneval.types import (
+    SCHEMA_VERSION,
+    Answer,
+    CheckResult,
+    EarlyStop,
+    Judgment,
+    Promotion,
+    Question,
+    Record,
+    Report,
+    RunSpec,
+)
 
 __all__ = ["RunStore", "DEFAULT_STORE", "STORE_VERSION"]
 
@@ -50,6 +61,20 @@ _MIGRATIONS: list[list[str]] = [
                record TEXT NOT NULL)""",
         "CREATE INDEX checks_run ON checks (run, status)",
     ],
+    [
+        # Which records belong to a run: its selected questions, its answers (and the baseline's), the judgments of
+        # every judge that judged it. Reports read exactly these, never everything stored for the model.
+        """CREATE TABLE run_records (run TEXT NOT NULL, tbl TEXT NOT NULL, key TEXT NOT NULL,
+               PRIMARY KEY (run, tbl, key))""",
+        """CREATE TABLE promotions (key TEXT PRIMARY KEY, stage TEXT NOT NULL, run TEXT, model TEXT NOT NULL,
+               created_at REAL NOT NULL, record TEXT NOT NULL)""",
+        "CREATE INDEX promotions_stage ON promotions (stage)",
+        """CREATE TABLE early_stops (key TEXT PRIMARY KEY, stage TEXT, run TEXT, model TEXT NOT NULL,
+               created_at REAL NOT NULL, record TEXT NOT NULL)""",
+        "ALTER TABLE checks ADD COLUMN benchmark TEXT",
+        # A check is keyed by what was checked, not by its outcome: see _rekey_checks.
+        "python:_rekey_checks",
+    ],
 ]
 STORE_VERSION = len(_MIGRATIONS)
 
@@ -60,9 +85,26 @@ _TABLES: dict[str, tuple[type[Record], tuple[str, ...]]] = {
     "answers": (Answer, ("benchmark", "question_id", "model")),
     "judgments": (Judgment, ("benchmark", "question_id", "model", "judge", "kind", "turn")),
     "reports": (Report, ("run", "benchmark", "model", "judge")),
-    "checks": (CheckResult, ("run", "scope", "name", "status", "model", "question_id", "judge")),
+    "checks": (CheckResult, ("run", "scope", "name", "status", "benchmark", "model", "question_id", "judge")),
+    "promotions": (Promotion, ("stage", "run", "model")),
+    "early_stops": (EarlyStop, ("stage", "run", "model")),
 }
-_HAS_CREATED = {"runs", "answers", "judgments", "reports", "checks"}
+_HAS_CREATED = {"runs", "answers", "judgments", "reports", "checks", "promotions", "early_stops"}
+LINKED = ("questions", "answers", "judgments")  # the tables whose records a run links to
+
+
+def _rekey_checks(db: sqlite3.Connection) -> None:
+    """Re-store every check under its new key (run, name, scope, benchmark, subject); the newest result wins."""
+    rows = db.execute("SELECT key, created_at, record FROM checks ORDER BY created_at, rowid").fetchall()
+    db.execute("DELETE FROM checks")
+    _, cols = _TABLES["checks"]
+    latest: dict[str, tuple] = {}
+    for _, created, rec in rows:
+        c = CheckResult.model_validate_json(rec)
+        latest[c.key] = (c.key, *(getattr(c, n) for n in cols), created, c.to_json())
+    names = ["key", *cols, "created_at", "record"]
+    db.executemany(f"INSERT INTO checks ({','.join(names)}) VALUES ({','.join('?' * len(names))})", latest.values())
+
 
 
 class RunStore:
@@ -134,7 +176,10 @@ class RunStore:
                 db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             for statements in _MIGRATIONS[current:]:
                 for sql in statements:
-                    db.execute(sql)
+                    if sql.startswith("python:"):
+                        globals()[sql.removeprefix("python:")](db)
+                    else:
+                        db.execute(sql)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('store_version', ?)", (str(STORE_VERSION),))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -211,6 +256,49 @@ class RunStore:
     def put_checks(self, checks: Iterable[CheckResult]) -> int:
         return self._put("checks", checks, conflict="REPLACE")
 
+    def put_promotions(self, promotions: Iterable[Promotion]) -> int:
+        return self._put("promotions", promotions)
+
+    def put_early_stop(self, stop: EarlyStop) -> str:
+        self._put("early_stops", [stop])
+        return stop.key
+
+    def link(self, run: str, table: str, keys: Iterable[str]) -> int:
+        """Record that these records belong to ``run`` (idempotent)."""
+        if table not in LINKED:
+            raise ValueError(f"runs link {LINKED}, not {table!r}")
+        rows = [(run, table, k) for k in dict.fromkeys(keys)]
+        if not rows:
+            return 0
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO run_records (run, tbl, key) VALUES (?, ?, ?)", rows)
+            return db.total_changes - before
+
+    def linked(self, run: str, table: str, **where: Any) -> list[Record]:
+        """The records of ``table`` that belong to ``run``, in the order they were stored (``where`` filters on
+        the table's indexed columns, e.g. ``benchmark=``, ``judge=``, ``model=``)."""
+        if table not in LINKED:
+            raise ValueError(f"runs link {LINKED}, not {table!r}")
+        rtype, cols = _TABLES[table]
+        clauses, params = ["r.run = ?", "r.tbl = ?"], [run, table]
+        for col, val in where.items():
+            if col not in cols:
+                raise ValueError(f"cannot filter {table} on {col!r}")
+            if val is not None:
+                clauses.append(f"t.{col} = ?")
+                params.append(val)
+        sql = (f"SELECT t.record FROM run_records r JOIN {table} t ON t.key = r.key WHERE "
+               + " AND ".join(clauses) + " ORDER BY t.rowid")
+        return [rtype.model_validate_json(row[0]) for row in self._db.execute(sql, params)]
+
+    def promotions(self, stage: str | None = None) -> list[Promotion]:
+        """Promotion decisions, oldest first (by the order they were stored, not by a clock)."""
+        return self._select("promotions", {"stage": stage})  # type: ignore[return-value]
+
+    def early_stops(self, stage: str | None = None, model: str | None = None) -> list[EarlyStop]:
+        return self._select("early_stops", {"stage": stage, "model": model})  # type: ignore[return-value]
+
     # -- reads -----------------------------------------------------------------------------------------------
     def _select(self, table: str, where: dict[str, Any], order: str = "rowid") -> list[Record]:
         rtype, _ = _TABLES[table]
@@ -264,8 +352,10 @@ class RunStore:
         where = {"run": run, "benchmark": benchmark, "model": model}
         return self._select("reports", where, order="created_at")  # type: ignore[return-value]
 
-    def checks(self, run: str | None = None, model: str | None = None, status: str | None = None) -> list[CheckResult]:
-        return self._select("checks", {"run": run, "model": model, "status": status})  # type: ignore[return-value]
+    def checks(self, run: str | None = None, model: str | None = None, status: str | None = None, *,
+               scope: str | None = None, judge: str | None = None, benchmark: str | None = None) -> list[CheckResult]:
+        where = {"run": run, "model": model, "status": status, "scope": scope, "judge": judge, "benchmark": benchmark}
+        return self._select("checks", where)  # type: ignore[return-value]
 
     def existing(self, table: str, keys: Iterable[str], *, ok_only: bool = False) -> set[str]:
         """Which of ``keys`` are already stored (for judgments, ``ok_only`` ignores stored failures)."""
@@ -292,21 +382,28 @@ class RunStore:
     # -- interchange -----------------------------------------------------------------------------------------
     def export_jsonl(self, path: str | Path, tables: Sequence[str] | None = None) -> dict[str, int]:
         """Write every record as ``{"table": ..., "record": {...}}`` lines; returns counts per table."""
-        tables = list(tables or _TABLES)
-        unknown = set(tables) - set(_TABLES)
+        known = [*_TABLES, "run_records"]
+        tables = list(tables or known)
+        unknown = set(tables) - set(known)
         if unknown:
-            raise StoreError(f"unknown table(s) {sorted(unknown)}", fix=f"choose from {sorted(_TABLES)}")
+            raise StoreError(f"unknown table(s) {sorted(unknown)}", fix=f"choose from {sorted(known)}")
         counts: Counter = Counter()
         with open(path, "w", encoding="utf-8") as fh:
             for t in tables:
-                for (rec,) in self._db.execute(f"SELECT record FROM {t} ORDER BY rowid"):
-                    fh.write(json.dumps({"table": t, "record": json.loads(rec)}, ensure_ascii=False) + "\n")
+                if t == "run_records":
+                    rows = self._db.execute("SELECT run, tbl, key FROM run_records ORDER BY rowid")
+                    recs = ({"run": r, "tbl": tb, "key": k} for r, tb, k in rows)
+                else:
+                    recs = (json.loads(rec) for (rec,) in self._db.execute(f"SELECT record FROM {t} ORDER BY rowid"))
+                for rec in recs:
+                    fh.write(json.dumps({"table": t, "record": rec}, ensure_ascii=False) + "\n")
                     counts[t] += 1
         return dict(counts)
 
     def import_jsonl(self, path: str | Path) -> dict[str, Any]:
         """Read an export; bad lines are skipped and counted. Returns {"added": {...}, "skipped": {...}}."""
         batches: dict[str, list[Record]] = {t: [] for t in _TABLES}
+        links: dict[tuple[str, str], list[str]] = {}
         skipped: Counter = Counter()
         with open(path, encoding="utf-8") as fh:
             for line in fh:
@@ -314,6 +411,12 @@ class RunStore:
                     continue
                 try:
                     obj = json.loads(line)
+                    if obj["table"] == "run_records":
+                        rec = obj["record"]
+                        if rec["tbl"] not in LINKED or not all(isinstance(rec[k], str) for k in ("run", "key")):
+                            raise TypeError("not a run link")
+                        links.setdefault((rec["run"], rec["tbl"]), []).append(rec["key"])
+                        continue
                     rtype, _ = _TABLES[obj["table"]]
                     batches[obj["table"]].append(rtype.model_validate(obj["record"]))
                 except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as e:
@@ -321,4 +424,5 @@ class RunStore:
         added = {}
         for t, recs in batches.items():
             added[t] = self._put(t, recs, conflict="REPLACE" if t in ("reports", "checks") else "IGNORE")
+        added["run_records"] = sum(self.link(run, tbl, keys) for (run, tbl), keys in links.items())
         return {"added": added, "skipped": dict(skipped)}

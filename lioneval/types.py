@@ -24,6 +24,8 @@ __all__ = [
     "Game",
     "Judgment",
     "Question",
+    "EarlyStop",
+    "Promotion",
     "Report",
     "RunSpec",
     "content_hash",
@@ -206,11 +208,16 @@ class Estimate(Record):
 
 
 class CheckResult(Record):
-    """Outcome of one cheat check or judge audit on an answer, a run or a judge."""
+    """Outcome of one cheat check or judge audit on an answer, a run or a judge.
+
+    Keyed by what was checked (run, check name, scope, benchmark and subject), not by the outcome: checking the
+    same thing again replaces the stored result, so a run re-checked under new thresholds carries only the new one.
+    """
 
     name: str
     scope: Literal["answer", "run", "judge"]
     run: str | None = None  # RunSpec key when the check belongs to a run
+    benchmark: str | None = None
     status: Literal["pass", "warn", "flag"]  # flag = cheating suspected: not eligible for promotion
     model: str | None = None
     question_id: str | None = None
@@ -220,6 +227,18 @@ class CheckResult(Record):
     detail: str = ""
     spans: list[tuple[int, int]] = Field(default_factory=list)
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    KEY_FIELDS = ("run", "name", "scope", "benchmark", "model", "question_id", "judge")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _benchmark_from_meta(cls, data: Any) -> Any:
+        # Results written before `benchmark` was a field carry it in meta.
+        if isinstance(data, dict) and not data.get("benchmark") and isinstance(data.get("meta"), dict):
+            bench = data["meta"].get("benchmark")
+            if isinstance(bench, str) and bench:
+                data = {**data, "benchmark": bench}
+        return data
 
 
 class RunSpec(Record):
@@ -252,3 +271,35 @@ class Report(Record):
     meta: dict[str, Any] = Field(default_factory=dict)
 
     KEY_FIELDS = ("run", "benchmark", "benchmark_version", "model", "judge")
+
+
+class Promotion(Record):
+    """A promotion decision: which checkpoint of a stage goes on, why, and what it was chosen from."""
+
+    stage: str = Field(min_length=1)
+    run: str | None = None  # RunSpec key of the promoted checkpoint's evaluation
+    model: str = Field(min_length=1)
+    checkpoint: str | None = None
+    step: int | None = None
+    rank: int = 1
+    judge: str | None = None
+    score: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    reasons: list[str] = Field(default_factory=list)
+    candidates: list[dict[str, Any]] = Field(default_factory=list)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class EarlyStop(Record):
+    """Training stopped early at a checkpoint: the evaluation that decided it and why."""
+
+    stage: str | None = None
+    run: str | None = None  # RunSpec key of the evaluation that triggered the stop
+    model: str = Field(min_length=1)
+    checkpoint: str | None = None
+    step: int
+    reason: str
+    metric: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)

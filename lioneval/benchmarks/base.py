@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from lioneval.errors import DataError
-from lioneval.types import Answer, Estimate, Judgment, Question
+from lioneval.types import Answer, CheckResult, Estimate, Judgment, Question
 
 log = logging.getLogger("lioneval.data")
 
@@ -51,18 +51,140 @@ class Summary:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class Benchmark(Protocol):
-    name: str
-    version: str
-    kind: str  # "rating" | "pairwise"
+@dataclass
+class GameSpec:
+    """One judge call a benchmark asks for: a prompt template, the values to fill in, and where the judged model
+    sits ("A", "B" or "single")."""
 
-    def questions(self) -> list[Question]: ...
+    template: Any  # lioneval.benchmarks.prompts.PromptTemplate
+    values: dict[str, str]
+    position: str = "single"
+
+
+@dataclass
+class JudgeTask:
+    """A judgment a benchmark asks a judge for: one or more games (position orders) about one answer."""
+
+    question_id: str
+    model: str
+    kind: str  # "rating" | "pairwise"
+    games: list[GameSpec]
+    turn: int | None = None
+    baseline: str | None = None
+    follow_up: bool = False  # ask once more for the verdict when a game's output has none (Arena-Hard v0.1)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Benchmark:
+    """What every benchmark module provides: one object owns everything about its benchmark.
+
+    Callers (pipeline, judges, checks, leaderboards, trainers, dashboard) ask the object and never compare a
+    benchmark's name. Construct with ``Benchmark(data=None, *, baseline=None, **options)`` (a subclass may take more
+    keyword options); ``lioneval.benchmarks.load(name, ...)`` does it through the registry.
+    """
+
+    name: str = ""
+    version: str = ""
+    kind: str = "rating"  # "rating" | "pairwise"
+    headline: str = "score"  # the metric leaderboards sort by and decisions use
+    higher_is_better: bool = True
+    default_rounds: int = 1000  # bootstrap rounds
+    default_baseline: str | None = None  # pairwise benchmarks: the model every answer is compared with
+    # The raw metric and its length-controlled twin (None when the benchmark has none), for length views.
+    length_metrics: tuple[str, str | None] = ("score", None)
+    # Boolean summarize() options a leaderboard or dashboard can offer, name -> label ({"style_control": ...}).
+    toggles: dict[str, str] = {}
+    # The demo's data (lioneval/data/demo/...), relative to that folder; None when the benchmark has no demo set.
+    demo_data: str | None = None
+    max_new_tokens: int = 1024
+    baseline: str | None = None
+
+    def questions(self) -> list[Question]:
+        raise NotImplementedError
+
+    def baseline_answers(self) -> list[Answer]:
+        """The baseline's answers (pairwise benchmarks); [] for rating benchmarks."""
+        return []
+
+    def generation(self, question: Question) -> dict[str, Any]:
+        """Sampling settings for one question: at least ``temperature`` and ``max_new_tokens``."""
+        return {"temperature": 0.0, "max_new_tokens": self.max_new_tokens}
+
+    def answer_meta(self, turns: Sequence[str], token_counts: Sequence[int]) -> dict[str, Any]:
+        """Extra per-answer data the benchmark's statistics need (e.g. style counts); stored in ``Answer.meta``."""
+        return {}
+
+    def judge_template(self, mode: str | None = None, source: str | Path = "auto") -> Any:
+        """The prompt template (``PromptTemplate``) of one judging mode; ``source`` "auto", "builtin" or a path."""
+        raise NotImplementedError
+
+    def judge_modes(self) -> list[str | None]:
+        """Every template mode this benchmark's judge requests may use (all of them go into a judge's id)."""
+        return [None]
+
+    def judge_tasks(
+        self,
+        questions: Sequence[Question],
+        answers: Sequence[Answer],
+        baseline_answers: Sequence[Answer],
+        template: Callable[[str | None], Any],
+    ) -> list[JudgeTask]:
+        """The judge calls for every answer that has its question (and a baseline answer, when pairwise).
+        ``template(mode)`` gives the judge's template for a mode (its own, or this benchmark's official one)."""
+        raise NotImplementedError
 
     def summarize(
-        self, judgments: Sequence[Judgment], answers: Sequence[Answer], *, rounds: int, seed: int
+        self,
+        judgments: Sequence[Judgment],
+        answers: Sequence[Answer] = (),
+        *,
+        questions: Sequence[Question] | None = None,
+        rounds: int | None = None,
+        seed: int = 0,
+        **options: Any,
     ) -> dict[str, Summary]:
         """Scores per model from stored judgments (and answers, for lengths and style)."""
-        ...
+        raise NotImplementedError
+
+    def report_options(self, answers: Sequence[Answer]) -> dict[str, Any]:
+        """The summarize() options a run's report uses for these answers (e.g. style control when counts exist)."""
+        return {}
+
+    def paired_units(self, judgments: Sequence[Judgment]) -> dict[str, tuple[float, float]]:
+        """question id -> (numerator, denominator) of the headline as a ratio of sums over questions, for paired
+        comparisons of two runs; the scale of the result is ``paired_scale``."""
+        acc: dict[str, list[float]] = {}
+        for j in judgments:
+            if j.value is not None:
+                a = acc.setdefault(j.question_id, [0.0, 0.0])
+                a[0] += j.value
+                a[1] += 1
+        return {q: (n, d) for q, (n, d) in acc.items() if d > 0}
+
+    paired_metric: str = "score"  # the metric paired_units() estimates
+    paired_scale: float = 1.0
+
+    def null_answers(self) -> dict[str, str]:
+        """Constant answers for the null-model probe of a judge: name -> text (plain, refusal, injections)."""
+        return {}
+
+    def null_threshold(self) -> float:
+        """A null answer scoring above this on the headline marks the judge gameable."""
+        raise NotImplementedError
+
+    def checks(self, answers: Sequence[Answer], summary: Summary | None, config: Any, *,
+               run: str | None = None) -> list[CheckResult]:
+        """Benchmark-specific run checks, read from the summary the report computed (never a refit)."""
+        return []
+
+    def import_official(self, path: str | Path, **options: Any) -> ImportBundle:
+        """Records from the benchmark's official files (answers, judgments, questions)."""
+        raise NotImplementedError
+
+    def export_official(self, out: str | Path, questions: Sequence[Question], answers: Sequence[Answer],
+                        judgments: Sequence[Judgment]) -> dict[str, int]:
+        """Write records in the official layout under ``out``; returns counts of what was written."""
+        raise NotImplementedError
 
 
 def read_jsonl(path: str | Path, bundle: ImportBundle) -> Iterator[tuple[str, dict]]:
