@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from lioneval.benchmarks.base import ImportBundle, Summary, read_jsonl
+from lioneval.benchmarks.base import Benchmark, ImportBundle, Summary, read_jsonl
 from lioneval.errors import DataError
 from lioneval.stats.alpaca import (
     FEATURES,
@@ -374,7 +374,7 @@ def load_glm_weights(path: str | Path) -> dict[str, dict[str, float]]:
 # The benchmark
 
 
-class AlpacaEval:
+class AlpacaEval(Benchmark):
     """AlpacaEval 2.0: win rate and length-controlled win rate against a baseline from pairwise annotations.
 
     ``eval_set``: the eval set (the baseline's ``model_outputs.json``, or ``alpaca_eval.json`` of the hub dataset).
@@ -388,6 +388,14 @@ class AlpacaEval:
     name = BENCHMARK
     version = VERSION
     kind = "pairwise"
+    headline = "length_controlled_winrate"
+    default_rounds = 1000
+    default_baseline = DEFAULT_BASELINE
+    length_metrics = ("win_rate", "length_controlled_winrate")
+    demo_data = "alpaca_eval/reference_outputs.json"
+    max_new_tokens = 2048
+    paired_metric = "win_rate"
+    paired_scale = 100.0
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from lioneval.benchmarks.base import ImportBundle, Summary, read_jsonl
+from lioneval.benchmarks.base import Benchmark, ImportBundle, Summary, read_jsonl
 from lioneval.errors import DataError
 from lioneval.stats.arena import STYLE_FEATURES, Battles, arena_scores
 from lioneval.types import Answer, Game, Judgment, Question
@@ -257,12 +257,21 @@ def battles_from_judgments(
     )
 
 
-class ArenaHard:
+class ArenaHard(Benchmark):
     """Arena-Hard-Auto v0.1: win rate against a baseline from pairwise judgments, Bradley-Terry with bootstrap."""
 
     name = BENCHMARK
     version = "v0.1"
     kind = "pairwise"
+    headline = "score"
+    default_rounds = 100
+    default_baseline = DEFAULT_BASELINE
+    length_metrics = ("score", "score_style_controlled")
+    toggles = {"style_control": "Style control"}
+    demo_data = "arena_hard"
+    max_new_tokens = 4096
+    paired_metric = "score"
+    paired_scale = 100.0
 
     def __init__(self, data_dir: str | Path | None = None, *, baseline: str = DEFAULT_BASELINE, strong_weight: int = 3):
         self.data_dir = Path(data_dir) if data_dir is not None else None

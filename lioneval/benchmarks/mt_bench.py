@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lioneval.benchmarks.base import ImportBundle, Summary, read_jsonl
+from lioneval.benchmarks.base import Benchmark, ImportBundle, Summary, read_jsonl
 from lioneval.errors import DataError
 from lioneval.stats.bootstrap import DEFAULT_ROUNDS, grouped_mean
 from lioneval.types import Answer, Judgment, Question, content_hash
@@ -185,12 +185,18 @@ def load_judgments(path: str | Path, judge: str | None = None) -> ImportBundle:
     return bundle
 
 
-class MTBench:
+class MTBench(Benchmark):
     """The MT-Bench benchmark over FastChat's data layout."""
 
     name = NAME
     version = VERSION
     kind = "rating"
+    headline = "overall"
+    default_rounds = 1000
+    length_metrics = ("overall", None)
+    demo_data = "mt_bench"
+    max_new_tokens = 1024
+    paired_metric = "overall"
 
     def __init__(self, data: str | Path | None = None, reference_model: str = "gpt-4"):
         self.data = data
