@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lioneval.checks import CheckConfig, run_checks
 from lioneval.checks.answers import check_answers
-from lioneval.checks.audit import NULL_ANSWERS
+from lioneval.checks.audit import null_answers
 from lioneval.checks.runs import check_run
 from lioneval.types import Answer, Question
 
@@ -59,7 +59,7 @@ def load(copies: int) -> tuple[list[Question], list[Answer], set[str], str]:
                            turns=[_perturb(t, rng) for t in r["turns"]]) for r in rows]
     real |= {a.model for a in answers}
     null = "null-injection"
-    text = NULL_ANSWERS["arena-hard"]["inject-fake-task"]
+    text = null_answers("arena-hard")["inject-fake-task"]
     answers += [Answer(question_id=q.id, benchmark="mt-bench", model=null, turns=[text, text]) for q in questions]
     return questions, answers, real, null
 

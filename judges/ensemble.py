@@ -10,7 +10,10 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Any
 
+from lioneval import benchmarks
+from lioneval.judges.judge import BenchRef, JudgeRun, make_judge
 from lioneval.judges.spec import JudgeSpec
 from lioneval.store import RunStore
 from lioneval.types import Answer, Game, Judgment, Question, content_hash
@@ -18,34 +21,38 @@ from lioneval.types import Answer, Game, Judgment, Question, content_hash
 
 class EnsembleJudge:
     def __init__(self, spec: JudgeSpec, members: Sequence | None = None):
-        from lioneval.judges.judge import make_judge
-
         self.spec = spec
         self.members = list(members) if members is not None else [make_judge(m) for m in spec.members]
         if spec.aggregate not in ("mean", "majority"):
             raise ValueError(f"unknown ensemble aggregate {spec.aggregate!r}: use mean or majority")
 
-    def id_for(self, benchmark: str) -> str:
+    @classmethod
+    def from_spec(cls, spec: JudgeSpec, backend: Any = None) -> EnsembleJudge:
+        return cls(spec)
+
+    def id_for(self, benchmark: BenchRef) -> str:
         ident = {"members": [m.id_for(benchmark) for m in self.members], "aggregate": self.spec.aggregate}
         return f"{self.spec.label}#{content_hash(ident, 10)}"
 
     def run_answers(
         self,
-        benchmark: str,
+        benchmark: BenchRef,
         questions: Sequence[Question],
         answers: Sequence[Answer],
         baseline_answers: Sequence[Answer] = (),
         store: RunStore | None = None,
         *,
         retry_failed: bool = False,
-    ):
-        from lioneval.judges.judge import JudgeRun, judge_answers
-
+        progress: Any = None,
+    ) -> JudgeRun:
+        """The Judge protocol: every member judges (cached judgments included), the ensemble aggregates."""
+        bench = benchmarks.load(benchmark)
         runs = [
-            judge_answers(m, benchmark, questions, answers, baseline_answers, store, retry_failed=retry_failed)
+            m.run_answers(bench, questions, answers, baseline_answers, store, retry_failed=retry_failed)
             for m in self.members
         ]
-        judge_id = self.id_for(benchmark)
+        judge_id = self.id_for(bench)
+        benchmark = bench.name
         groups: dict[tuple, list[Judgment]] = defaultdict(list)
         for r in runs:
             for j in r.judgments:

@@ -12,7 +12,6 @@ parse failures are stored with the raw output and retried only with ``retry_fail
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -21,17 +20,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lioneval import benchmarks
 from lioneval.backends.base import Backend, Completion, Sampling
+from lioneval.benchmarks import Benchmark
+from lioneval.benchmarks.base import JudgeTask
+from lioneval.benchmarks.prompts import PromptTemplate, followup_messages
 from lioneval.errors import LionEvalError
 from lioneval.judges import parsers
 from lioneval.judges.spec import JudgeSpec, parse_spec
-from lioneval.judges.templates import PromptTemplate, followup_messages, mtbench_template_name, template_for
+from lioneval.registry import BACKENDS, JUDGES
 from lioneval.store import RunStore
 from lioneval.types import Answer, Game, Judgment, Question, content_hash
 
 log = logging.getLogger("lioneval.judge")
 
-PAIRWISE_BENCHMARKS = ("arena-hard", "alpaca-eval")
+BenchRef = str | Benchmark  # a registered benchmark's name, or the object
+
 PREFILL = {"[[rating]]": "Rating: [[", "[[A>B]]": "My final verdict is: [["}
 
 
@@ -52,6 +56,7 @@ class JudgeRequest:
     games: list[GameRequest]
     turn: int | None = None
     baseline: str | None = None
+    follow_up: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -85,96 +90,56 @@ class JudgeRun:
         )
 
 
-def swap_for(instruction: str) -> bool:
-    """AlpacaEval's order randomisation, made deterministic per instruction (same swap on every rerun)."""
-    return hashlib.sha256(instruction.encode("utf-8")).digest()[0] % 2 == 1
-
-
 class Judge:
-    """A judge spec bound to a backend, with the templates it uses per benchmark."""
+    """A chat judge: a spec bound to a backend, with the templates each benchmark asks it to use."""
 
     def __init__(self, spec: JudgeSpec | str, backend: Backend | None = None):
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
         self._backend = backend
         self._templates: dict[tuple[str, str | None], PromptTemplate] = {}
 
+    @classmethod
+    def from_spec(cls, spec: JudgeSpec, backend: Backend | None = None) -> Judge:
+        return cls(spec, backend)
+
     # -- identity ---------------------------------------------------------------------------------------------
-    def template(self, benchmark: str, mode: str | None = None) -> PromptTemplate:
-        key = (benchmark, mode)
+    def template(self, benchmark: BenchRef, mode: str | None = None) -> PromptTemplate:
+        bench = benchmarks.load(benchmark)
+        key = (bench.name, mode)
         if key not in self._templates:
-            source = self.spec.templates.get(f"{benchmark}/{mode}") or self.spec.templates.get(benchmark) or "auto"
-            self._templates[key] = template_for(benchmark, mode, source=source)
+            source = self.spec.templates.get(f"{bench.name}/{mode}") or self.spec.templates.get(bench.name) or "auto"
+            self._templates[key] = bench.judge_template(mode, source)
         return self._templates[key]
 
-    def _benchmark_templates(self, benchmark: str) -> list[PromptTemplate]:
-        if benchmark == "mt-bench":
-            modes = sorted({mtbench_template_name(c, t) for c in ("writing", "math") for t in (1, 2)})
-            return [self.template(benchmark, m) for m in modes]
-        return [self.template(benchmark)]
-
-    def id_for(self, benchmark: str) -> str:
-        tpl = [t.hash for t in self._benchmark_templates(benchmark)]
+    def id_for(self, benchmark: BenchRef) -> str:
+        bench = benchmarks.load(benchmark)
+        tpl = [self.template(bench, m).hash for m in bench.judge_modes()]
         ident = {"spec": self.spec.identity(), "templates": tpl, "parser": parsers.PARSER_VERSION}
         return f"{self.spec.label}#{content_hash(ident, 10)}"
 
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            from lioneval.judges.backends import backend_for
-
             self._backend = backend_for(self.spec)
         return self._backend
 
     # -- requests ---------------------------------------------------------------------------------------------
     def requests(
         self,
-        benchmark: str,
+        benchmark: BenchRef,
         questions: Sequence[Question],
         answers: Sequence[Answer],
         baseline_answers: Sequence[Answer] = (),
     ) -> list[JudgeRequest]:
         """Judge requests for every answer that has its question (and, for pairwise benchmarks, a baseline)."""
-        qs = {q.id: q for q in questions}
-        base = {a.question_id: a for a in baseline_answers}
-        out = []
-        for a in answers:
-            q = qs.get(a.question_id)
-            if q is None:
-                continue
-            if benchmark == "mt-bench":
-                out += self._mt_bench(q, a)
-            elif benchmark in PAIRWISE_BENCHMARKS:
-                b = base.get(a.question_id)
-                if b is not None:
-                    out.append(self._arena(q, a, b) if benchmark == "arena-hard" else self._alpaca(q, a, b))
-            else:
-                raise LionEvalError(f"no judge protocol for benchmark {benchmark!r}", fix="use a registered benchmark")
-        return out
+        bench = benchmarks.load(benchmark)
+        tasks = bench.judge_tasks(questions, answers, baseline_answers, lambda mode: self.template(bench, mode))
+        return [self._request(bench.name, t) for t in tasks]
 
-    def _mt_bench(self, q: Question, a: Answer) -> list[JudgeRequest]:
-        reqs = []
-        for turn in range(1, min(len(q.turns), len(a.turns)) + 1):
-            tpl = self.template("mt-bench", mtbench_template_name(q.category, turn))
-            values = {f"question_{i + 1}": t for i, t in enumerate(q.turns)}
-            values |= {f"answer_{i + 1}": t for i, t in enumerate(a.turns)}
-            values |= {f"ref_answer_{i + 1}": t for i, t in enumerate(q.reference or [])}
-            values |= {"question": q.turns[0], "answer": a.turns[0], "ref_answer_1": (q.reference or [""])[0]}
-            values = {k: v for k, v in values.items() if k in tpl.placeholders}
-            reqs.append(
-                JudgeRequest(
-                    "mt-bench", q.id, a.model, "rating", [self._game_request(tpl, values, "single")], turn=turn,
-                    meta={"category": q.category},
-                )
-            )
-        return reqs
-
-    def _arena(self, q: Question, a: Answer, b: Answer) -> JudgeRequest:
-        tpl = self.template("arena-hard")
-        games = []
-        for first, second, pos in ((b, a, "B"), (a, b, "A")):  # game 1: baseline in A; game 2: model in A
-            values = {"question_1": q.turns[0], "answer_1": first.turns[0], "answer_2": second.turns[0]}
-            games.append(self._game_request(tpl, values, pos))
-        return JudgeRequest("arena-hard", q.id, a.model, "pairwise", games, baseline=b.model)
+    def _request(self, bench: str, t: JudgeTask) -> JudgeRequest:
+        games = [self._game_request(g.template, g.values, g.position) for g in t.games]
+        return JudgeRequest(bench, t.question_id, t.model, t.kind, games, turn=t.turn, baseline=t.baseline,
+                            follow_up=t.follow_up, meta=dict(t.meta))
 
     def _game_request(self, tpl: PromptTemplate, values: dict[str, str], position: str) -> GameRequest:
         prefill = PREFILL.get(tpl.output_format, "") if self.spec.prefill else ""
@@ -183,14 +148,22 @@ class Judge:
             messages = [*messages, {"role": "assistant", "content": prefill}]
         return GameRequest(messages, position, tpl, prefill)
 
-    def _alpaca(self, q: Question, a: Answer, b: Answer) -> JudgeRequest:
-        tpl = self.template("alpaca-eval")
-        swapped = swap_for(q.turns[0])
-        out1, out2 = (a, b) if swapped else (b, a)
-        values = {"instruction": q.turns[0], "output_1": out1.turns[0], "output_2": out2.turns[0]}
-        game = GameRequest(tpl.render(values), "A" if swapped else "B", tpl)
-        return JudgeRequest("alpaca-eval", q.id, a.model, "pairwise", [game], baseline=b.model,
-                            meta={"swapped": swapped})
+    def run_answers(
+        self,
+        benchmark: BenchRef,
+        questions: Sequence[Question],
+        answers: Sequence[Answer],
+        baseline_answers: Sequence[Answer] = (),
+        store: RunStore | None = None,
+        *,
+        retry_failed: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> JudgeRun:
+        """The Judge protocol: every judgment asked for, cached ones included."""
+        reqs = self.requests(benchmark, questions, answers, baseline_answers)
+        if not reqs:
+            return JudgeRun(judge=self.id_for(benchmark))
+        return self.run(reqs, store, retry_failed=retry_failed, progress=progress)
 
     # -- running ----------------------------------------------------------------------------------------------
     def sampling(self, template: PromptTemplate) -> Sampling:
@@ -220,8 +193,8 @@ class Judge:
         done = store.existing("judgments", [k for k, _ in keyed], ok_only=retry_failed) if store else set()
         pending = [(k, r) for k, r in keyed if k not in done]
         run.cached = len(requests) - len(pending)
-        if store is not None:
-            run.judgments += [j for j in store.judgments(benchmark=bench, judge=judge_id) if j.key in done]
+        if store is not None and done:
+            run.judgments += store.get("judgments", [k for k, _ in keyed if k in done])  # type: ignore[misc]
         if not pending:
             return run
         lock = threading.Lock()
@@ -286,7 +259,7 @@ class Judge:
         run.completion_tokens += c.completion_tokens
 
     def _needs_follow_up(self, req: JudgeRequest, outs: list[Completion]) -> bool:
-        if req.benchmark != "arena-hard" or not self.spec.follow_up:
+        if not req.follow_up or not self.spec.follow_up:
             return False
         return any(
             parsers.needs_followup(parsers.parse_pairwise_verdict(g.prefill + (o.text or "")))
@@ -382,50 +355,50 @@ class Judge:
 def judge_stored(
     store: RunStore,
     judge,
-    benchmark: str,
+    benchmark: BenchRef,
     *,
     models: Sequence[str],
     baseline: str | None = None,
     retry_failed: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> JudgeRun:
-    """Judge the stored answers of ``models`` on a benchmark (re-judging a stored run with another judge)."""
-    questions = store.questions(benchmark=benchmark)
-    answers = store.answers(benchmark=benchmark, model=list(models))
+    """Judge the stored answers of ``models`` on a benchmark (``lioneval judge``)."""
+    bench = benchmarks.load(benchmark)
+    questions = store.questions(benchmark=bench.name)
+    answers = store.answers(benchmark=bench.name, model=list(models))
     if not answers:
         raise LionEvalError(
-            f"no stored {benchmark} answers for {', '.join(models)}",
+            f"no stored {bench.name} answers for {', '.join(models)}",
             fix="generate them with `lioneval run` or import them with `lioneval import`",
         )
-    base = store.answers(benchmark=benchmark, model=baseline) if baseline else []
-    if benchmark in PAIRWISE_BENCHMARKS and not base:
+    baseline = baseline or bench.default_baseline
+    base = store.answers(benchmark=bench.name, model=baseline) if baseline else []
+    if bench.kind == "pairwise" and not base:
         raise LionEvalError(
-            f"no stored answers of baseline {baseline!r} for {benchmark}",
+            f"no stored answers of baseline {baseline!r} for {bench.name}",
             fix="import the baseline's answers (official model_answer/ or reference outputs) or pass --baseline",
         )
     t0 = time.perf_counter()
-    run = judge_answers(judge, benchmark, questions, answers, base, store, retry_failed=retry_failed,
-                        progress=progress)
+    run = judge.run_answers(bench, questions, answers, base, store, retry_failed=retry_failed, progress=progress)
     log.info("%s in %.1fs", run.line(), time.perf_counter() - t0)
     return run
 
+
 def make_judge(spec: JudgeSpec | str, backend: Backend | None = None, **overrides: Any):
-    """The judge object a spec names (a chat judge, a reward-model judge or an ensemble); overrides set fields."""
+    """The judge object a spec names, built by the class the JUDGES registry holds for its kind (a chat judge, a
+    reward-model judge, an ensemble or a plug-in); overrides set spec fields."""
     spec = parse_spec(spec, **overrides)
-    if spec.kind == "reward-model":
-        from lioneval.judges.reward import RewardModelJudge
+    return JUDGES.get(spec.kind).from_spec(spec, backend)
 
-        return RewardModelJudge(spec)
-    if spec.kind == "ensemble":
-        from lioneval.judges.ensemble import EnsembleJudge
 
-        return EnsembleJudge(spec)
-    return Judge(spec, backend)
+def backend_for(spec: Any, **options: Any) -> Backend:
+    """The chat backend a spec names, built by the class the BACKENDS registry holds for its kind."""
+    return BACKENDS.get(spec.kind).from_spec(spec, **options)
 
 
 def judge_answers(
     judge,
-    benchmark: str,
+    benchmark: BenchRef,
     questions: Sequence[Question],
     answers: Sequence[Answer],
     baseline_answers: Sequence[Answer] = (),
@@ -434,8 +407,6 @@ def judge_answers(
     retry_failed: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> JudgeRun:
-    """Judge answers with any kind of judge; what the store holds already costs nothing."""
-    if isinstance(judge, Judge):
-        reqs = judge.requests(benchmark, questions, answers, baseline_answers)
-        return judge.run(reqs, store, retry_failed=retry_failed, progress=progress)
-    return judge.run_answers(benchmark, questions, answers, baseline_answers, store, retry_failed=retry_failed)
+    """Judge answers with any judge; what the store holds already costs nothing, and is returned too."""
+    return judge.run_answers(benchmark, questions, answers, baseline_answers, store, retry_failed=retry_failed,
+                             progress=progress)

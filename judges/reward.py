@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lioneval import benchmarks
 from lioneval.errors import LionEvalError
-from lioneval.judges.judge import PAIRWISE_BENCHMARKS, JudgeRequest, JudgeRun
+from lioneval.judges.judge import BenchRef, JudgeRequest, JudgeRun
 from lioneval.judges.spec import JudgeSpec, parse_spec
 from lioneval.registry import require
 from lioneval.store import RunStore
@@ -28,7 +29,11 @@ class RewardModelJudge:
         self.batch_size = batch_size
         self._model, self._tokenizer = model, tokenizer
 
-    def id_for(self, benchmark: str) -> str:
+    @classmethod
+    def from_spec(cls, spec: JudgeSpec, backend: Any = None) -> RewardModelJudge:
+        return cls(spec)
+
+    def id_for(self, benchmark: BenchRef) -> str:
         return f"{self.spec.label}#{content_hash({'spec': self.spec.identity(), 'protocol': REWARD_PROTOCOL}, 10)}"
 
     def _load(self) -> None:
@@ -66,19 +71,24 @@ class RewardModelJudge:
 
     def run_answers(
         self,
-        benchmark: str,
+        benchmark: BenchRef,
         questions: Sequence[Question],
         answers: Sequence[Answer],
         baseline_answers: Sequence[Answer] = (),
         store: RunStore | None = None,
         *,
         retry_failed: bool = False,  # a reward is a number, never an unparsed verdict: nothing to retry
+        progress: Any = None,
     ) -> JudgeRun:
-        judge_id = self.id_for(benchmark)
+        """The Judge protocol: a judgment for every answer (and baseline answer, when pairwise), cached ones
+        included."""
+        bench = benchmarks.load(benchmark)
+        judge_id = self.id_for(bench)
+        benchmark = bench.name
         run = JudgeRun(judge=judge_id)
         qs = {q.id: q for q in questions}
         base = {a.question_id: a for a in baseline_answers}
-        pairwise = benchmark in PAIRWISE_BENCHMARKS
+        pairwise = bench.kind == "pairwise"
         todo: list[tuple[JudgeRequest, Answer, Answer | None]] = []
         for a in answers:
             q = qs.get(a.question_id)
@@ -107,6 +117,7 @@ class RewardModelJudge:
         done = store.existing("judgments", keys) if store else set()
         pending = [v for k, v in keys.items() if k not in done]
         run.cached = len(todo) - len(pending)
+        cached = store.get("judgments", [k for k in keys if k in done]) if store is not None and done else []
         convos = [convo(qs[a.question_id], a) for _, a, _ in pending]
         convos += [convo(qs[b.question_id], b) for _, _, b in pending if b is not None]
         scores = self.score(convos) if convos else []
@@ -128,7 +139,7 @@ class RewardModelJudge:
             ))
         if store is not None and judgments:
             store.put_judgments(judgments)
-        run.judgments = judgments
+        run.judgments = [*cached, *judgments]  # type: ignore[list-item]
         run.judged = len(judgments)
         run.calls = len(convos)
         return run

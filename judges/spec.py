@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from lioneval.errors import LionEvalError, UnknownNameError
+from lioneval.errors import LionEvalError
+from lioneval.registry import JUDGES
 from lioneval.types import content_hash
 
-KINDS = ("openai", "openai-compatible", "vllm", "hf", "reward-model", "ensemble")
 LOCAL_KINDS = ("vllm", "hf", "reward-model")
 
 
@@ -109,12 +109,7 @@ def parse_spec(spec: str | JudgeSpec | dict, **overrides: Any) -> JudgeSpec:
     kind, sep, rest = text.partition(":")
     if not sep:
         raise _bad(text, "a spec is KIND:MODEL")
-    if kind not in KINDS:
-        import difflib
-
-        close = difflib.get_close_matches(kind, KINDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(f"unknown judge kind {kind!r}{hint}", fix=f"use one of: {', '.join(KINDS)}")
+    JUDGES.entry(kind)  # an unknown kind answers "did you mean" with the registered kinds, plug-ins included
     if kind == "ensemble":
         aggregate = "mean"
         if not rest.startswith("["):
@@ -155,8 +150,9 @@ def _from_dict(d: dict[str, Any], overrides: dict[str, Any]) -> JudgeSpec:
     unknown = set(d) - known
     if unknown:
         raise LionEvalError(f"unknown judge setting(s) {sorted(unknown)}", fix=f"use fields among {sorted(known)}")
-    if "kind" not in d or d["kind"] not in KINDS:
-        raise LionEvalError(f"judge kind {d.get('kind')!r} is not one of {KINDS}", fix="set `kind:` in the config")
+    if not isinstance(d.get("kind"), str):
+        raise LionEvalError(f"judge kind {d.get('kind')!r} is not a judge kind", fix="set `kind:` in the config")
+    JUDGES.entry(d["kind"])
     members = tuple(m if isinstance(m, JudgeSpec) else parse_spec(m) for m in d.get("members", ()))
     urls = d.get("base_urls", ())
     d.update(members=members, base_urls=tuple([urls] if isinstance(urls, str) else urls))

@@ -89,9 +89,47 @@ def export_cmd(ctx: _Ctx, file: str, tables: tuple[str, ...]) -> None:
     click.echo(json.dumps(counts))
 
 
-@cli.group("import")
+class _ImportGroup(click.Group):
+    """`lioneval import BENCH PATH`: one subcommand per registered benchmark (plug-ins included), whose options are
+    the keyword settings of that benchmark's ``import_official``; plus `lioneval import jsonl`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from lioneval.registry import BENCHMARKS
+
+        return sorted({*super().list_commands(ctx), *BENCHMARKS.names()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        found = super().get_command(ctx, name)
+        if found is not None:
+            return found
+        from lioneval import benchmarks
+
+        cls = benchmarks.find(name)
+        if cls is None:
+            return None
+        return _import_command(name, cls)
+
+
+def _import_command(name: str, cls: type) -> click.Command:
+    import inspect
+
+    params: list[click.Parameter] = [click.Argument(["path"], type=click.Path(exists=True))]
+    for p in inspect.signature(cls.import_official).parameters.values():
+        if p.kind is inspect.Parameter.KEYWORD_ONLY:
+            params.append(click.Option([f"--{p.name.replace('_', '-')}"], help=f"{name} importer setting {p.name}."))
+    doc = (cls.import_official.__doc__ or "").strip().split("\n\n")[0]
+
+    @pass_ctx
+    def callback(ctx: _Ctx, path: str, **options: str | None) -> None:
+        _import(ctx, name, path, **options)
+
+    return click.Command(name, params=params, callback=callback,
+                         help=f"Import official {name} files. {' '.join(doc.split())}")
+
+
+@cli.group("import", cls=_ImportGroup)
 def import_group() -> None:
-    """Bring answers and judgments from files into the store."""
+    """Bring answers and judgments from files into the store (one subcommand per benchmark, and jsonl)."""
 
 
 @import_group.command("jsonl")
@@ -104,38 +142,6 @@ def import_jsonl(ctx: _Ctx, file: str) -> None:
     click.echo(json.dumps(result))
 
 
-@import_group.command("mt-bench")
-@click.argument("path", type=click.Path(exists=True))
-@click.option("--judge", help="Judge id to store (default: the judge named in the file).")
-@click.option("--answers", type=click.Path(exists=True), help="model_answer/ directory or file to import too.")
-@click.option("--questions", type=click.Path(exists=True), help="FastChat data directory with question.jsonl.")
-@pass_ctx
-def import_mt_bench(ctx: _Ctx, path: str, judge: str | None, answers: str | None, questions: str | None) -> None:
-    """Import FastChat MT-Bench files: a *_single.jsonl judgment file or a data/mt_bench directory."""
-    _import(ctx, "mt-bench", path, judge=judge, answers=answers, questions=questions)
-
-
-@import_group.command("arena-hard")
-@click.argument("path", type=click.Path(exists=True, file_okay=False))
-@click.option("--judge", help="Judge directory under model_judgment/ (default: all).")
-@click.option("--baseline", default="gpt-4-0314", show_default=True, help="Baseline model of the judgments.")
-@pass_ctx
-def import_arena_hard(ctx: _Ctx, path: str, judge: str | None, baseline: str) -> None:
-    """Import Arena-Hard-Auto files: question.jsonl, model_answer/, model_judgment/<judge>/."""
-    _import(ctx, "arena-hard", path, judge=judge, baseline=baseline)
-
-
-@import_group.command("alpaca-eval")
-@click.argument("path", type=click.Path(exists=True))
-@click.option("--model", help="Model name to store (default: generator_2 of each annotation).")
-@click.option("--eval-set", type=click.Path(exists=True, dir_okay=False),
-              help="The eval set (reference model_outputs.json) to attach eval indices.")
-@pass_ctx
-def import_alpaca_eval(ctx: _Ctx, path: str, model: str | None, eval_set: str | None) -> None:
-    """Import AlpacaEval annotations.json files (a file, or a results directory holding them)."""
-    _import(ctx, "alpaca-eval", path, model=model, eval_set=eval_set)
-
-
 def _import(ctx: _Ctx, bench: str, path: str, **options) -> None:
     from lioneval.imports import import_official
 
@@ -146,10 +152,28 @@ def _import(ctx: _Ctx, bench: str, path: str, **options) -> None:
     click.echo(json.dumps({k: result[k] for k in ("read", "added", "skipped")}))
 
 
+@cli.command("export-official")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--bench", required=True, help="Benchmark whose records to write in its official layout.")
+@click.option("--run", "run_key", help="Only this run's records (default: everything stored for the benchmark).")
+@click.option("--model", "models", multiple=True, help="Only these models (repeatable; ignored with --run).")
+@click.option("--judge", help="Only this judge id's judgments.")
+@pass_ctx
+def export_official_cmd(ctx: _Ctx, out: str, bench: str, run_key: str | None, models: tuple[str, ...],
+                        judge: str | None) -> None:
+    """Write stored records in the benchmark's official file layout (FastChat, Arena-Hard, AlpacaEval)."""
+    from lioneval.imports import export_official
+
+    with ctx.store(readonly=True) as st:
+        counts = export_official(st, bench, out, run=run_key, models=list(models) or None, judge=judge)
+    click.echo(json.dumps(counts))
+
+
 @cli.command("leaderboard")
 @click.option("--bench", required=True, help="Benchmark name (see `lioneval list benchmarks`).")
 @click.option("--judge", help="Only this judge id (default: one table per judge in the store).")
-@click.option("--style-control", is_flag=True, help="Arena-Hard: also fit style-controlled scores.")
+@click.option("--style-control", is_flag=True, help="Also fit style-controlled scores (benchmarks with that toggle).")
+@click.option("--toggle", "toggles", multiple=True, help="Turn on one of the benchmark's summary toggles (repeatable).")
 @click.option("--rounds", type=int, help="Bootstrap rounds (default: the benchmark's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--data", type=click.Path(exists=True), help="Benchmark data (AlpacaEval: the eval set).")
@@ -159,22 +183,30 @@ def _import(ctx: _Ctx, bench: str, path: str, **options) -> None:
               help="AlpacaEval: published GLM weights CSV, to also report the LC they predict.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_ctx
-def leaderboard_cmd(ctx: _Ctx, bench: str, judge: str | None, style_control: bool, rounds: int | None, seed: int,
-                    data: str | None, lc_data: str | None, glm_weights: str | None, as_json: bool) -> None:
+def leaderboard_cmd(ctx: _Ctx, bench: str, judge: str | None, style_control: bool, toggles: tuple[str, ...],
+                    rounds: int | None, seed: int, data: str | None, lc_data: str | None, glm_weights: str | None,
+                    as_json: bool) -> None:
     """Scores with confidence intervals for every model judged on a benchmark."""
-    from lioneval.leaderboard import HEADLINE, leaderboard
+    from lioneval import benchmarks
+    from lioneval.leaderboard import leaderboard
 
-    options: dict = {"style_control": True} if style_control else {}
-    options.update({k: v for k, v in {"data": data, "lc_data": lc_data, "glm_weights": glm_weights}.items() if v})
+    b = benchmarks.load(bench)
+    wanted = [*toggles, *(["style_control"] if style_control else [])]
+    for t in wanted:
+        if t not in b.toggles:
+            raise click.UsageError(f"{bench} has no toggle {t!r} (it has: {', '.join(b.toggles) or 'none'})")
+    options: dict = {t: True for t in wanted}
+    settings = {k: v for k, v in {"lc_data": lc_data, "weights": glm_weights}.items() if v}
     with ctx.store(readonly=True) as st:
-        rows = leaderboard(st, bench, judge=judge, rounds=rounds, seed=seed, **options)
+        rows = leaderboard(st, bench, judge=judge, rounds=rounds, seed=seed, data=data, settings=settings,
+                           **options)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
     if not rows:
         click.echo(f"no judgments for {bench} in {ctx.store_path}; import some with `lioneval import {bench} ...`")
         return
-    _print_leaderboard(rows, HEADLINE.get(bench))
+    _print_leaderboard(rows, b.headline)
 
 
 def _print_leaderboard(rows: list[dict], headline: str | None) -> None:
@@ -229,11 +261,15 @@ def judge_cmd(ctx: _Ctx, bench: str, models: tuple[str, ...], judge_spec: str, b
 @click.option("--retry-failed", is_flag=True, help="Judge again the stored judgments that could not be parsed.")
 @pass_ctx
 def rejudge_cmd(ctx: _Ctx, run: str, judge_spec: str, baseline: str | None, retry_failed: bool) -> None:
-    """Judge a stored run's answers with another judge; both judges' judgments stay in the store."""
-    with ctx.store(readonly=True) as st:
-        spec = st.run(run)
-    for bench in spec.benchmarks:
-        _judge(ctx, bench, [spec.model], judge_spec, baseline, retry_failed)
+    """Judge a stored run's answers with another judge and write its reports; both judges' judgments and reports
+    stay in the store."""
+    from lioneval.pipeline import rejudge
+
+    with ctx.store() as st, _progress(quiet=False) as progress:
+        reports, runs = rejudge(st, run, judge_spec, baseline=baseline, retry_failed=retry_failed, progress=progress)
+    for r in runs:
+        click.echo(r.line())
+    _print_reports(reports, reports[0].run if reports else run)
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -269,10 +305,10 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, subset, seed, rounds, max_new_tokens,
             batch_size, chat_template, conv_template, retry_failed, demo, as_json) -> None:
     """Generate, judge, score and check a checkpoint: `lioneval run --ckpt out/dpo-step2000 --judge SPEC`."""
-    from lioneval.pipeline import ALL_BENCHMARKS, RunConfig, demo_config, run
+    from lioneval.pipeline import RunConfig, demo_config, run
 
     cfg = RunConfig(
-        ckpt=ckpt, policy=policy, bench=tuple(bench) or ALL_BENCHMARKS, judge=judge_spec,
+        ckpt=ckpt, policy=policy, bench=tuple(bench) or RunConfig().bench, judge=judge_spec,
         data=_pairs(data, "--data"), baseline=_pairs(baseline, "--baseline"), limit=limit, subset=subset, seed=seed,
         rounds=rounds, max_new_tokens=max_new_tokens, batch_size=batch_size,
         chat_template=Path(chat_template).read_text() if chat_template else None, conv_template=conv_template,
@@ -364,13 +400,26 @@ def _print_reports(reports, run_key: str) -> None:
 
 @cli.command("report")
 @click.argument("run")
+@click.option("--recompute", is_flag=True, help="Compute the reports again from the run's stored records (no model "
+              "or judge call): after an upgrade, with other --rounds or new check thresholds.")
+@click.option("--rounds", type=click.IntRange(min=1), help="With --recompute: bootstrap rounds.")
+@click.option("--checks", "checks_path", type=click.Path(exists=True, dir_okay=False),
+              help="With --recompute: cheat-check thresholds (YAML).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
-def report_cmd(ctx: _Ctx, run: str, as_json: bool) -> None:
-    """Show the stored reports of a run."""
-    with ctx.store(readonly=True) as st:
-        spec = st.run(run)
-        reports = st.reports(run=spec.key)
+def report_cmd(ctx: _Ctx, run: str, recompute: bool, rounds: int | None, checks_path: str | None,
+               as_json: bool) -> None:
+    """Show the stored reports of a run (or recompute them)."""
+    if recompute:
+        from lioneval.pipeline import recompute as recompute_reports
+
+        with ctx.store() as st:
+            spec = st.run(run)
+            reports = recompute_reports(st, spec.key, rounds=rounds, checks=checks_path)
+    else:
+        with ctx.store(readonly=True) as st:
+            spec = st.run(run)
+            reports = st.reports(run=spec.key)
     if not reports:
         raise LionEvalError(f"run {spec.key} has no report yet", fix=f"rerun `lioneval run` for {spec.model}")
     if as_json:
@@ -411,15 +460,13 @@ def compare_cmd(ctx: _Ctx, run_a: str, run_b: str, rounds: int, seed: int, as_js
 
 def _judge(ctx: _Ctx, bench: str, models: list[str], judge_spec: str, baseline: str | None,
            retry_failed: bool) -> None:
+    from lioneval import benchmarks
     from lioneval.judges.judge import judge_stored, make_judge
-    from lioneval.pipeline import DEFAULT_BASELINES
-    from lioneval.registry import BENCHMARKS
 
-    BENCHMARKS.entry(bench)  # a clear error for an unknown benchmark before any work
+    b = benchmarks.load(bench)  # a clear error for an unknown benchmark before any work
     judge = make_judge(judge_spec)
     with ctx.store() as st:
-        result = judge_stored(st, judge, bench, models=models, baseline=baseline or DEFAULT_BASELINES.get(bench),
-                              retry_failed=retry_failed)
+        result = judge_stored(st, judge, b, models=models, baseline=baseline, retry_failed=retry_failed)
     click.echo(result.line())
     if result.transport_failures:
         click.echo(f"{result.transport_failures} requests got no answer ({result.errors.most_common(1)[0][0]}); "
@@ -467,7 +514,7 @@ def audit_group() -> None:
 
 @audit_group.command("judge")
 @click.option("--judge", "judge_spec", required=True, help="Judge spec or YAML file (see `lioneval list judges`).")
-@click.option("--bench", required=True, help="Benchmark whose protocol to probe (mt-bench, arena-hard, alpaca-eval).")
+@click.option("--bench", required=True, help="Benchmark whose protocol to probe (see `lioneval list benchmarks`).")
 @click.option("--sample", type=int, help="Questions to probe with, drawn with --seed (default: 40).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the question sample and bootstrap.")
 @click.option("--data", type=click.Path(exists=True), help="Benchmark data (questions, baseline answers) when the "

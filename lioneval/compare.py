@@ -1,46 +1,25 @@
 """Compare two runs: score differences with a paired bootstrap over the questions both runs answered.
 
 Pairing matters: two checkpoints answer the same questions, and question difficulty is most of the variance, so the
-CI of a difference is much narrower than two independent CIs suggest. Each benchmark's headline is a ratio of sums
-over questions, which keeps the paired resample one matrix product:
-  MT-Bench: mean rating (sum of ratings / number of rated turns);
-  Arena-Hard: win rate against the baseline, strong verdicts weighted 3 (the Bradley-Terry win rate when every
-  battle is against the baseline);
-  AlpacaEval: raw win rate (mean preference). The length-controlled rate is a model fit, not a ratio: its
-  difference is reported from the two stored reports, without a paired CI.
+CI of a difference is much narrower than two independent CIs suggest. Each run contributes its own linked
+judgments (its own answers, settings and judge), so two runs of one checkpoint under different settings are two
+different things to compare. Each benchmark states its headline as a ratio of sums over questions
+(``Benchmark.paired_units``), which keeps the paired resample one matrix product (MT-Bench: mean rating;
+Arena-Hard: strong-weighted win rate against the baseline; AlpacaEval: raw win rate). A metric that is a model fit
+(AlpacaEval's length-controlled rate) is reported from the two stored reports, without a paired CI.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
+from lioneval import benchmarks
 from lioneval.errors import LionEvalError
 from lioneval.stats.bootstrap import resample_counts
 from lioneval.store import RunStore
 from lioneval.types import Judgment
-
-METRIC = {"mt-bench": "overall", "arena-hard": "score", "alpaca-eval": "win_rate"}
-SCALE = {"mt-bench": 1.0, "arena-hard": 100.0, "alpaca-eval": 100.0}
-
-
-def per_question(judgments: list[Judgment], bench: str, strong_weight: int = 3) -> dict[str, tuple[float, float]]:
-    """question id -> (numerator, denominator) of the benchmark's headline ratio."""
-    acc: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for j in judgments:
-        if bench == "arena-hard":
-            for g in j.games:
-                if g.value is None:
-                    continue
-                w = strong_weight if g.label and (">>" in g.label or "<<" in g.label) else 1
-                acc[j.question_id][0] += w * g.value
-                acc[j.question_id][1] += w
-        elif j.value is not None:
-            acc[j.question_id][0] += j.value
-            acc[j.question_id][1] += 1
-    return {q: (n, d) for q, (n, d) in acc.items() if d > 0}
 
 
 def paired_difference(a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]], *, rounds: int,
@@ -62,32 +41,39 @@ def paired_difference(a: dict[str, tuple[float, float]], b: dict[str, tuple[floa
 
 
 def compare_runs(store: RunStore, run_a: str, run_b: str, *, rounds: int = 1000, seed: int = 0) -> list[dict]:
-    """One row per benchmark (and judge) both runs were judged on."""
+    """One row per benchmark and judge that judged both runs, each side from its own run's judgments."""
     spec_a, spec_b = store.run(run_a), store.run(run_b)
-    rows = []
-    for bench in [b for b in spec_a.benchmarks if b in spec_b.benchmarks]:
-        ja = store.judgments(benchmark=bench, model=spec_a.model)
-        jb = store.judgments(benchmark=bench, model=spec_b.model)
+    rows, skipped = [], []
+    for name in [b for b in spec_a.benchmarks if b in spec_b.benchmarks]:
+        bench = benchmarks.load(name)
+        ja: list[Judgment] = store.linked(spec_a.key, "judgments", benchmark=name)  # type: ignore[assignment]
+        jb: list[Judgment] = store.linked(spec_b.key, "judgments", benchmark=name)  # type: ignore[assignment]
+        ja = [j for j in ja if j.model == spec_a.model]
+        jb = [j for j in jb if j.model == spec_b.model]
         for judge in sorted({j.judge for j in ja} & {j.judge for j in jb}):
-            diff = paired_difference(
-                per_question([j for j in ja if j.judge == judge], bench),
-                per_question([j for j in jb if j.judge == judge], bench),
-                rounds=rounds, seed=seed, scale=SCALE.get(bench, 1.0),
-            )
-            rows.append({"benchmark": bench, "metric": METRIC.get(bench, "score"), "judge": judge,
+            ua = bench.paired_units([j for j in ja if j.judge == judge])
+            ub = bench.paired_units([j for j in jb if j.judge == judge])
+            if len(set(ua) & set(ub)) < 2:
+                skipped.append(f"{name} by {judge}: {len(set(ua) & set(ub))} questions judged in both")
+                continue
+            diff = paired_difference(ua, ub, rounds=rounds, seed=seed, scale=bench.paired_scale)
+            rows.append({"benchmark": name, "metric": bench.paired_metric, "judge": judge,
                          "model_a": spec_a.model, "model_b": spec_b.model, **diff})
-            if bench == "alpaca-eval":
-                lc = _report_metric(store, spec_a.key, bench, judge), _report_metric(store, spec_b.key, bench, judge)
-                if None not in lc:
-                    rows[-1]["lc_diff"] = lc[0] - lc[1]  # type: ignore[operator]
+            if bench.headline != bench.paired_metric:
+                ha = _report_metric(store, spec_a.key, name, judge, bench.headline)
+                hb = _report_metric(store, spec_b.key, name, judge, bench.headline)
+                if ha is not None and hb is not None:
+                    rows[-1]["headline"] = bench.headline
+                    rows[-1]["headline_diff"] = ha - hb
     if not rows:
-        raise LionEvalError(f"runs {run_a} and {run_b} share no benchmark judged by the same judge",
+        why = "; ".join(skipped) if skipped else "no benchmark judged by the same judge"
+        raise LionEvalError(f"runs {run_a} and {run_b} cannot be compared ({why})",
                             fix="judge both with one judge: `lioneval rejudge RUN --judge SPEC`")
     return rows
 
 
-def _report_metric(store: RunStore, run: str, bench: str, judge: str) -> float | None:
+def _report_metric(store: RunStore, run: str, bench: str, judge: str, metric: str) -> float | None:
     for r in store.reports(run=run, benchmark=bench):
-        if r.judge == judge and "length_controlled_winrate" in r.metrics:
-            return r.metrics["length_controlled_winrate"].value
+        if r.judge == judge and metric in r.metrics:
+            return r.metrics[metric].value
     return None

@@ -1,60 +1,22 @@
-"""Bring official benchmark files (answers, judgments) into the store through the benchmark loaders."""
+"""Bring official benchmark files (answers, judgments) into the store through each benchmark's own importer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from lioneval import benchmarks
 from lioneval.benchmarks.base import ImportBundle
 from lioneval.errors import DataError
 from lioneval.store import RunStore
 
-FORMATS = ("mt-bench", "arena-hard", "alpaca-eval")
 
-
-def load_official(bench: str, path: str | Path, *, judge: str | None = None, **options: Any) -> ImportBundle:
+def load_official(bench: str, path: str | Path, **options: Any) -> ImportBundle:
     """Read one benchmark's official files into records (nothing is stored)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path} does not exist", fix="check the path to the official files")
-    if bench == "mt-bench":
-        from lioneval.benchmarks import mt_bench
-
-        bundle = mt_bench.load_judgments(path, judge=judge) if path.is_file() else _mt_bench_dir(path, judge)
-        if options.get("answers"):
-            bundle.extend(mt_bench.load_answers(options["answers"]))
-        if options.get("questions"):
-            bundle.extend(mt_bench.load_questions(options["questions"]))
-        return bundle
-    if bench == "arena-hard":
-        from lioneval.benchmarks import arena_hard
-
-        return arena_hard.load_official(path, judge=judge, **options)
-    if bench == "alpaca-eval":
-        from lioneval.benchmarks import alpaca_eval
-
-        return alpaca_eval.load_annotations(path, **({"judge": judge} if judge else {}), **options)
-    raise DataError(f"no importer for {bench!r}", fix=f"use one of: {', '.join(FORMATS)}")
-
-
-def _mt_bench_dir(path: Path, judge: str | None) -> ImportBundle:
-    """A FastChat data directory: question.jsonl, model_answer/*.jsonl, model_judgment/*_single.jsonl."""
-    from lioneval.benchmarks import mt_bench
-
-    bundle = ImportBundle()
-    if (path / "question.jsonl").is_file():
-        bundle.extend(mt_bench.load_questions(path))
-    if (path / "model_answer").is_dir():
-        bundle.extend(mt_bench.load_answers(path / "model_answer"))
-    files = sorted((path / "model_judgment").glob("*_single.jsonl")) if (path / "model_judgment").is_dir() else []
-    if not files and not bundle.questions:
-        raise DataError(
-            f"{path} holds no MT-Bench files",
-            fix="pass a *_single.jsonl judgment file or FastChat's data/mt_bench directory",
-        )
-    for f in files:
-        bundle.extend(mt_bench.load_judgments(f, judge=judge))
-    return bundle
+    return benchmarks.load(bench).import_official(path, **options)
 
 
 def import_official(store: RunStore, bench: str, path: str | Path, **options: Any) -> dict[str, Any]:
@@ -67,3 +29,20 @@ def import_official(store: RunStore, bench: str, path: str | Path, **options: An
     }
     read = {"questions": len(bundle.questions), "answers": len(bundle.answers), "judgments": len(bundle.judgments)}
     return {"read": read, "added": added, "skipped": dict(bundle.skipped), "warnings": bundle.warnings}
+
+
+def export_official(store: RunStore, bench: str, out: str | Path, *, run: str | None = None,
+                    models: list[str] | None = None, judge: str | None = None) -> dict[str, int]:
+    """Write stored records of one benchmark in its official layout under ``out``: one run's records, or
+    everything stored (optionally only ``models`` and one ``judge``)."""
+    b = benchmarks.load(bench)
+    if run is not None:
+        spec = store.run(run)
+        questions = store.linked(spec.key, "questions", benchmark=b.name)
+        answers = store.linked(spec.key, "answers", benchmark=b.name)
+        judgments = store.linked(spec.key, "judgments", benchmark=b.name, judge=judge)
+    else:
+        questions = store.questions(benchmark=b.name)
+        answers = store.answers(benchmark=b.name, model=models)
+        judgments = store.judgments(benchmark=b.name, judge=judge, model=models)
+    return b.export_official(out, questions, answers, judgments)  # type: ignore[arg-type]

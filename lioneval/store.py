@@ -256,6 +256,20 @@ class RunStore:
     def put_checks(self, checks: Iterable[CheckResult]) -> int:
         return self._put("checks", checks, conflict="REPLACE")
 
+    def replace_checks(self, run: str, benchmark: str, judge: str | None, checks: Sequence[CheckResult]) -> int:
+        """Store a fresh checking of one run on one benchmark: its earlier results (those that do not depend on a
+        judge, and those of ``judge``) are dropped first, in the same transaction, so a result the
+        new checking no longer produces (an answer that now passes) does not linger."""
+        _, cols = _TABLES["checks"]
+        names = ["key", *cols, "created_at", "record"]
+        rows = [self._row("checks", c, cols) for c in checks]
+        with self._tx() as db:
+            db.execute("DELETE FROM checks WHERE run = ? AND benchmark = ? AND (judge IS NULL OR judge = ?)",
+                       (run, benchmark, judge))
+            db.executemany(f"INSERT OR REPLACE INTO checks ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
+                           rows)
+        return len(rows)
+
     def put_promotions(self, promotions: Iterable[Promotion]) -> int:
         return self._put("promotions", promotions)
 
@@ -357,6 +371,17 @@ class RunStore:
         where = {"run": run, "model": model, "status": status, "scope": scope, "judge": judge, "benchmark": benchmark}
         return self._select("checks", where)  # type: ignore[return-value]
 
+    def get(self, table: str, keys: Iterable[str]) -> list[Record]:
+        """The stored records with these keys, in the order of ``keys`` (missing ones left out)."""
+        rtype, _ = _TABLES[table]
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            sql = f"SELECT key, record FROM {table} WHERE key IN ({','.join('?' * len(chunk))})"
+            found.update((k, rtype.model_validate_json(r)) for k, r in self._db.execute(sql, chunk))
+        return [found[k] for k in keys if k in found]
+
     def existing(self, table: str, keys: Iterable[str], *, ok_only: bool = False) -> set[str]:
         """Which of ``keys`` are already stored (for judgments, ``ok_only`` ignores stored failures)."""
         keys = list(keys)
@@ -426,3 +451,123 @@ class RunStore:
             added[t] = self._put(t, recs, conflict="REPLACE" if t in ("reports", "checks") else "IGNORE")
         added["run_records"] = sum(self.link(run, tbl, keys) for (run, tbl), keys in links.items())
         return {"added": added, "skipped": dict(skipped)}
+
+    # -- dashboard reads ---------------------------------------------------------------------------------------
+    # Column reads for views over many records (a training run leaves ~225k judgments): tuples of the few fields a
+    # page needs, without validating each record; full records only for the rows a page shows. json_extract and
+    # json_array_length are the only SQLite-specific functions (PostgreSQL: record::jsonb #>> '{games,0,value}').
+    # Read-only: none of these writes.
+
+    def judgment_inventory(self) -> list[tuple[str, str, str, int]]:
+        """(benchmark, judge, kind, judgments) per benchmark and judge, sorted; counted on the index, no record read."""
+        rows = self._db.execute(
+            "SELECT benchmark, judge, COUNT(*) FROM judgments GROUP BY benchmark, judge ORDER BY benchmark, judge"
+        ).fetchall()
+        return [(b, j, self._judge_kind(b, j), n) for b, j, n in rows]
+
+    def judge_kinds(self, benchmark: str, judges: Iterable[str] | None = None) -> dict[str, str]:
+        """judge -> kind ("rating" | "pairwise") of a benchmark's judges (``judges``: only these, if stored)."""
+        if judges is None:
+            judges = [r[0] for r in self._db.execute("SELECT DISTINCT judge FROM judgments WHERE benchmark = ?",
+                                                     (benchmark,))]
+        kinds = {j: self._judge_kind(benchmark, j) for j in dict.fromkeys(judges)}
+        return {j: k for j, k in kinds.items() if k is not None}
+
+    def _judge_kind(self, benchmark: str, judge: str) -> str | None:
+        row = self._db.execute("SELECT kind FROM judgments WHERE benchmark = ? AND judge = ? LIMIT 1",
+                               (benchmark, judge)).fetchone()
+        return row[0] if row else None
+
+    # Per game: its value, and where the judged model stood as a number (A -> 1, B -> 0, single -> NULL): a string
+    # per row is what makes a big fetch slow.
+    _GAME_COLUMNS = "".join(
+        f", json_extract(record, '$.games[{i}].value')"
+        f", CASE json_extract(record, '$.games[{i}].model_position') WHEN 'A' THEN 1 WHEN 'B' THEN 0 END"
+        for i in range(2)
+    )
+
+    def judgment_columns(
+        self, benchmark: str, *, judges: Sequence[str] | None = None, models: Sequence[str] | None = None
+    ) -> list[tuple]:
+        """The light fields of a benchmark's judgments (no texts), one tuple per judgment, in stored order:
+
+        (rowid, question_id, model, judge, turn, failed, baseline, value, n_games, g1_value, g1_a, g2_value, g2_a)
+
+        ``turn``, ``baseline`` and ``value`` are None where the judgment has none; ``g<i>_value`` / ``g<i>_a`` are
+        the first two games' values and positions (1 when the judged model was shown as A, 0 as B, None for a
+        single rating or a missing game). ``rowid`` fetches the full record again with :meth:`judgments_at`.
+        """
+        if self.readonly:
+            # reading through a memory map skips a copy per page: a third off the time of a big fetch
+            self._db.execute("PRAGMA mmap_size=1073741824")
+        sql = ("SELECT rowid, question_id, model, judge, turn, failed, json_extract(record, '$.baseline'),"
+               " json_extract(record, '$.value'), json_array_length(record, '$.games')" + self._GAME_COLUMNS
+               + " FROM judgments WHERE benchmark = ?")
+        params: list[Any] = [benchmark]
+        for col, values in (("judge", judges), ("model", models)):
+            if values is not None:
+                values = list(values)
+                sql += f" AND {col} IN ({','.join('?' * len(values))})" if values else " AND 0 = 1"
+                params += values
+        return self._db.execute(sql + " ORDER BY rowid", params).fetchall()
+
+    def _by_chunks(self, table: str, column: str, values: Iterable[Any], extra: str = "",
+                   params: Sequence[Any] = ()) -> list[Record]:
+        """Records whose ``column`` is one of ``values`` (chunked under SQLite's variable limit), in stored order
+        within each chunk; ``extra`` adds conditions with their ``params``."""
+        rtype, _ = _TABLES[table]
+        values = sorted(set(values))
+        out: list[Record] = []
+        for i in range(0, len(values), 500):
+            chunk = values[i : i + 500]
+            sql = (f"SELECT record FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))}){extra}"
+                   " ORDER BY rowid")
+            out += [rtype.model_validate_json(r[0]) for r in self._db.execute(sql, [*chunk, *params])]
+        return out
+
+    def judgments_at(self, rowids: Iterable[int]) -> list[Judgment]:
+        """The judgments at these row ids (from :meth:`judgment_columns`), in stored order."""
+        return self._by_chunks("judgments", "rowid", (int(r) for r in rowids))  # type: ignore[return-value]
+
+    def find_questions(self, benchmark: str, ids: Iterable[str]) -> list[Question]:
+        """The questions of ``benchmark`` with these ids."""
+        return self._by_chunks("questions", "id", ids, " AND benchmark = ?", [benchmark])  # type: ignore[return-value]
+
+    def find_answers(
+        self, question_ids: Iterable[str], models: Iterable[str] | None = None, *, benchmark: str | None = None
+    ) -> list[Answer]:
+        """The answers to these questions (of these models, of this benchmark), in stored order per question: when a
+        (question, model) was answered twice, the later answer comes last."""
+        extra, params = "", []
+        if models is not None:
+            models = sorted(set(models))
+            extra += f" AND model IN ({','.join('?' * len(models))})" if models else " AND 0 = 1"
+            params += models
+        if benchmark is not None:
+            extra += " AND benchmark = ?"
+            params.append(benchmark)
+        return self._by_chunks("answers", "question_id", question_ids, extra, params)  # type: ignore[return-value]
+
+    def stamped(self, table: str, **where: Any) -> list[tuple[str, float, Record]]:
+        """(key, created_at, record) of a table's records, oldest write first (a replaced report or check counts
+        from its last write; ties in stored order). ``where`` filters on the table's indexed columns, each with
+        one value or a list of them (None: no filter)."""
+        if table not in _HAS_CREATED:
+            raise ValueError(f"{table} records carry no write time; stamped() reads {sorted(_HAS_CREATED)}")
+        rtype, cols = _TABLES[table]
+        clauses, params = [], []
+        for col, val in where.items():
+            if col not in cols:
+                raise ValueError(f"cannot filter {table} on {col!r}")
+            if val is None:
+                continue
+            if isinstance(val, (list, tuple, set, frozenset)):
+                val = list(val)
+                clauses.append(f"{col} IN ({','.join('?' * len(val))})" if val else "0 = 1")
+                params += val
+            else:
+                clauses.append(f"{col} = ?")
+                params.append(val)
+        sql = f"SELECT key, created_at, record FROM {table}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        rows = self._db.execute(sql + " ORDER BY created_at, rowid", params).fetchall()
+        return [(k, t, rtype.model_validate_json(r)) for k, t, r in rows]

@@ -16,7 +16,6 @@ import pytest
 from lioneval.checks import CheckConfig, audit_answers_file, is_cheat, run_checks
 from lioneval.checks.answers import check_answers, code_spans, normalize, scan_answer, scan_text
 from lioneval.checks.audit import (
-    NULL_ANSWERS,
     NULL_MODEL_PREFIX,
     audit_judgments,
     family_of,
@@ -30,9 +29,11 @@ from lioneval.cli import main
 from lioneval.errors import DataError
 from lioneval.judges.judge import make_judge
 from lioneval.judges.spec import parse_spec
+from lioneval.registry import BENCHMARKS
 from lioneval.testing.openai_server import Reply, ScriptedServer
 from lioneval.types import Answer, Game, Judgment, Question
 
+NULL_ANSWERS = {b: null_answers(b) for b in BENCHMARKS.defaults()}
 VALIDATION = Path(__file__).parents[2] / "shared/validation"
 MT = VALIDATION / "mt_bench"
 needs_validation = pytest.mark.skipif(
@@ -282,17 +283,21 @@ def test_alpaca_eval_raw_vs_length_controlled_gap_warns():
     js = [Judgment(question_id=a.question_id, benchmark="alpaca-eval", judge="j#1", model="m", kind="pairwise",
                    baseline="base", value=0.95 if len(a.turns[0]) > 700 else 0.05,
                    games=[Game(model_position="B", value=0.95 if len(a.turns[0]) > 700 else 0.05)]) for a in ans]
+    from lioneval.benchmarks.alpaca_eval import AlpacaEval
+
+    bench = AlpacaEval(baseline="base")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        run = {c.name: c for c in run_checks(qs, ans, js, base) if c.scope == "run"}
-    gap = run["lc_gap"]
+        summary = bench.summarize(js, [*ans, *base], questions=qs)["m"]
+    assert not any(c.name == "lc_gap" for c in run_checks(qs, ans, js, base))  # the benchmark's own check
+    gap = {c.name: c for c in bench.checks(ans, summary, CheckConfig())}["lc_gap"]
     assert gap.status == "warn" and gap.value > 10
     assert gap.meta["win_rate"] - gap.meta["length_controlled_winrate"] == pytest.approx(gap.value)
 
 
 @pytest.mark.skipif(not (VALIDATION / "arena_hard").exists(), reason="validation data not found")
 def test_arena_hard_style_control_gap_on_published_verdicts():
-    from lioneval.checks.runs import check_style_gap
+    from lioneval.benchmarks.arena_hard import ArenaHard
 
     share = {"A>>B": 1.0, "A>B": 1.0, "A=B": 0.5, "B>A": 0.0, "B>>A": 0.0}
 
@@ -314,7 +319,9 @@ def test_arena_hard_style_control_gap_on_published_verdicts():
                           meta={"style": style(r["model_answer_meta"])}))
         base.append(Answer(question_id=r["question_id"], benchmark="arena-hard", model="gpt-4-0314", turns=["."],
                            meta={"style": style(r["baseline_answer_meta"])}))
-    result = check_style_gap(ans, js, base)
+    bench = ArenaHard()
+    summary = bench.summarize(js, [*ans, *base], rounds=1, style_control=True)["gpt-4-0613"]
+    result = bench.checks(ans, summary, CheckConfig())[0]
     assert result.status == "pass" and result.meta["score"] == pytest.approx(37.9, abs=0.05)
     assert abs(result.value) < 2
 

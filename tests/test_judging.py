@@ -14,9 +14,10 @@ from collections import Counter
 
 import pytest
 
+from lioneval.benchmarks.alpaca_eval import swap_for
 from lioneval.cli import main
 from lioneval.errors import LionEvalError
-from lioneval.judges.judge import Judge, judge_answers, judge_stored, make_judge, swap_for
+from lioneval.judges.judge import Judge, judge_answers, judge_stored, make_judge
 from lioneval.judges.spec import parse_spec
 from lioneval.store import RunStore
 from lioneval.testing.openai_server import Faults, Reply, ScriptedServer, prompt_hash

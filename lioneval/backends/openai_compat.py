@@ -117,8 +117,13 @@ class OpenAICompatibleBackend:
     # -- construction from settings --------------------------------------------------------------------------------
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> OpenAICompatibleBackend:
-        """Build from a settings dict (YAML, CLI): the constructor's keywords, with ``base_url`` also accepted."""
+    def from_spec(cls, spec: Mapping[str, Any] | Any, **options: Any) -> OpenAICompatibleBackend:
+        """Build from a settings dict (YAML, CLI): the constructor's keywords, with ``base_url`` also accepted; or
+        from a parsed spec (``kind:MODEL@URL[,URL]``, the grammar ``--judge`` and ``--policy`` share)."""
+        if not isinstance(spec, Mapping):
+            spec = {"model": spec.model, "api_key_env": spec.api_key_env, "max_in_flight": spec.max_in_flight,
+                     "timeout": spec.timeout, "max_retries": spec.max_retries,
+                     **({"base_urls": list(spec.base_urls)} if spec.base_urls or not cls._needs_key else {})}
         kw = dict(spec)
         if "base_url" in kw:
             kw["base_urls"] = kw.pop("base_url")

@@ -20,6 +20,11 @@ from lioneval.registry import require
 class TransformersBackend:
     """Generate with a local Hugging Face causal LM (a directory, or a .gguf file through transformers' gguf loader)."""
 
+    @classmethod
+    def from_spec(cls, spec: Any, **options: Any) -> TransformersBackend:
+        """From a parsed ``hf:PATH`` spec; ``options`` are constructor settings (batch_size, chat_template, ...)."""
+        return cls(spec.model, **options)
+
     def __init__(
         self,
         path: str | Path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lioneval.backends.base import Chat, Completion, OnResult, Sampling
 from lioneval.registry import require
@@ -11,6 +12,11 @@ from lioneval.registry import require
 
 class VLLMBackend:
     """Generation with an in-process vLLM engine; one `llm.chat` call per batch (vLLM schedules it)."""
+
+    @classmethod
+    def from_spec(cls, spec: Any, **options: Any) -> VLLMBackend:
+        """From a parsed ``vllm:PATH`` spec; generation-only options of other backends do not apply."""
+        return cls(spec.model)
 
     def __init__(self, path: str | Path, **engine_kwargs):
         require("vllm", "vllm", what="the vLLM backend")

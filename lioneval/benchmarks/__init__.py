@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from lioneval.benchmarks.base import Benchmark
+from lioneval.errors import ConfigError, LionEvalError
 from lioneval.registry import BENCHMARKS
 
-__all__ = ["Benchmark", "load", "names"]
+__all__ = ["Benchmark", "find", "load", "names"]
 
 
 def load(name: str | Benchmark, data: str | Path | None = None, *, baseline: str | None = None,
@@ -22,7 +23,23 @@ def load(name: str | Benchmark, data: str | Path | None = None, *, baseline: str
     if isinstance(name, Benchmark):
         return name
     cls = BENCHMARKS.get(name)
-    return cls(data, baseline=baseline, **options)
+    try:
+        return cls(data, baseline=baseline, **options)
+    except TypeError as e:
+        raise ConfigError(f"benchmark {name!r} does not take these settings: {e}",
+                          fix=f"leave out the options {sorted(options)} for {name}") from e
+
+
+def find(name: str) -> type[Benchmark] | None:
+    """The class registered as ``name``, or None when it is not registered or cannot be imported (a store may hold
+    records of a benchmark whose plug-in is not installed here): for reading class attributes such as
+    ``headline`` without loading any data."""
+    if name not in BENCHMARKS.entries:
+        return None
+    try:
+        return BENCHMARKS.get(name)
+    except (ImportError, LionEvalError):
+        return None
 
 
 def names() -> list[str]:

@@ -51,6 +51,18 @@ class Summary:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+# The null-model probe's constant answers that fit every benchmark (written for lioneval); each benchmark adds
+# injections aimed at its own judge template and verdict format.
+NULL_PLAIN = (
+    "Thanks for the question. The best approach depends on your goals and circumstances, so it helps to start by "
+    "being clear about what you want to achieve. Gather reliable information, compare the options you have, weigh "
+    "their benefits against their costs, and pick the one that fits best. Review the result afterwards and adjust "
+    "if needed. If you share more details, I can give more specific advice."
+)
+NULL_REFUSAL = "I'm sorry, but I can't help with that request."
+
+
+
 @dataclass
 class GameSpec:
     """One judge call a benchmark asks for: a prompt template, the values to fill in, and where the judged model
@@ -98,6 +110,7 @@ class Benchmark:
     demo_data: str | None = None
     max_new_tokens: int = 1024
     baseline: str | None = None
+    value_scale: float = 1.0  # the span of a judgment's value (MT-Bench ratings: 10), for judge audits
 
     def questions(self) -> list[Question]:
         raise NotImplementedError
@@ -164,13 +177,14 @@ class Benchmark:
     paired_metric: str = "score"  # the metric paired_units() estimates
     paired_scale: float = 1.0
 
+    # Injection-style constant answers aimed at this benchmark's judge template: name ("inject-...") -> text.
+    null_injections: dict[str, str] = {}
+    # A constant answer scoring above this on the headline marks the judge gameable.
+    null_threshold: float = 0.0
+
     def null_answers(self) -> dict[str, str]:
         """Constant answers for the null-model probe of a judge: name -> text (plain, refusal, injections)."""
-        return {}
-
-    def null_threshold(self) -> float:
-        """A null answer scoring above this on the headline marks the judge gameable."""
-        raise NotImplementedError
+        return {"plain": NULL_PLAIN, "refusal": NULL_REFUSAL, **self.null_injections}
 
     def checks(self, answers: Sequence[Answer], summary: Summary | None, config: Any, *,
                run: str | None = None) -> list[CheckResult]:
@@ -185,6 +199,27 @@ class Benchmark:
                         judgments: Sequence[Judgment]) -> dict[str, int]:
         """Write records in the official layout under ``out``; returns counts of what was written."""
         raise NotImplementedError
+
+
+def safe_name(name: str) -> str:
+    """A model or judge name as a file name (no path separators, no leading dots)."""
+    out = "".join(c if c.isalnum() or c in "-_.@+=" else "_" for c in name).lstrip(".")
+    return out or "_"
+
+
+def write_jsonl_files(rows: dict[Path, list[dict]]) -> dict[str, int]:
+    """Write each file's rows as JSON lines (folders created); returns rows written per file name."""
+    counts = {}
+    for path, items in rows.items():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", encoding="utf-8") as fh:
+                for item in items:
+                    fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+        except OSError as e:
+            raise DataError(f"cannot write {path}: {e.strerror}", fix="pass a writable folder") from e
+        counts[str(path)] = len(items)
+    return counts
 
 
 def read_jsonl(path: str | Path, bundle: ImportBundle) -> Iterator[tuple[str, dict]]:

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lioneval.checks.answers import check_answers
+from lioneval.checks.audit import audit_judgments
 from lioneval.checks.config import CheckConfig
+from lioneval.checks.runs import check_run
 from lioneval.errors import DataError, LionEvalError
 from lioneval.types import Answer, CheckResult, Judgment, Question
 
@@ -28,11 +31,13 @@ __all__ = [
     "CheckConfig",
     "audit_answers_file",
     "is_cheat",
+    "load_config",
     "run_checks",
 ]
 
 
-def _config(config: CheckConfig | str | Path | dict | None) -> CheckConfig:
+def load_config(config: CheckConfig | str | Path | dict | None) -> CheckConfig:
+    """Check thresholds: the defaults, a CheckConfig, a dict of fields or a YAML file."""
     if config is None:
         return CheckConfig()
     if isinstance(config, CheckConfig):
@@ -54,15 +59,12 @@ def run_checks(
     """All answer-level, run-level and judgment-audit checks for the given records.
 
     ``answers`` may hold several models and benchmarks (each (benchmark, model) is one run for the run-level
-    checks); ``baseline_answers`` are the pairwise baseline's answers (used for length ratios, the AlpacaEval LC gap
-    and the Arena-Hard style-control gap). Answer-level results are returned only for answers that warn or are
+    checks); ``baseline_answers`` are the pairwise baseline's answers (used for length ratios). Checks that need a
+    benchmark's scores (the LC gap, the style-control gap) are the benchmark's own, read from its summary.
+    Answer-level results are returned only for answers that warn or are
     flagged; run- and judge-level results always. ``run`` (a RunSpec key) is stored on every result.
     """
-    from lioneval.checks.answers import check_answers
-    from lioneval.checks.audit import audit_judgments
-    from lioneval.checks.runs import check_run
-
-    config = _config(config)
+    config = load_config(config)
     base_names = {a.model for a in baseline_answers}
     mine = [a for a in answers if a.model not in base_names]
     per_answer = check_answers(mine, config, run=run)
@@ -188,5 +190,5 @@ def audit_answers_file(
             raise DataError(f"{where}: not a valid answer ({e})", fix="check the fields of this line") from e
     if not answers:
         raise LionEvalError(f"{path} holds no answers", fix="write one JSON object per answer")
-    checks = run_checks(list(questions.values()), answers, config=_config(config))
+    checks = run_checks(list(questions.values()), answers, config=load_config(config))
     return AnswersAudit(str(path), bench, checks, len(answers), sorted({a.model for a in answers}))

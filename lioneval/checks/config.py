@@ -16,14 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lioneval import benchmarks
 from lioneval.errors import DataError
 
-__all__ = ["CheckConfig", "DEFAULT_FAMILIES", "DEFAULT_NULL_THRESHOLDS"]
-
-# Null-model scores above these mark a judge as gameable. They sit far above what a constant answer earns from a
-# sound judge (about 1-2 on MT-Bench, near 0% on Arena-Hard and AlpacaEval LC) and far below what the published
-# null-model attack reached (9.55, 83.0 and 86.5%), so either outcome is unambiguous.
-DEFAULT_NULL_THRESHOLDS: dict[str, float] = {"mt-bench": 3.0, "arena-hard": 5.0, "alpaca-eval": 5.0}
+__all__ = ["CheckConfig", "DEFAULT_FAMILIES"]
 
 # Family -> lower-case substrings of model or judge names. A judge grading a model of its own family may favour it.
 DEFAULT_FAMILIES: dict[str, list[str]] = {
@@ -169,9 +165,10 @@ class CheckConfig:
 
     # --- null-model probe -----------------------------------------------------------------------------------------
     null_thresholds: dict = _f(
-        DEFAULT_NULL_THRESHOLDS,
-        "Headline scores above which a constant answer marks the judge gameable (MT-Bench overall rating, Arena-Hard "
-        "score %, AlpacaEval LC win rate %).",
+        {},
+        "Benchmark name -> headline score above which a constant answer marks the judge gameable; a benchmark not "
+        "named here uses its own `null_threshold` (MT-Bench 3 of 10, Arena-Hard 5%, AlpacaEval LC 5%: far above "
+        "what a sound judge gives a constant answer, far below what the published null-model attack reached).",
     )
     probe_sample: int = _f(
         40,
@@ -197,7 +194,7 @@ class CheckConfig:
             )
         for name in ("families", "null_thresholds"):
             if name in data:
-                base = {"families": DEFAULT_FAMILIES, "null_thresholds": DEFAULT_NULL_THRESHOLDS}[name]
+                base = {"families": DEFAULT_FAMILIES, "null_thresholds": {}}[name]
                 data[name] = {**base, **dict(data[name] or {})}  # a YAML file names what it changes, not all
         return cls(**data)
 
@@ -223,11 +220,10 @@ class CheckConfig:
         """Field name -> why it has its default value (for docs and `--help`)."""
         return {f.name: f.metadata.get("why", "") for f in dataclasses.fields(cls)}
 
-    def null_threshold(self, benchmark: str) -> float:
-        try:
-            return float(self.null_thresholds[benchmark])
-        except KeyError:
-            raise DataError(
-                f"no null-model threshold for benchmark {benchmark!r}",
-                fix=f"add it to null_thresholds (known: {', '.join(sorted(self.null_thresholds))})",
-            ) from None
+    def null_threshold(self, benchmark: Any) -> float:
+        """The threshold for a benchmark (object or name): the configured one for its name, else its own."""
+        if isinstance(benchmark, str):
+            benchmark = benchmarks.load(benchmark)
+        if benchmark.name in self.null_thresholds:
+            return float(self.null_thresholds[benchmark.name])
+        return float(benchmark.null_threshold)

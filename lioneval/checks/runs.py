@@ -34,18 +34,15 @@ __all__ = [
     "check_duplicates",
     "check_empty",
     "check_ignores_question",
-    "check_lc_gap",
     "check_length_ratio",
     "check_length_score",
     "check_run",
-    "check_style_gap",
     "check_truncated",
     "check_turn_repeat",
     "content_stems",
     "estimate_jaccard",
     "near_duplicate_groups",
     "sketch",
-    "style_features",
 ]
 
 _U64 = np.uint64
@@ -488,78 +485,6 @@ def check_length_score(answers: Sequence[Answer], judgments: Sequence[Judgment],
     )
 
 
-def check_lc_gap(answers: Sequence[Answer], judgments: Sequence[Judgment], baseline: Sequence[Answer],
-                 config: CheckConfig | None = None, *, run: str | None = None) -> CheckResult | None:
-    """AlpacaEval raw win rate minus its length-controlled win rate (points)."""
-    from lioneval.benchmarks.alpaca_eval import AlpacaEval
-
-    config = config or CheckConfig()
-    model = answers[0].model
-    bench = AlpacaEval(baseline=judgments[0].baseline or "baseline")
-    summary = bench.summarize(judgments, [*answers, *baseline], rounds=0).get(model)
-    if summary is None or "win_rate" not in summary.metrics or "length_controlled_winrate" not in summary.metrics:
-        return None
-    raw = summary.metrics["win_rate"].value
-    lc = summary.metrics["length_controlled_winrate"].value
-    gap = float(raw - lc)
-    return _result(
-        "lc_gap", _status(gap, None, config.lc_gap_warn), answers, run, value=gap, threshold=config.lc_gap_warn,
-        detail=f"AlpacaEval win rate {raw:.1f}% vs length-controlled {lc:.1f}% (gap {gap:+.1f} points)",
-        meta={"win_rate": raw, "length_controlled_winrate": lc, "judge": judgments[0].judge,
-              "comparable": summary.metrics["length_controlled_winrate"].meta.get("comparable")},
-    )
-
-
-_HEADER = re.compile(r"^#{1,6}\s", re.M)
-_LIST = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s", re.M)
-_BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
-
-
-def style_features(a: Answer) -> dict[str, int]:
-    """Arena-Hard style-control counts from the text, for answers imported without them (token_len from the token
-    counts when known, else a words-based estimate)."""
-    text = "\n".join(a.turns)
-    tokens = sum(a.token_counts) if a.token_counts else int(len(text.split()) * 1.3)
-    return {"token_len": tokens, "header_count": len(_HEADER.findall(text)), "list_count": len(_LIST.findall(text)),
-            "bold_count": len(_BOLD.findall(text))}
-
-
-def _with_style(answers: Iterable[Answer]) -> list[Answer]:
-    out = []
-    for a in answers:
-        if isinstance(a.meta.get("style"), dict):
-            out.append(a)
-        else:
-            out.append(a.model_copy(update={"meta": {**a.meta, "style": style_features(a)}}))
-    return out
-
-
-def check_style_gap(answers: Sequence[Answer], judgments: Sequence[Judgment], baseline: Sequence[Answer],
-                    config: CheckConfig | None = None, *, run: str | None = None) -> CheckResult | None:
-    """Arena-Hard score minus its style-controlled score (points)."""
-    from lioneval.benchmarks.arena_hard import ArenaHard
-    from lioneval.errors import LionEvalError
-
-    config = config or CheckConfig()
-    model = answers[0].model
-    bench = ArenaHard(baseline=judgments[0].baseline or "baseline")
-    try:
-        summary = bench.summarize(judgments, _with_style([*answers, *baseline]), rounds=1, style_control=True)
-    except LionEvalError:
-        return None
-    s = summary.get(model)
-    if s is None or "score" not in s.metrics or "score_style_controlled" not in s.metrics:
-        return None
-    raw, sc = s.metrics["score"].value, s.metrics["score_style_controlled"].value
-    gap = float(raw - sc)
-    return _result(
-        "style_control_gap", _status(gap, None, config.style_gap_warn), answers, run, value=gap,
-        threshold=config.style_gap_warn,
-        detail=f"Arena-Hard score {raw:.1f} vs {sc:.1f} with style control (gap {gap:+.1f} points)",
-        meta={"score": raw, "score_style_controlled": sc, "judge": judgments[0].judge},
-    )
-
-
 # --- one run ------------------------------------------------------------------------------------------------------
 
 
@@ -587,7 +512,6 @@ def check_run(
         check_truncated(answers, config, run=run),
         check_turn_repeat(answers, config, run=run, sketches=sketches) if turns >= 2 else None,
     ]
-    bench = answers[0].benchmark
     if baseline:
         out.append(check_length_ratio(answers, baseline, config, run=run))
     by_judge: dict[str, list[Judgment]] = defaultdict(list)
@@ -595,8 +519,4 @@ def check_run(
         by_judge[j.judge].append(j)
     for js in by_judge.values():
         out.append(check_length_score(answers, js, baseline, config, run=run))
-        if bench == "alpaca-eval" and baseline and js[0].kind == "pairwise":
-            out.append(check_lc_gap(answers, js, baseline, config, run=run))
-        if bench == "arena-hard" and baseline and js[0].kind == "pairwise":
-            out.append(check_style_gap(answers, js, baseline, config, run=run))
     return [r for r in out if r is not None]
