@@ -24,8 +24,21 @@ from pathlib import Path
 
 import numpy as np
 
+from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
-from lioneval.types import Answer, CheckResult, Estimate, Game, Judgment, Question, Report, RunSpec, content_hash
+from lioneval.types import (
+    Answer,
+    CheckResult,
+    EarlyStop,
+    Estimate,
+    Game,
+    Judgment,
+    Promotion,
+    Question,
+    Report,
+    RunSpec,
+    content_hash,
+)
 
 CHECKPOINTS = 50
 QUESTIONS = 500
@@ -33,7 +46,7 @@ JUDGES = ("judge-alpha", "judge-beta", "judge-gamma")
 BENCHES = {"mt-bench": "rating", "arena-hard": "pairwise", "alpaca-eval": "pairwise"}
 BASELINES = {"arena-hard": "gpt-4-0314", "alpaca-eval": "gpt4_1106_preview"}
 TARGET_S = 3.0
-LAYOUT = f"v2:{CHECKPOINTS}x{len(BENCHES)}x{len(JUDGES)}x{QUESTIONS}"
+LAYOUT = f"v3:{CHECKPOINTS}x{len(BENCHES)}x{len(JUDGES)}x{QUESTIONS}"
 FILLER = (
     "The answer addresses the request, but the second paragraph repeats the first and the example leaves out the "
     "edge case the user asked about. The structure is clear and the tone suits the task. "
@@ -124,13 +137,14 @@ def build(path: Path) -> dict[str, float]:
 
 
 def _runs_reports_checks(store: RunStore, ckpts, quality, rng) -> None:
-    metric = {"mt-bench": "overall", "arena-hard": "score", "alpaca-eval": "length_controlled_winrate"}
+    metric = {bench: BENCHMARKS.get(bench).headline for bench in BENCHES}  # each report's headline
     checks = []
     for m, stage, step in ckpts:
-        settings = {"early_stop_step": 1700} if stage == "dpo" else {}
-        spec = RunSpec(model=m, checkpoint=f"out/{m}", stage=stage, step=step, benchmarks=list(BENCHES),
-                       settings=settings)
+        spec = RunSpec(model=m, checkpoint=f"out/{m}", stage=stage, step=step, benchmarks=list(BENCHES))
         run = store.put_run(spec)
+        if stage == "dpo" and step == 1700:
+            store.put_early_stop(EarlyStop(stage=stage, run=run, model=m, checkpoint=spec.checkpoint, step=step,
+                                           reason="no gain over the best checkpoint"))
         for bench in BENCHES:
             for judge in JUDGES:
                 v = quality[m] * (10 if bench == "mt-bench" else 100)
@@ -140,8 +154,8 @@ def _runs_reports_checks(store: RunStore, ckpts, quality, rng) -> None:
                 store.put_report(Report(run=run, benchmark=bench, benchmark_version="synthetic", model=m,
                                         judge=_judge_id(judge, bench), metrics={metric[bench]: est}))
         if m == "online-dpo-step800":
-            checks.append(CheckResult(name="promotion", scope="run", run=run, status="pass", model=m,
-                                      meta={"promoted": True}))
+            store.put_promotions([Promotion(stage=stage, run=run, model=m, checkpoint=spec.checkpoint, step=step,
+                                            reasons=["best mean headline"])])
         if step % 900 == 0:
             text = f"{m} answers mt0003: " + "detail "
             hit = {"rule": "rating", "turn": 0, "start": len(text) - 7, "end": len(text)}

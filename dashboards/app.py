@@ -23,16 +23,22 @@ from lioneval.dashboards import data
 from lioneval.errors import LionEvalError
 from lioneval.store import DEFAULT_STORE, RunStore
 
-FILL_HELP = """\
+
+def _fill_help() -> str:
+    benches = ", ".join(f"`{b}`" for b in data.benchmark_names()) or "a benchmark name"
+    return f"""\
 Fill the store with any of:
 
-- `lioneval import arena-hard DATA_DIR` (or `mt-bench`, `alpaca-eval`): official answer and judgment files;
-- `lioneval judge --bench arena-hard --model M --judge SPEC`: judge stored answers (run it with a second judge to
+- `lioneval import BENCH DATA_DIR` (BENCH: {benches}): official answer and judgment files;
+- `lioneval judge --bench BENCH --model M --judge SPEC`: judge stored answers (run it with a second judge to
   compare judges);
 - `lioneval run --ckpt out/dpo-step2000`: generate, judge, check and report a checkpoint (reports feed the
   training view);
 - the `LionEvalCallback` in a training run, which writes a report per saved checkpoint.
 """
+
+
+FILL_HELP = _fill_help()
 
 
 def store_path() -> Path:
@@ -70,7 +76,7 @@ def _judge_stats(path: str, stamp: tuple, bench: str, judges: tuple[str, ...]) -
     """Agreement, scores, health and the count of items all chosen judges parsed (cached: reruns are free)."""
     frame = _frame(path, stamp, bench)
     frame = frame[frame["judge"].isin(judges)]
-    kind = data.frame_kind(frame) if not frame.empty else "rating"
+    kind = data.frame_kind(frame) if not frame.empty else (data.bench_info(bench).kind or "rating")
     health = data.judge_health(frame)
     if len(judges) < 2:
         return None, None, health, 0, kind
@@ -98,9 +104,12 @@ def _audits(path: str, stamp: tuple) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _board(path: str, stamp: tuple, bench: str, judge: str | None, rounds: int, seed: int, style: bool) -> tuple:
+def _board(path: str, stamp: tuple, bench: str, judge: str | None, rounds: int, seed: int,
+           options: tuple[str, ...] = ()) -> tuple:
+    """``options``: the benchmark's summary toggles that are on (a sorted tuple, so the cache key is stable)."""
     with RunStore(path, readonly=True) as store:
-        df = data.leaderboard_frame(store, bench, judge=judge, rounds=rounds, seed=seed, style_control=style)
+        df = data.leaderboard_frame(store, bench, judge=judge, rounds=rounds, seed=seed,
+                                    options=dict.fromkeys(options, True))
     return df, df.attrs.get("headline")
 
 
@@ -279,10 +288,13 @@ def page_leaderboard(path: str, stamp: tuple) -> None:
         judge = pick("Judge", judges, "judge")
         rounds = st.sidebar.number_input("Bootstrap rounds", 10, 5000, 200, 10, key="rounds", bind="query-params")
         seed = st.sidebar.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind="query-params")
-        style = bench == "arena-hard" and st.sidebar.checkbox("Style control", key="style", bind="query-params")
+        info = data.bench_info(bench)
+        # one checkbox per summary option the benchmark offers (e.g. style control), none for the others
+        on = tuple(sorted(name for name, label in info.toggles.items()
+                          if st.sidebar.checkbox(label, key=f"opt_{name}", bind="query-params")))
         try:
             board, headline = _board(path, stamp, bench, None if judge == "(all)" else judge, int(rounds), int(seed),
-                                     bool(style))
+                                     on)
         except LionEvalError as e:
             st.error(str(e))
             return
@@ -291,7 +303,8 @@ def page_leaderboard(path: str, stamp: tuple) -> None:
         for jid, g in board.groupby("judge", sort=False):
             st.subheader(f"{bench}: judge {jid}")
             metric = headline or next(c for c in g.columns if f"{c}_lower" in g.columns)
-            g = g.sort_values(metric)
+            # best at the top of the chart (the last row) and first in the table
+            g = g.sort_values(metric, ascending=info.higher_is_better)
             fig = go.Figure(go.Scatter(
                 x=g[metric], y=g["model"], mode="markers", name=metric,
                 error_x={"type": "data", "symmetric": False, "array": g[f"{metric}_upper"] - g[metric],
@@ -320,7 +333,7 @@ def page_training(path: str, stamp: tuple) -> None:
     judge = pick("Judge", sorted(sub["judge"].unique()), "judge")
     sub = sub[sub["judge"] == judge]
     metrics = sorted(sub["metric"].unique())
-    default = data.HEADLINE.get(bench)
+    default = data.bench_info(bench).headline
     metric = pick("Metric", metrics, "metric", index=metrics.index(default) if default in metrics else 0)
     sub = sub[sub["metric"] == metric].sort_values(["stage", "step"])
     fig = go.Figure()
@@ -359,16 +372,24 @@ def page_length(path: str, stamp: tuple) -> None:
         return
     bench = pick("Benchmark", sorted(inv["benchmark"].unique()), "bench")
     judge = pick("Judge", sorted(inv.loc[inv["benchmark"] == bench, "judge"]), "judge")
+    info = data.bench_info(bench)
+    # every summary toggle on (style control...): the controlled twin of the raw score may need one
+    toggles = tuple(sorted(info.toggles))
     note = ""
     try:
-        board, _ = _board(path, stamp, bench, judge, 200, 0, bench == "arena-hard")
+        board, _ = _board(path, stamp, bench, judge, 200, 0, toggles)
     except LionEvalError as e:
-        if bench != "arena-hard":
+        if not toggles:
             st.error(str(e))
             return
-        # style control needs style counts for every answer; show the raw scores and say why the other is missing
-        board, _ = _board(path, stamp, bench, judge, 200, 0, False)
-        note = f" No style-controlled score: {e.message}."
+        # e.g. style control needs style counts for every answer: show the raw scores and say why the other is missing
+        try:
+            board, _ = _board(path, stamp, bench, judge, 200, 0, ())
+        except LionEvalError as e2:
+            st.error(str(e2))
+            return
+        off = ", ".join(info.toggles[t].lower() for t in toggles)
+        note = f" No controlled score ({info.length_metrics[1] or off}): {e.message}."
     lf = data.length_frame(board, bench)
     raw_name, ctl_name = lf.attrs.get("raw"), lf.attrs.get("controlled")
     if lf.empty:
@@ -383,7 +404,7 @@ def page_length(path: str, stamp: tuple) -> None:
     st.plotly_chart(fig, key="length")
     rho, _ = data.rank_correlation(lf[x].to_numpy(), lf["raw"].to_numpy())
     note = f"Spearman correlation of length and {raw_name}: {fmt(rho, 2)}." + note
-    if not ctl_name and bench != "arena-hard":
+    if not info.length_metrics[1]:
         note += " No length-controlled score for this benchmark."
     st.caption(note)
     table(lf, f"length-{bench}-{short(judge)}")

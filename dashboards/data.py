@@ -1,10 +1,11 @@
 """Store -> pandas DataFrames for the dashboard. Pure functions: no Streamlit, testable on their own.
 
-Every view reads the store through this module. The judge-comparison queries are the hot path (a training job with
+Every view reads the store through this module, and this module reads it only through a read-only
+:class:`~lioneval.store.RunStore` (no SQL here). The judge-comparison reads are the hot path (a training job with
 50 checkpoints x 3 benchmarks x 3 judges x 500 questions leaves ~225k judgments), so they do not validate records
-through pydantic: they pull the few fields they need with SQLite's JSON functions over a read-only connection and
-fetch full records (question, answers, judge rationales) only for the rows a page shows. All SQL of this module is
-in ``_SQL``; the other views reuse :mod:`lioneval.leaderboard` and the ``RunStore`` readers.
+through pydantic: :meth:`RunStore.judgment_columns` returns the few fields a page needs as tuples, and full records
+(question, answers, judge rationales) are fetched only for the rows a page shows. What a view needs to know about a
+benchmark (headline metric, length-controlled twin, summary toggles) it asks the benchmark (:func:`bench_info`).
 
 Conventions of the judge comparison, also shown in the app:
 
@@ -12,7 +13,7 @@ Conventions of the judge comparison, also shown in the app:
   ``inputs`` hash differs between judges because their prompt templates differ.
 - Pairwise verdicts are compared as categories win / tie / loss (the model's win share above, at or below 1/2):
   agreement is the share of items with the same category and kappa is Cohen's unweighted kappa on them.
-- Ratings (MT-Bench 1-10) are rounded to whole points: agreement is exact agreement, ``agreement_within_1`` allows
+- Ratings (1-10) are rounded to whole points: agreement is exact agreement, ``agreement_within_1`` allows
   one point, and kappa is Cohen's kappa with quadratic weights, which ranks a 7-vs-8 split as milder than 2-vs-9.
 - Model scores for the rank correlation are the mean judged value on the items both judges judged (ratings: mean
   rating; pairwise: mean win share in %), so the two judges are compared on the same questions. The leaderboard
@@ -24,24 +25,28 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lioneval.errors import StoreError
+from lioneval.errors import LionEvalError
+from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
+from lioneval.types import CheckResult, Judgment
 
 __all__ = [
-    "HEADLINE",
+    "BenchInfo",
     "ITEM_KEYS",
     "PROBE_NAMES",
     "RATING_GAP",
     "answer_checks",
+    "bench_info",
+    "benchmark_names",
     "cheat_runs",
     "cohen_kappa",
     "disagreements",
@@ -69,51 +74,13 @@ __all__ = [
 
 Source = RunStore | str | os.PathLike
 
-# The metric a view plots by default, per benchmark (the benchmark's leaderboard headline).
-HEADLINE = {"mt-bench": "overall", "arena-hard": "score", "alpaca-eval": "length_controlled_winrate"}
-# The length-uncontrolled / length-controlled pair the length view compares, per benchmark.
-_LENGTH_PAIRS = {
-    "alpaca-eval": ("win_rate", "length_controlled_winrate"),
-    "arena-hard": ("score", "score_style_controlled"),
-    "mt-bench": ("overall", None),
-}
 ITEM_KEYS = ["question_id", "model", "turn", "baseline"]
 # Names a null-model probe result goes by (scope "judge"): the checks module's and the one the issue text uses.
 PROBE_NAMES = ("judge_gameable", "null-model-probe")
 # Two ratings this many points apart (or more) count as a disagreement in the browser.
 RATING_GAP = 2.0
 _TIE_EPS = 1e-9
-
-# --------------------------------------------------------------------------------------------------------------------
-# SQL: the only place this module talks to the database. RunStore could grow these as methods (see the module doc).
-
-# Game columns as numbers (position "A" -> 1, "B" -> 0, a single rating -> NULL): strings per row are what makes
-# a big fetch slow.
-_GAMES = "".join(
-    f", json_extract(record, '$.games[{i}].value')"
-    f", CASE json_extract(record, '$.games[{i}].model_position') WHEN 'A' THEN 1 WHEN 'B' THEN 0 END"
-    for i in range(2)
-)
-_SQL = {
-    "tables": "SELECT name FROM sqlite_master WHERE type = 'table'",
-    "counts": "SELECT COUNT(*) FROM {table}",
-    # benchmark and judge only: the judgments_model index covers them, so no record is read
-    "inventory": """SELECT benchmark, judge, COUNT(*) AS judgments
-                    FROM judgments GROUP BY benchmark, judge ORDER BY benchmark, judge""",
-    "judge_kind": "SELECT kind FROM judgments WHERE benchmark = ? AND judge = ? LIMIT 1",
-    "judgments": f"""SELECT rowid, question_id, model, judge, turn, failed,
-                            json_extract(record, '$.baseline'), json_extract(record, '$.value'),
-                            json_array_length(record, '$.games'){_GAMES}
-                     FROM judgments WHERE benchmark = ?""",
-    "judgment_records": "SELECT rowid, record FROM judgments WHERE 1 = 1",
-    "questions": "SELECT id, record FROM questions WHERE benchmark = ?",
-    "answers": "SELECT question_id, model, record FROM answers WHERE benchmark = ?",
-    "answers_any": "SELECT benchmark, question_id, model, record FROM answers WHERE 1 = 1",
-    "checks": """SELECT key, run, scope, name, status, model, question_id, judge, created_at, record
-                 FROM checks WHERE 1 = 1""",
-    "runs": "SELECT key, model, stage, step, created_at, record FROM runs",
-    "reports": "SELECT key, run, benchmark, model, judge, created_at, record FROM reports ORDER BY created_at",
-}
+NO_STAGE = "(no stage)"
 
 
 def _path(source: Source) -> Path:
@@ -121,52 +88,59 @@ def _path(source: Source) -> Path:
 
 
 @contextmanager
-def _connect(source: Source) -> Iterator[sqlite3.Connection]:
-    """A fresh read-only connection: it sees every commit a running job made so far and never blocks the writer."""
-    path = _path(source)
-    if not path.exists():
-        raise StoreError(
-            f"no store at {path}",
-            fix="fill one with `lioneval import ...` or `lioneval run --ckpt ...`, or pass --store with its path",
-        )
-    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=30.0, check_same_thread=False)
+def _open(source: Source) -> Iterator[RunStore]:
+    """The store, read-only. A path gets a fresh connection per call: it sees every commit a running job made so far
+    and never blocks the writer. A missing store raises StoreError saying how to fill one (never creates it)."""
+    if isinstance(source, RunStore):
+        yield source
+        return
+    with RunStore(source, readonly=True) as store:
+        yield store
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# What a view needs to know about a benchmark, asked of the benchmark (nothing here is keyed by its name)
+
+
+@dataclass(frozen=True)
+class BenchInfo:
+    """A benchmark's view settings, read from its registered class (no construction, no data).
+
+    ``known`` is False when no installed plug-in provides the benchmark (a store can hold records of one): then
+    ``headline`` is None (views fall back to the first metric), ``kind`` None and ``toggles`` empty.
+    """
+
+    name: str
+    known: bool = False
+    kind: str | None = None
+    headline: str | None = None
+    higher_is_better: bool = True
+    length_metrics: tuple[str | None, str | None] = (None, None)
+    toggles: dict[str, str] = field(default_factory=dict)
+
+
+def bench_info(name: str) -> BenchInfo:
+    """The :class:`BenchInfo` of the benchmark registered as ``name`` (a placeholder when it is not installed)."""
     try:
-        conn.execute("PRAGMA busy_timeout=30000")
-        # reading through a memory map skips a copy per page: a third off the time of the big judgment fetch
-        conn.execute("PRAGMA mmap_size=1073741824")
-        yield conn
-    finally:
-        conn.close()
+        cls = BENCHMARKS.get(name)
+    except (LionEvalError, ImportError, AttributeError):
+        return BenchInfo(name)
+    headline = getattr(cls, "headline", None)
+    headline = headline if isinstance(headline, str) and headline else None
+    pair = getattr(cls, "length_metrics", None)
+    raw, controlled = pair if isinstance(pair, tuple) and len(pair) == 2 else (headline, None)
+    toggles = getattr(cls, "toggles", None)
+    kind = getattr(cls, "kind", None)
+    return BenchInfo(
+        name=name, known=True, kind=kind if kind in ("rating", "pairwise") else None, headline=headline,
+        higher_is_better=bool(getattr(cls, "higher_is_better", True)), length_metrics=(raw or headline, controlled),
+        toggles={str(k): str(v) for k, v in toggles.items()} if isinstance(toggles, dict) else {},
+    )
 
 
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute(_SQL["tables"])}
-
-
-def _in(column: str, values: Sequence[Any] | None) -> tuple[str, list[Any]]:
-    """An ``AND column IN (...)`` clause (empty when no filter is asked for)."""
-    if values is None:
-        return "", []
-    values = list(values)
-    if not values:
-        return " AND 0", []
-    return f" AND {column} IN ({','.join('?' * len(values))})", values
-
-
-def _query(conn: sqlite3.Connection, name: str, params: Sequence[Any] = (), where: str = "",
-           table: str | None = None) -> pd.DataFrame:
-    sql = _SQL[name].format(table=table) if table else _SQL[name]
-    if where:
-        sql = sql + where if "ORDER BY" not in sql else sql.replace(" ORDER BY", where + " ORDER BY", 1)
-    cur = conn.execute(sql, list(params))
-    cols = [d[0] for d in cur.description]
-    return pd.DataFrame.from_records(cur.fetchall(), columns=cols)
-
-
-def _chunks(values: Sequence[Any], size: int = 500) -> Iterator[list[Any]]:
-    values = list(values)
-    for i in range(0, len(values), size):
-        yield values[i : i + size]
+def benchmark_names() -> list[str]:
+    """The installed benchmarks' names (for help texts)."""
+    return BENCHMARKS.names()
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -187,24 +161,19 @@ def fingerprint(source: Source) -> tuple:
 
 
 def store_counts(source: Source) -> pd.DataFrame:
-    """Records per table (zero for tables an older or fresh store lacks)."""
-    names = ("runs", "questions", "answers", "judgments", "reports", "checks")
-    with _connect(source) as conn:
-        have = _tables(conn)
-        rows = [(t, conn.execute(_SQL["counts"].format(table=t)).fetchone()[0] if t in have else 0) for t in names]
-    return pd.DataFrame(rows, columns=["table", "records"])
+    """Records per table."""
+    names = ("runs", "questions", "answers", "judgments", "reports", "checks", "promotions", "early_stops")
+    with _open(source) as store:
+        counts = store.counts()
+    return pd.DataFrame([(t, int(counts.get(t, 0))) for t in names], columns=["table", "records"])
 
 
 def judge_inventory(source: Source) -> pd.DataFrame:
     """One row per (benchmark, judge): its kind and how many judgments it has (cheap: no record is read)."""
     cols = ["benchmark", "judge", "kind", "judgments"]
-    with _connect(source) as conn:
-        if "judgments" not in _tables(conn):
-            return pd.DataFrame(columns=cols)
-        df = _query(conn, "inventory")
-        df["kind"] = [conn.execute(_SQL["judge_kind"], (b, j)).fetchone()[0] for b, j in zip(df["benchmark"],
-                                                                                          df["judge"], strict=True)]
-    return df[cols]
+    with _open(source) as store:
+        rows = store.judgment_inventory()
+    return pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -225,13 +194,9 @@ def judgment_frame(
     ``g1_pos`` / ``g2_pos`` say where the judged model stood in each game ("A", "B", or "" for single ratings);
     ``rowid`` finds the full record again; ``item`` numbers the distinct items, so joins run on integers.
     """
-    with _connect(source) as conn:
-        if "judgments" not in _tables(conn):
-            return pd.DataFrame(columns=_FRAME_COLS)
-        w1, p1 = _in("judge", judges)
-        w2, p2 = _in("model", models)
-        rows = conn.execute(_SQL["judgments"] + w1 + w2, [benchmark, *p1, *p2]).fetchall()
-        kinds = {j: conn.execute(_SQL["judge_kind"], (benchmark, j)).fetchone()[0] for j in {r[3] for r in rows}}
+    with _open(source) as store:
+        rows = store.judgment_columns(benchmark, judges=judges, models=models)
+        kinds = store.judge_kinds(benchmark, {r[3] for r in rows})
     if not rows:
         return pd.DataFrame(columns=_FRAME_COLS)
     # one object array, then typed columns: pandas' own inference over 100k rows costs more than the query
@@ -456,28 +421,17 @@ def judge_health(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def _load_records(conn: sqlite3.Connection, name: str, where_col: str, values: Sequence[Any], *,
-                  extra: str = "", params: Sequence[Any] = ()) -> list[tuple]:
-    """Rows of ``_SQL[name]`` whose ``where_col`` is one of ``values`` (in chunks, under SQLite's variable limit)."""
-    out: list[tuple] = []
-    for chunk in _chunks(sorted(set(values))):
-        w, p = _in(where_col, chunk)
-        out += conn.execute(_SQL[name] + extra + w, [*params, *p]).fetchall()
-    return out
-
-
-def _rationale(rec: dict[str, Any]) -> str:
+def _rationale(j: Judgment) -> str:
     """What the judge wrote: the judgment's raw text, or each game's, labelled by where the judged model stood."""
-    if rec.get("raw"):
-        return rec["raw"]
-    games = rec.get("games") or []
-    if len(games) == 1:
-        return games[0].get("raw") or rec.get("error") or ""
+    if j.raw:
+        return j.raw
+    if len(j.games) == 1:
+        return j.games[0].raw or j.error or ""
     parts = []
-    for i, g in enumerate(games, 1):
-        head = f"[game {i}: model as {g.get('model_position', '?')}, verdict {g.get('label') or 'none'}]"
-        parts.append(f"{head}\n{g.get('raw') or g.get('error') or ''}")
-    return "\n\n".join(parts) or rec.get("error") or ""
+    for i, g in enumerate(j.games, 1):
+        head = f"[game {i}: model as {g.model_position}, verdict {g.label or 'none'}]"
+        parts.append(f"{head}\n{g.raw or g.error or ''}")
+    return "\n\n".join(parts) or j.error or ""
 
 
 def disagreements(
@@ -531,25 +485,15 @@ def disagreements(
 
 def _attach_texts(source: Source, bench: str, hit: pd.DataFrame, judges: list[str], found: pd.DataFrame) -> None:
     qids, models = set(hit["question_id"]), set(hit["model"]) | (set(hit["baseline"]) - {""})
-    with _connect(source) as conn:
-        have = _tables(conn)
-        questions = {}
-        if "questions" in have:
-            for qid, rec in _load_records(conn, "questions", "id", qids, params=[bench]):
-                questions[qid] = json.loads(rec)
-        answers: dict[tuple[str, str], dict] = {}
-        if "answers" in have:
-            w, p = _in("model", sorted(models))
-            # rowid order: the latest stored answer of a (question, model) wins, as a rerun would use it
-            for qid, model, rec in _load_records(conn, "answers", "question_id", qids, extra=w, params=[bench, *p]):
-                answers[(qid, model)] = json.loads(rec)
-        rationales: dict[tuple, str] = {}
-        if "judgments" in have:
-            # by rowid: the judgments table has no question index, and scanning it for a page of texts is slow
-            for _, rec in _load_records(conn, "judgment_records", "rowid", [int(r) for r in found["rowid"]]):
-                r = json.loads(rec)
-                key = (r["question_id"], r["model"], r.get("turn") or -1, r.get("baseline") or "", r["judge"])
-                rationales[key] = _rationale(r)
+    with _open(source) as store:
+        questions = {q.id: q.turns for q in store.find_questions(bench, qids)}
+        # stored order: the latest stored answer of a (question, model) wins, as a rerun would use it
+        answers = {(a.question_id, a.model): a.turns for a in store.find_answers(qids, models, benchmark=bench)}
+        # by row id: the judgments table has no question index, and scanning it for a page of texts is slow
+        rationales = {
+            (j.question_id, j.model, j.turn or -1, j.baseline or "", j.judge): _rationale(j)
+            for j in store.judgments_at(int(r) for r in found["rowid"])
+        }
 
     def turn_text(turns: list[str] | None, turn: int) -> str:
         if not turns:
@@ -560,12 +504,12 @@ def _attach_texts(source: Source, bench: str, hit: pd.DataFrame, judges: list[st
 
     q_text, a_text, b_text = [], [], []
     for qid, model, turn, baseline in hit[ITEM_KEYS].itertuples(index=False):
-        q = questions.get(qid, {})
-        q_text.append(turn_text(q.get("turns"), turn) if q else "(question not in the store)")
+        q = questions.get(qid)
+        q_text.append(turn_text(q, turn) if q else "(question not in the store)")
         a = answers.get((qid, model))
-        a_text.append(turn_text(a["turns"], turn) if a else "(answer not in the store)")
+        a_text.append(turn_text(a, turn) if a else "(answer not in the store)")
         b = answers.get((qid, baseline)) if baseline else None
-        b_text.append(turn_text(b["turns"], turn) if b else "")
+        b_text.append(turn_text(b, turn) if b else "")
     hit["question"], hit["answer"], hit["baseline_answer"] = q_text, a_text, b_text
     for j in judges:
         hit[f"rationale:{j}"] = [
@@ -574,26 +518,32 @@ def _attach_texts(source: Source, bench: str, hit: pd.DataFrame, judges: list[st
         ]
 
 
-def _check_frame(source: Source, where: str = "", params: Sequence[Any] = ()) -> pd.DataFrame:
-    cols = ["key", "run", "scope", "name", "status", "model", "question_id", "judge", "created_at", "value",
-            "threshold", "detail", "spans", "meta"]
-    with _connect(source) as conn:
-        if "checks" not in _tables(conn):
-            return pd.DataFrame(columns=cols)
-        df = _query(conn, "checks", params, where=where + " ORDER BY created_at")
-    recs = [json.loads(r) for r in df.pop("record")]
-    df["value"] = [r.get("value") for r in recs]
-    df["threshold"] = [r.get("threshold") for r in recs]
-    df["detail"] = [r.get("detail") or "" for r in recs]
-    df["spans"] = [[tuple(s) for s in r.get("spans") or []] for r in recs]
-    df["meta"] = [r.get("meta") or {} for r in recs]
-    return df[cols]
+_CHECK_COLS = ["key", "run", "scope", "name", "status", "model", "question_id", "judge", "created_at", "value",
+               "threshold", "detail", "spans", "meta"]
+
+
+def _check_frame(source: Source, **where: Any) -> pd.DataFrame:
+    """Stored checks, oldest write first (a re-check replaces the stored result and counts from its write);
+    ``where`` filters on scope, name, status, model... (a value or a list). Also carries ``benchmark``."""
+    with _open(source) as store:
+        rows = store.stamped("checks", **where)
+    return _checks_to_frame(rows)
+
+
+def _checks_to_frame(rows: list[tuple[str, float, Any]]) -> pd.DataFrame:
+    cols = [*_CHECK_COLS, "benchmark"]
+    out = [
+        (key, c.run, c.scope, c.name, c.status, c.model, c.question_id, c.judge, created, c.value, c.threshold,
+         c.detail or "", [tuple(sp) for sp in c.spans], dict(c.meta), c.benchmark or c.meta.get("benchmark"))
+        for key, created, c in rows if isinstance(c, CheckResult)
+    ]
+    return pd.DataFrame(out, columns=cols) if out else pd.DataFrame(columns=cols)
 
 
 def judge_audits(source: Source) -> pd.DataFrame:
     """Every stored judge-scope check (null-model probe, position bias, self-preference...), latest first."""
-    df = _check_frame(source, " AND scope = ?", ["judge"])
-    return df.drop(columns=["key", "spans"]).iloc[::-1].reset_index(drop=True)
+    df = _check_frame(source, scope="judge")
+    return df.drop(columns=["key", "spans", "benchmark"]).iloc[::-1].reset_index(drop=True)
 
 
 def null_model_probe(source: Source, judges: Sequence[str] | None = None) -> pd.DataFrame:
@@ -602,13 +552,12 @@ def null_model_probe(source: Source, judges: Sequence[str] | None = None) -> pd.
     The probe's per-answer results (``null_model:<answer>``) stay in :func:`judge_audits`.
     """
     cols = ["judge", "benchmark", "status", "gameable", "value", "threshold", "detail"]
-    w, p = _in("name", PROBE_NAMES)
-    df = _check_frame(source, " AND scope = 'judge'" + w, p)
+    df = _check_frame(source, scope="judge", name=list(PROBE_NAMES))
     if judges is not None:
         df = df[df["judge"].isin(judges)]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    df = df.assign(benchmark=[m.get("benchmark") or "" for m in df["meta"]])
+    df = df.assign(benchmark=df["benchmark"].fillna("").astype(str))
     df = df.drop_duplicates(["judge", "benchmark"], keep="last")
     df["gameable"] = (df["status"] == "flag").to_numpy() | np.array([bool(m.get("gameable")) for m in df["meta"]])
     return df[cols].sort_values(["gameable", "judge"], ascending=[False, True], ignore_index=True)
@@ -626,17 +575,22 @@ def leaderboard_frame(
     rounds: int | None = None,
     seed: int = 0,
     style_control: bool = False,
+    options: dict[str, bool] | None = None,
 ) -> pd.DataFrame:
     """:func:`lioneval.leaderboard.leaderboard` as a flat table: per metric ``<m>``, ``<m>_lower``, ``<m>_upper``.
 
     Also ``judge``, ``model``, ``n`` (of the headline), ``avg_tokens``, ``avg_chars`` and the count columns.
-    ``attrs["headline"]`` names the metric the rows are sorted by.
+    ``options`` turns the benchmark's summary toggles (:attr:`BenchInfo.toggles`) on or off; toggles the benchmark
+    does not offer are ignored (``style_control=True`` is ``options={"style_control": True}``).
+    ``attrs["headline"]`` names the metric the rows are sorted by (None when the benchmark does not say).
     """
     from lioneval.leaderboard import leaderboard
 
-    options = {"style_control": True} if style_control and bench == "arena-hard" else {}
-    rows = leaderboard(source, bench, judge=judge, rounds=rounds, seed=seed, **options)
-    headline = HEADLINE.get(bench)
+    info = bench_info(bench)
+    wanted = {**({"style_control": True} if style_control else {}), **(options or {})}
+    chosen = {k: bool(v) for k, v in wanted.items() if k in info.toggles and v}
+    rows = leaderboard(source, bench, judge=judge, rounds=rounds, seed=seed, **chosen)
+    headline = info.headline
     flat = []
     for r in rows:
         out: dict[str, Any] = {"judge": r["judge"], "model": r["model"]}
@@ -645,7 +599,7 @@ def leaderboard_frame(
                 out[name] = est["value"]
                 out[f"{name}_lower"] = est.get("lower")
                 out[f"{name}_upper"] = est.get("upper")
-        head = r.get(headline) if isinstance(r.get(headline), dict) else None
+        head = r.get(headline) if headline and isinstance(r.get(headline), dict) else None
         out["n"] = head.get("n") if head else None
         out["avg_tokens"], out["avg_chars"] = r.get("avg_tokens"), r.get("avg_chars")
         for k, v in (r.get("counts") or {}).items():
@@ -656,13 +610,21 @@ def leaderboard_frame(
     return df
 
 
-def length_frame(board: pd.DataFrame, bench: str) -> pd.DataFrame:
-    """Score against answer length per model, with the length-controlled (or style-controlled) score beside it.
+def _metric_columns(board: pd.DataFrame) -> list[str]:
+    return [c for c in board.columns if f"{c}_lower" in board.columns]
 
-    Columns: judge, model, avg_tokens, avg_chars, raw (the uncontrolled score), controlled (AlpacaEval's LC win rate,
-    Arena-Hard's style-controlled score; NaN where none), gap = raw - controlled. ``attrs`` names the two metrics.
+
+def length_frame(board: pd.DataFrame, bench: str) -> pd.DataFrame:
+    """Score against answer length per model, with the benchmark's length-controlled (or style-controlled) score
+    beside it (:attr:`BenchInfo.length_metrics`).
+
+    Columns: judge, model, avg_tokens, avg_chars, raw (the uncontrolled score), controlled (e.g. AlpacaEval's LC win
+    rate, Arena-Hard's style-controlled score; NaN where none), gap = raw - controlled. ``attrs`` names the two
+    metrics. A benchmark that is not installed shows its first metric as raw.
     """
-    raw_name, ctl_name = _LENGTH_PAIRS.get(bench, (HEADLINE.get(bench), None))
+    raw_name, ctl_name = bench_info(bench).length_metrics
+    if raw_name not in board.columns:
+        raw_name = next(iter(_metric_columns(board)), raw_name)
     cols = ["judge", "model", "avg_tokens", "avg_chars", "raw", "controlled", "gap"]
     if board.empty or raw_name not in board.columns:
         out = pd.DataFrame(columns=cols)
@@ -683,55 +645,101 @@ def length_frame(board: pd.DataFrame, bench: str) -> pd.DataFrame:
 # Training curves
 
 
-def _records(source: Source, name: str) -> pd.DataFrame:
-    with _connect(source) as conn:
-        if name not in _tables(conn):
-            return pd.DataFrame()
-        return _query(conn, name)
-
-
 def report_frame(source: Source) -> pd.DataFrame:
     """Every stored report in long form: one row per (report, metric) with value, lower, upper and n."""
     cols = ["run", "model", "benchmark", "judge", "metric", "value", "lower", "upper", "n", "created_at"]
-    df = _records(source, "reports")
-    rows = []
-    for rec_text, created in zip(df.get("record", []), df.get("created_at", []), strict=True):
-        rec = json.loads(rec_text)
-        for metric, est in (rec.get("metrics") or {}).items():
-            rows.append((rec["run"], rec["model"], rec["benchmark"], rec["judge"], metric, est.get("value"),
-                         est.get("ci_low"), est.get("ci_high"), est.get("n"), created))
+    with _open(source) as store:
+        reports = store.stamped("reports")
+    rows = [
+        (r.run, r.model, r.benchmark, r.judge, metric, est.value, est.ci_low, est.ci_high, est.n, created)
+        for _, created, r in reports for metric, est in r.metrics.items()  # type: ignore[attr-defined]
+    ]
     out = pd.DataFrame(rows, columns=cols)
     # a recomputed report replaces the older one for the same run, benchmark, judge and metric
     return out.drop_duplicates(["run", "benchmark", "judge", "metric"], keep="last").reset_index(drop=True)
 
 
-def _promoted_runs(checks: pd.DataFrame, runs: dict[str, dict]) -> set[str]:
-    promoted = {k for k, r in runs.items() if (r.get("settings") or {}).get("promoted") is True}
+def _stage(stage: str | None) -> str:
+    return stage or NO_STAGE
+
+
+def _latest_promotions(promotions: Sequence[Any]) -> dict[str, list[Any]]:
+    """Per stage, the records of its latest promotion decision.
+
+    Records come oldest first, in the order they were stored (never by a clock: trainers on several machines do
+    not share one). One decision stores its promoted checkpoints by rank (1, 2, ...): a record whose rank does not
+    follow the stage's previous record starts a new decision, which replaces the earlier one.
+    """
+    latest: dict[str, list[Any]] = {}
+    for p in promotions:
+        current = latest.get(p.stage)
+        if current and p.rank > current[-1].rank:
+            current.append(p)
+        else:
+            latest[p.stage] = [p]
+    return latest
+
+
+def _legacy_promoted_runs(checks: pd.DataFrame, runs: dict[str, Any]) -> set[str]:
+    """Promotions as older lioneval stored them: a "promotion" check or ``RunSpec.settings["promoted"]``."""
+    promoted = {k for k, r in runs.items() if r.settings.get("promoted") is True}
     if not checks.empty:
         promo = checks[checks["name"] == "promotion"]
         # A stage promoted again replaces its earlier decision: keep, per stage, the rows of the latest decision
-        # (rows are in created_at order; one decision's rows share their list of reasons).
+        # (rows are in write order; one decision's rows share their list of reasons).
         latest: dict[object, object] = {}
         for meta in promo["meta"]:
-            if isinstance(meta, dict):
-                latest[meta.get("stage")] = meta.get("reasons")
-        keep = [not isinstance(m, dict) or latest.get(m.get("stage")) == m.get("reasons") for m in promo["meta"]]
+            latest[meta.get("stage")] = meta.get("reasons")
+        keep = np.array([latest.get(m.get("stage")) == m.get("reasons") for m in promo["meta"]], dtype=bool)
         promo = promo[keep]
         for run, model, meta in zip(promo["run"], promo["model"], promo["meta"], strict=True):
-            if isinstance(meta, dict) and meta.get("promoted") is True:
+            if meta.get("promoted") is True:
                 if run:
                     promoted.add(run)
                 elif model:
-                    promoted |= {k for k, r in runs.items() if r.get("model") == model}
+                    promoted |= {k for k, r in runs.items() if r.model == model}
     return promoted
+
+
+def _promoted_runs(promotions: Sequence[Any], checks: pd.DataFrame, runs: dict[str, Any]) -> set[str]:
+    """Runs of the checkpoints promoted by each stage's latest decision. ``Promotion`` records win: the older forms
+    count only for stages that have none."""
+    promoted: set[str] = set()
+    decided = set()
+    for stage, records in _latest_promotions(promotions).items():
+        decided.add(stage)
+        for p in records:
+            # the promoted checkpoint, whichever of its evaluations (runs) a report came from
+            promoted |= {k for k, r in runs.items() if k == p.run or r.model == p.model}
+    legacy = _legacy_promoted_runs(checks, runs)
+    promoted |= {k for k in legacy if k in runs and _stage(runs[k].stage) not in decided}
+    return promoted
+
+
+def _stop_steps(stops: Sequence[Any], runs: dict[str, Any]) -> dict[str, int]:
+    """stage -> the step its training stopped at: the latest ``EarlyStop`` record of the stage, else (stores of
+    older versions) the earliest ``RunSpec.settings["early_stop_step"]`` of the stage."""
+    out: dict[str, int] = {}
+    for r in runs.values():
+        stop = r.settings.get("early_stop_step")
+        if isinstance(stop, (int, float)) and not isinstance(stop, bool):
+            stage = _stage(r.stage)
+            out[stage] = min(int(stop), out.get(stage, int(stop)))
+    recorded: dict[str, int] = {}
+    for e in stops:  # oldest first: a later stop of the same stage (training resumed) replaces an earlier one
+        stage = e.stage or (runs[e.run].stage if e.run in runs else None)
+        recorded[_stage(stage)] = int(e.step)
+    return {**out, **recorded}
 
 
 def training_frame(source: Source) -> pd.DataFrame:
     """Report metrics against training step, one row per (checkpoint run, benchmark, judge, metric).
 
     Columns: stage, step, model, run, benchmark, judge, metric, value, lower, upper, n, early_stop_step (the step
-    the stage stopped at, from ``RunSpec.settings["early_stop_step"]``), stopped_here, promoted (a "promotion"
-    check with ``meta["promoted"]`` true, or ``settings["promoted"]``), flagged (a cheat check flagged the run).
+    the stage stopped at: its latest ``EarlyStop`` record), stopped_here, promoted (the checkpoint is among those
+    promoted by its stage's latest ``Promotion`` decision), flagged (a cheat check flagged the run). Stores written
+    by older versions are read too: ``RunSpec.settings["early_stop_step"]``, "promotion" checks with
+    ``meta["promoted"]`` true and ``settings["promoted"]``, for the stages without the newer records.
     Reports of runs without a step are left out; ``attrs["unplaced"]`` counts them.
     """
     cols = ["stage", "step", "model", "run", "benchmark", "judge", "metric", "value", "lower", "upper", "n",
@@ -741,26 +749,22 @@ def training_frame(source: Source) -> pd.DataFrame:
         out = pd.DataFrame(columns=cols)
         out.attrs["unplaced"] = 0
         return out
-    runs_df = _records(source, "runs")
-    runs = {k: json.loads(r) for k, r in zip(runs_df.get("key", []), runs_df.get("record", []), strict=True)}
-    placed = reports[reports["run"].map(lambda k: runs.get(k, {}).get("step") is not None)].copy()
-    unplaced = int(reports["run"].nunique() - placed["run"].nunique())
-    if placed.empty:
-        out = pd.DataFrame(columns=cols)
-        out.attrs["unplaced"] = unplaced
-        return out
-    checks = _check_frame(source)
-    placed["stage"] = placed["run"].map(lambda k: runs[k].get("stage") or "(no stage)")
-    placed["step"] = placed["run"].map(lambda k: int(runs[k]["step"]))
-    stops: dict[str, int] = {}
-    for r in runs.values():
-        stop = (r.get("settings") or {}).get("early_stop_step")
-        if isinstance(stop, (int, float)) and not isinstance(stop, bool):
-            stage = r.get("stage") or "(no stage)"
-            stops[stage] = min(int(stop), stops.get(stage, int(stop)))
-    placed["early_stop_step"] = placed["stage"].map(stops).astype("Int64")
+    with _open(source) as store:
+        runs = {key: spec for key, _, spec in store.stamped("runs")}
+        placed = reports[reports["run"].map(lambda k: k in runs and runs[k].step is not None)].copy()
+        unplaced = int(reports["run"].nunique() - placed["run"].nunique())
+        if placed.empty:
+            out = pd.DataFrame(columns=cols)
+            out.attrs["unplaced"] = unplaced
+            return out
+        checks = _checks_to_frame(store.stamped("checks"))
+        promotions = store.promotions()
+        stops = store.early_stops()
+    placed["stage"] = placed["run"].map(lambda k: _stage(runs[k].stage))
+    placed["step"] = placed["run"].map(lambda k: int(runs[k].step))
+    placed["early_stop_step"] = placed["stage"].map(_stop_steps(stops, runs)).astype("Int64")
     placed["stopped_here"] = placed["step"] == placed["early_stop_step"].fillna(-1)
-    placed["promoted"] = placed["run"].isin(_promoted_runs(checks, runs))
+    placed["promoted"] = placed["run"].isin(_promoted_runs(promotions, checks, runs))
     flagged_runs = set(checks.loc[checks["status"] == "flag", "run"].dropna()) if not checks.empty else set()
     flagged_models = (
         set(checks.loc[(checks["status"] == "flag") & (checks["scope"] != "judge"), "model"].dropna())
@@ -779,7 +783,7 @@ def training_frame(source: Source) -> pd.DataFrame:
 def cheat_runs(source: Source) -> pd.DataFrame:
     """Per run (or model, for checks without a run): how many checks passed, warned and flagged, and which flagged."""
     cols = ["run", "model", "flag", "warn", "pass", "flagged_answers", "flagged_checks", "details"]
-    df = _check_frame(source, " AND scope IN ('run', 'answer')")
+    df = _check_frame(source, scope=["run", "answer"])
     df = df[df["name"] != "promotion"]
     if df.empty:
         return pd.DataFrame(columns=cols)
@@ -807,12 +811,9 @@ def answer_checks(
     benchmark, question_id, name, status, detail, spans, text, rule.
     """
     cols = ["run", "model", "benchmark", "question_id", "name", "status", "detail", "spans", "text", "rule"]
-    w1, p1 = _in("status", list(statuses))
-    w2, p2 = ("", []) if model is None else (" AND model = ?", [model])
-    df = _check_frame(source, " AND scope = 'answer'" + w1 + w2, [*p1, *p2])
+    df = _check_frame(source, scope="answer", status=list(statuses), model=model)
     if df.empty:
         return pd.DataFrame(columns=cols)
-    df["benchmark"] = [m.get("benchmark") for m in df["meta"]]
     df["rule"] = [m.get("rule") or ", ".join(m.get("rules") or []) for m in df["meta"]]
     texts = _answer_texts(source, df)
     placed = [
@@ -830,16 +831,10 @@ def _answer_texts(source: Source, checks: pd.DataFrame) -> dict[tuple, list[str]
     pairs = checks[["benchmark", "question_id", "model"]].dropna(subset=["question_id", "model"])
     if pairs.empty:
         return out
-    with _connect(source) as conn:
-        if "answers" not in _tables(conn):
-            return out
-        for chunk in _chunks(sorted(set(pairs["question_id"]))):
-            w1, p1 = _in("question_id", chunk)
-            w2, p2 = _in("model", sorted(set(pairs["model"])))
-            for bench, qid, model, rec in conn.execute(_SQL["answers_any"] + w1 + w2, [*p1, *p2]):
-                turns = json.loads(rec)["turns"]
-                out[(bench, qid, model)] = turns
-                out[(None, qid, model)] = turns
+    with _open(source) as store:
+        for a in store.find_answers(set(pairs["question_id"]), set(pairs["model"])):
+            out[(a.benchmark, a.question_id, a.model)] = a.turns
+            out[(None, a.question_id, a.model)] = a.turns
     return out
 
 

@@ -81,7 +81,7 @@ def _multi_turn(
     backend: Backend, bench: Benchmark, items: list[tuple[Question, dict]], model: str, sampling: Sampling
 ) -> list[Answer]:
     """Turn by turn for the whole batch: turn k sees the model's own answers to turns 1..k-1."""
-    chats = [[] for _ in items]
+    chats: list[list[dict[str, str]]] = [[] for _ in items]
     texts: list[list[str]] = [[] for _ in items]
     reasons: list[list[str]] = [[] for _ in items]
     tokens: list[list[int]] = [[] for _ in items]
@@ -98,7 +98,7 @@ def _multi_turn(
             if not c.ok:
                 errors[i] = c.error or "no text"
                 continue
-            chats[i].append({"role": "assistant", "content": c.text})
+            chats[i].append({"role": "assistant", "content": c.text or ""})
             texts[i].append(c.text or "")
             reasons[i].append(c.finish_reason or "unknown")
             tokens[i].append(c.completion_tokens)

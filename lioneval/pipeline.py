@@ -224,16 +224,22 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
         store.link(run_key, "answers", [a.key for a in inputs.baseline])
         answers = generate_answers(
             backend, bench, inputs.questions, spec.model, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-            store=store, progress=(lambda d, t, n=name: progress(f"generate {n}", d, t)) if progress else None,
+            store=store, progress=_stage(progress, f"generate {name}"),
         )
         store.link(run_key, "answers", [a.key for a in answers])
         jrun = _judge_and_link(store, run_key, judge, bench, inputs.questions, answers, inputs.baseline,
-                               retry_failed=cfg.retry_failed,
-                               progress=(lambda d, t, n=name: progress(f"judge {n}", d, t)) if progress else None)
+                               retry_failed=cfg.retry_failed, progress=_stage(progress, f"judge {name}"))
         result.judge_lines.append(f"{name}: {jrun.line()}")
         result.reports.append(report(store, run_key, bench, judge.id_for(bench), checks=checks,
                                      prices=judge.spec.prices, judge_spec=cfg.judge))
     return result
+
+
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    """The progress callback of one stage ("generate mt-bench", "judge arena-hard")."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
 
 
 def _judge_and_link(store: RunStore, run_key: str, judge: Any, bench: Benchmark, questions: Sequence[Question],
@@ -347,7 +353,8 @@ def _checks(store: RunStore, run_key: str, bench: Benchmark, judge: str, questio
     """Cheat checks on the run's answers and judgments, the benchmark's own checks on the summary, and whether the
     judge failed the null-model probe. Results that depend on the judge carry its id."""
     out = run_checks(questions, answers, judgments, base, config, run=run_key)
-    out += bench.checks(answers, summary, config, run=run_key)
+    # the benchmark's own checks read the judge's scores: they are that judge's
+    out += [c.model_copy(update={"judge": judge}) for c in bench.checks(answers, summary, config, run=run_key)]
     verdict = judge_gameable(store, judge, bench.name)
     if verdict is not None and verdict.status == "flag":
         out.append(CheckResult(
@@ -392,8 +399,7 @@ def rejudge(store: RunStore, run: str, judge: Any, *, baseline: str | None = Non
             raise LionEvalError(f"run {spec.key} has no stored {bench.name} answers",
                                 fix="finish the run with `lioneval run` first")
         jrun = _judge_and_link(store, spec.key, judge, bench, questions, mine, base, retry_failed=retry_failed,
-                               progress=(lambda d, t, n=bench.name: progress(f"judge {n}", d, t))
-                               if progress else None)
+                               progress=_stage(progress, f"judge {bench.name}"))
         runs.append(jrun)
         reports.append(report(store, spec.key, bench, judge.id_for(bench), checks=checks,
                               prices=judge.spec.prices, judge_spec=judge.spec.label))

@@ -145,6 +145,7 @@ JUDGES.register("hf", _J + "judge:Judge", "hf:PATH - local transformers causal L
                 needs=("torch", "transformers"), extra="train")
 JUDGES.register("reward-model", _J + "reward:RewardModelJudge", "reward-model:PATH - sequence-classification RM",
                 needs=("torch", "transformers"), extra="train")
+JUDGES.register("scripted", _J + "judge:Judge", "scripted:NAME - in-process scripted judge (tests, no model)")
 JUDGES.register("ensemble", _J + "ensemble:EnsembleJudge", "ensemble:[SPEC; SPEC] or ensemble:majority:[...]")
 
 _K = "lioneval.backends."
@@ -154,3 +155,4 @@ BACKENDS.register("hf", _K + "transformers_backend:TransformersBackend", "local 
                   needs=("torch", "transformers"), extra="train")
 BACKENDS.register("vllm", _K + "vllm_backend:VLLMBackend", "in-process vLLM engine (GPU)", needs=("vllm",),
                   extra="vllm")
+BACKENDS.register("scripted", "lioneval.testing.scripted:ScriptedBackend", "in-process scripted answers (tests)")

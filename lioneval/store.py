@@ -463,7 +463,7 @@ class RunStore:
         rows = self._db.execute(
             "SELECT benchmark, judge, COUNT(*) FROM judgments GROUP BY benchmark, judge ORDER BY benchmark, judge"
         ).fetchall()
-        return [(b, j, self._judge_kind(b, j), n) for b, j, n in rows]
+        return [(b, j, self._judge_kind(b, j) or "", n) for b, j, n in rows]
 
     def judge_kinds(self, benchmark: str, judges: Iterable[str] | None = None) -> dict[str, str]:
         """judge -> kind ("rating" | "pairwise") of a benchmark's judges (``judges``: only these, if stored)."""

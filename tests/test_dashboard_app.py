@@ -2,8 +2,8 @@
 
 The store: the official-format fixtures imported with ``import_official`` (plus answer files of four training
 checkpoints written here in the same formats), judged by two scripted judges over real HTTP with ``judge_answers``,
-then reports per checkpoint from the benchmarks' own summaries, and checks as the checks and promotion code store
-them. Each page must render without an exception and show the store's numbers.
+then reports per checkpoint from the benchmarks' own summaries, checks as the checks code stores them, and the
+trainers' promotion and early-stop records. Each page must render without an exception and show the store's numbers.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import html
 import json
 import re
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +24,26 @@ pytest.importorskip("plotly")
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from lioneval.benchmarks.base import Benchmark, Summary  # noqa: E402
 from lioneval.dashboards import data  # noqa: E402
+from lioneval.errors import LionEvalError  # noqa: E402
 from lioneval.imports import import_official  # noqa: E402
 from lioneval.judges.judge import judge_answers, make_judge  # noqa: E402
 from lioneval.judges.spec import parse_spec  # noqa: E402
 from lioneval.leaderboard import leaderboard, summarize_store  # noqa: E402
+from lioneval.registry import BENCHMARKS  # noqa: E402
 from lioneval.store import RunStore  # noqa: E402
 from lioneval.testing.openai_server import ScriptedServer  # noqa: E402
-from lioneval.types import Answer, CheckResult, Judgment, Report, RunSpec  # noqa: E402
+from lioneval.types import (  # noqa: E402
+    Answer,
+    CheckResult,
+    EarlyStop,
+    Estimate,
+    Judgment,
+    Promotion,
+    Report,
+    RunSpec,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 APP = Path(data.__file__).with_name("app.py")
@@ -121,9 +135,8 @@ def build_demo_store(path: Path, work: Path) -> dict:
                     judge_ids.setdefault(bench, {})[name] = judge.id_for(bench)
         runs = {}
         for model, stage, step, _, _ in CHECKPOINTS:
-            settings = {"early_stop_step": 200} if stage == "dpo" else {}
             spec = RunSpec(model=model, checkpoint=f"out/{model}", stage=stage, step=step,
-                           benchmarks=["arena-hard", "mt-bench"], settings=settings)
+                           benchmarks=["arena-hard", "mt-bench"])
             runs[model] = store.put_run(spec)
             for bench in ("arena-hard", "mt-bench"):
                 for jid in judge_ids[bench].values():
@@ -143,13 +156,16 @@ def build_demo_store(path: Path, work: Path) -> dict:
                         model="dpo-step200", detail="answers repeat across questions"),
             CheckResult(name="truncated-answers", scope="run", run=runs["sft-step100"], status="pass",
                         model="sft-step100"),
-            CheckResult(name="promotion", scope="run", run=runs["dpo-step100"], status="pass", model="dpo-step100",
-                        meta={"promoted": True}),
             CheckResult(name="judge_gameable", scope="judge", judge=judge_ids["arena-hard"]["lenient"],
                         status="flag", value=41.0, threshold=5.0, meta={"benchmark": "arena-hard"}),
             CheckResult(name="judge_gameable", scope="judge", judge=judge_ids["arena-hard"]["strict"],
                         status="pass", value=0.0, threshold=5.0, meta={"benchmark": "arena-hard"}),
         ])
+        # as the trainers record their decisions
+        store.put_promotions([Promotion(stage="dpo", run=runs["dpo-step100"], model="dpo-step100",
+                                        checkpoint="out/dpo-step100", step=100, reasons=["best mt-bench overall"])])
+        store.put_early_stop(EarlyStop(stage="dpo", run=runs["dpo-step200"], model="dpo-step200",
+                                       checkpoint="out/dpo-step200", step=200, reason="no gain over the best"))
     return {"judges": judge_ids, "runs": runs}
 
 
@@ -263,6 +279,7 @@ def test_leaderboard_page_matches_the_library(demo, monkeypatch):
     strict = info["judges"]["arena-hard"]["strict"]
     at = _app(path, monkeypatch, view="Leaderboards", bench="arena-hard", judge=strict, rounds="50")
     assert at.get("plotly_chart"), "no CI chart"
+    assert [c.label for c in at.checkbox] == ["Style control"]  # the benchmark's toggle
     with RunStore(path, readonly=True) as st:
         rows = leaderboard(st, "arena-hard", judge=strict, rounds=50, seed=0)
     shown = _table(at, "model", "score", "score_lower").set_index("model")
@@ -311,8 +328,19 @@ def test_length_page(demo, monkeypatch):
     for model, r in rows.items():
         assert shown.loc[model, "raw"] == pytest.approx(r["score"]["value"])
         assert shown.loc[model, "avg_tokens"] == pytest.approx(r["avg_tokens"])
-    # the checkpoints' answers carry no style counts: the page says why there is no style-controlled score
-    assert any("No style-controlled score" in c.value for c in at.caption)
+    # the benchmark's controlled twin is beside the raw score, or the page says why it is missing
+    with RunStore(path, readonly=True) as st:
+        try:
+            styled = {r["model"]: r for r in leaderboard(st, "arena-hard", judge=strict, rounds=200, seed=0,
+                                                         style_control=True)}
+        except LionEvalError:
+            styled = {}
+    if styled:
+        for model, r in styled.items():
+            assert shown.loc[model, "controlled"] == pytest.approx(r["score_style_controlled"]["value"])
+    else:
+        assert shown["controlled"].isna().all()
+        assert any("No controlled score (score_style_controlled)" in c.value for c in at.caption)
 
 
 def test_cheat_flags_highlight_the_span(demo, monkeypatch):
@@ -325,6 +353,95 @@ def test_cheat_flags_highlight_the_span(demo, monkeypatch):
     assert list(answers["question_id"]) == ["q3"]
     marked = [m.value for m in at.markdown if "<mark>" in m.value]
     assert marked and f"<mark>{html.escape(INJECTION)}</mark>" in marked[0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Benchmarks the dashboard knows only through their objects: a plug-in, and one that is not installed
+
+
+class ToyBench(Benchmark):
+    """A plug-in benchmark where lower is better, with one summary toggle that fails."""
+
+    name = "toy-bench"
+    version = "1"
+    kind = "rating"
+    headline = "errors"
+    higher_is_better = False
+    length_metrics = ("errors", "errors_controlled")
+    toggles = {"control": "Control for length"}
+
+    def __init__(self, data=None, *, baseline=None):
+        self.baseline = baseline
+
+    def summarize(self, judgments, answers=(), *, questions=None, rounds=None, seed=0, control=False, **options):
+        if control:
+            raise LionEvalError("control needs answer lengths", fix="store answers with token counts")
+        by_model: dict[str, list[float]] = {}
+        for j in judgments:
+            by_model.setdefault(j.model, []).append(j.value)
+        return {m: Summary(metrics={
+            name: Estimate(value=float(np.mean(v)) + shift, ci_low=float(np.mean(v)) + shift - 1,
+                           ci_high=float(np.mean(v)) + shift + 1, n=len(v), method="mean")
+            for name, shift in (("errors", 0.0), ("aardvark", 10.0))}) for m, v in by_model.items()}
+
+
+def _toy_store(path: Path, bench: str) -> None:
+    with RunStore(path) as st:
+        st.put_judgments([
+            Judgment(question_id=f"q{i}", benchmark=bench, judge=j, model=m, kind="rating", value=v + (i % 2))
+            for i in range(4) for j in ("j1", "j2") for m, v in (("good", 1.0), ("bad", 6.0), ("mid", 3.0))
+        ])
+        for step, m in ((100, "bad"), (200, "mid"), (300, "good")):
+            spec = RunSpec(model=m, stage="sft", step=step)
+            st.put_run(spec)
+            st.put_report(Report(run=spec.key, benchmark=bench, benchmark_version="1", model=m, judge="j1",
+                                 metrics={name: Estimate(value=step / 100, n=4, method="mean")
+                                          for name in ("aardvark", "errors")}))
+
+
+@pytest.fixture
+def toy_bench(monkeypatch):
+    module = types.ModuleType("lioneval_toy_bench")
+    module.ToyBench = ToyBench
+    monkeypatch.setitem(sys.modules, "lioneval_toy_bench", module)
+    BENCHMARKS.register("toy-bench", "lioneval_toy_bench:ToyBench", "a test plug-in")
+    yield "toy-bench"
+    BENCHMARKS.unregister("toy-bench")
+
+
+def test_views_ask_a_plugin_benchmark_for_its_headline_direction_and_toggles(toy_bench, tmp_path, monkeypatch):
+    path = tmp_path / "toy.db"
+    _toy_store(path, toy_bench)
+    at = _app(path, monkeypatch, view="Leaderboards", bench=toy_bench, judge="j1")
+    assert [c.label for c in at.checkbox] == ["Control for length"]
+    board = _table(at, "model", "errors", "errors_lower")
+    assert board["model"].tolist() == ["good", "mid", "bad"]  # lower is better: the best first
+    at.checkbox(key="opt_control").check().run()
+    assert not at.exception and any("control needs answer lengths" in e.value for e in at.error)
+
+    at = _app(path, monkeypatch, view="Length", bench=toy_bench, judge="j1")
+    assert _table(at, "model", "raw")["raw"].notna().all()
+    assert any("No controlled score (errors_controlled): control needs answer lengths" in c.value for c in at.caption)
+
+    at = _app(path, monkeypatch, view="Training", bench=toy_bench, judge="j1")
+    assert at.selectbox(key="metric").value == "errors"  # the headline, not the first metric
+
+    _toy_store(tmp_path / "mt.db", "mt-bench")
+    at = _app(tmp_path / "mt.db", monkeypatch, view="Leaderboards", bench="mt-bench")
+    assert at.selectbox(key="bench").value == "mt-bench" and not at.checkbox  # no toggles, no checkbox
+
+
+def test_a_benchmark_that_is_not_installed_degrades(toy_bench, tmp_path, monkeypatch):
+    path = tmp_path / "ghost.db"
+    _toy_store(path, "ghost-bench")
+    at = _app(path, monkeypatch, view="Judges", bench="ghost-bench")
+    assert _table(at, "judge_a", "kappa").iloc[0]["items"] == 12
+    at = _app(path, monkeypatch, view="Training", bench="ghost-bench")
+    assert at.selectbox(key="metric").value == "aardvark"  # no headline known: the first metric
+    assert len(_table(at, "stage", "step", "value")) == 3
+    for view in ("Leaderboards", "Length"):
+        at = _app(path, monkeypatch, view=view, bench="ghost-bench")
+        assert any("ghost-bench" in e.value for e in at.error)
 
 
 def test_every_view_renders_on_an_empty_or_missing_store(tmp_path, monkeypatch):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +19,18 @@ from lioneval.errors import StoreError
 from lioneval.imports import import_official
 from lioneval.leaderboard import leaderboard
 from lioneval.store import RunStore
-from lioneval.types import Answer, CheckResult, Estimate, Game, Judgment, Question, Report, RunSpec
+from lioneval.types import (
+    Answer,
+    CheckResult,
+    EarlyStop,
+    Estimate,
+    Game,
+    Judgment,
+    Promotion,
+    Question,
+    Report,
+    RunSpec,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -124,6 +138,7 @@ def test_judgment_frame_and_overlap(small):
     assert data.judgment_frame(small, "arena-hard", judges=["b"], models=["m2"])["question_id"].tolist() == [
         "q0", "q1", "q2", "q3"]
     assert data.judgment_frame(small, "mt-bench").empty
+    assert data.judgment_frame(small, "arena-hard", judges=[]).empty
 
 
 def test_agreement_kappa_and_rank_correlation(small):
@@ -218,13 +233,15 @@ def _est(v: float) -> Estimate:
     return Estimate(value=v, ci_low=v - 1, ci_high=v + 1, n=10, method="mean")
 
 
-def test_training_frame_places_reports_and_marks_decisions(tmp_path):
-    path = tmp_path / "t.db"
+def _training_store(path: Path, settings: dict[str, dict] | None = None) -> dict[str, str]:
+    """Runs sft-100, sft-200, dpo-100, dpo-200, dpo-300 with an mt-bench report each (sft-100's recomputed), a run
+    without a step, and a cheat flag on dpo-100; returns model -> run key."""
+    settings = settings or {}
     with RunStore(path) as st:
         keys = {}
-        for stage, step, settings in [("sft", 100, {}), ("sft", 200, {}), ("dpo", 100, {"early_stop_step": 200}),
-                                      ("dpo", 200, {"early_stop_step": 200}), ("dpo", 300, {"promoted": True})]:
-            spec = RunSpec(model=f"{stage}-{step}", stage=stage, step=step, settings=settings)
+        for stage, step in [("sft", 100), ("sft", 200), ("dpo", 100), ("dpo", 200), ("dpo", 300)]:
+            model = f"{stage}-{step}"
+            spec = RunSpec(model=model, stage=stage, step=step, settings=settings.get(model, {}))
             keys[spec.model] = st.put_run(spec)
             st.put_report(Report(run=spec.key, benchmark="mt-bench", benchmark_version="v1", model=spec.model,
                                  judge="j", metrics={"overall": _est(step / 100), "turn1": _est(1.0)}))
@@ -235,10 +252,23 @@ def test_training_frame_places_reports_and_marks_decisions(tmp_path):
         st.put_report(Report(run=stray.key, benchmark="mt-bench", benchmark_version="v1", model="no-step",
                              judge="j", metrics={"overall": _est(5.0)}))
         st.put_checks([
-            CheckResult(name="promotion", scope="run", run=keys["sft-200"], status="pass", meta={"promoted": True}),
-            CheckResult(name="promotion", scope="run", run=keys["sft-100"], status="pass", meta={"promoted": False}),
             CheckResult(name="constant-answers", scope="run", run=keys["dpo-100"], status="flag", model="dpo-100"),
         ])
+    return keys
+
+
+def _overall(path: Path) -> pd.DataFrame:
+    df = data.training_frame(path)
+    return df[df["metric"] == "overall"].set_index("model")
+
+
+def test_training_frame_places_reports_and_marks_decisions(tmp_path):
+    path = tmp_path / "t.db"
+    keys = _training_store(path)
+    with RunStore(path) as st:
+        st.put_promotions([Promotion(stage="sft", run=keys["sft-200"], model="sft-200", step=200, reasons=["best"])])
+        st.put_promotions([Promotion(stage="dpo", model="dpo-300", step=300)])  # no run: found by its model
+        st.put_early_stop(EarlyStop(stage="dpo", run=keys["dpo-200"], model="dpo-200", step=200, reason="no gain"))
     df = data.training_frame(path)
     assert df.attrs["unplaced"] == 1
     overall = df[df["metric"] == "overall"].set_index("model")
@@ -251,15 +281,76 @@ def test_training_frame_places_reports_and_marks_decisions(tmp_path):
     assert overall["flagged"].to_dict()["dpo-100"] and not overall.loc["sft-200", "flagged"]
     assert list(overall.loc[overall["stage"] == "dpo", "step"]) == [100, 200, 300]
     assert len(data.report_frame(path)) == 11
-    # promoting the stage again replaces the earlier decision
+    assert data.store_counts(path).set_index("table").loc[["promotions", "early_stops"], "records"].tolist() == [2, 1]
+
+
+def test_training_frame_shows_each_stages_latest_decision_in_stored_order(tmp_path):
+    path = tmp_path / "t.db"
+    _training_store(path)
+    with RunStore(path) as st:
+        st.put_promotions([Promotion(stage="sft", model="sft-100", reasons=["first"])])
+        st.put_promotions([Promotion(stage="sft", model="sft-200", reasons=["second"])])
+        # one decision promoting two checkpoints, by rank
+        st.put_promotions([Promotion(stage="dpo", model="dpo-300", rank=1), Promotion(stage="dpo", model="dpo-100",
+                                                                                    rank=2)])
+    overall = _overall(path)
+    assert not overall.loc["sft-100", "promoted"] and overall.loc["sft-200", "promoted"]
+    assert overall.loc["dpo-300", "promoted"] and overall.loc["dpo-100", "promoted"]
+    assert not overall.loc["dpo-200", "promoted"]
+    # the stored order decides, never the clock (trainers on several machines do not share one)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE promotions SET created_at = 0 WHERE model = 'sft-200'")
+    conn.close()
+    assert _overall(path).loc["sft-200", "promoted"]
+    with RunStore(path) as st:
+        st.put_promotions([Promotion(stage="dpo", model="dpo-200")])  # a new decision replaces both
+        st.put_early_stop(EarlyStop(stage="dpo", model="dpo-100", step=100, reason="first stop"))
+        st.put_early_stop(EarlyStop(model="dpo-300", run=_run_key(st, "dpo-300"), step=300, reason="resumed, stopped"))
+    overall = _overall(path)
+    assert overall.loc[overall["stage"] == "dpo", "promoted"].to_dict() == {"dpo-100": False, "dpo-200": True,
+                                                                            "dpo-300": False}
+    # the stage's latest stop (its stage taken from the run when the record has none)
+    assert (overall.loc[overall["stage"] == "dpo", "early_stop_step"] == 300).all()
+    assert overall.loc["dpo-300", "stopped_here"] and not overall.loc["dpo-100", "stopped_here"]
+
+
+def _run_key(st: RunStore, model: str) -> str:
+    (spec,) = st.runs(model=model)
+    return spec.key
+
+
+def test_training_frame_reads_promotions_and_stops_of_older_stores(tmp_path):
+    """Older trainers stored a "promotion" check and an extra RunSpec with settings["early_stop_step"]."""
+    path = tmp_path / "t.db"
+    keys = _training_store(path, settings={"dpo-100": {"early_stop_step": 200}, "dpo-200": {"early_stop_step": 200},
+                                           "dpo-300": {"promoted": True}})
+    with RunStore(path) as st:
+        st.put_checks([
+            CheckResult(name="promotion", scope="run", run=keys["sft-200"], status="pass", meta={"promoted": True}),
+            CheckResult(name="promotion", scope="run", run=keys["sft-100"], status="pass", meta={"promoted": False}),
+        ])
+    overall = _overall(path)
+    assert overall["promoted"].to_dict() == {"sft-100": False, "sft-200": True, "dpo-100": False, "dpo-200": False,
+                                             "dpo-300": True}
+    assert overall.loc["dpo-200", "stopped_here"] and overall.loc["dpo-300", "early_stop_step"] == 200
+    assert "promotion" not in set(data.cheat_runs(path)["flagged_checks"])
+    # promoting the stage again replaces the earlier decision (one decision's checks share their reasons)
     with RunStore(path) as st:
         st.put_checks([CheckResult(name="promotion", scope="run", run=keys["sft-100"], status="pass",
                                    meta={"promoted": True, "stage": "sft", "reasons": ["first"]})])
         st.put_checks([CheckResult(name="promotion", scope="run", run=keys["sft-200"], status="pass",
                                    meta={"promoted": True, "stage": "sft", "reasons": ["second"]})])
-    again = data.training_frame(path)
-    again = again[again["metric"] == "overall"].set_index("model")
-    assert not again.loc["sft-100", "promoted"] and again.loc["sft-200", "promoted"]
+    overall = _overall(path)
+    assert not overall.loc["sft-100", "promoted"] and overall.loc["sft-200", "promoted"]
+    # a stage with the newer records reads only those
+    with RunStore(path) as st:
+        st.put_promotions([Promotion(stage="dpo", model="dpo-100")])
+        st.put_early_stop(EarlyStop(stage="dpo", model="dpo-300", step=300, reason="no gain"))
+    overall = _overall(path)
+    assert overall.loc["dpo-100", "promoted"] and not overall.loc["dpo-300", "promoted"]
+    assert overall.loc["sft-200", "promoted"]  # the sft stage has no Promotion record: its check still counts
+    assert overall.loc["dpo-300", "stopped_here"] and not overall.loc["dpo-200", "stopped_here"]
 
 
 def test_cheat_frames_point_spans_into_the_right_text(tmp_path):
@@ -320,6 +411,65 @@ def test_length_frame_pairs_raw_and_length_controlled():
                           "avg_chars": [4000.0, 1200.0]})
     lf = data.length_frame(board, "alpaca-eval")
     assert lf["gap"].tolist() == [10.0, -5.0] and lf.attrs["controlled"] == "length_controlled_winrate"
+
+
+def test_bench_info_asks_the_benchmark_and_degrades_for_unknown_ones():
+    from lioneval.registry import BENCHMARKS
+
+    for name in BENCHMARKS.names():
+        info, cls = data.bench_info(name), BENCHMARKS.get(name)
+        assert info.known and info.headline == cls.headline and info.toggles == dict(cls.toggles)
+        assert info.length_metrics == tuple(cls.length_metrics) and info.higher_is_better == cls.higher_is_better
+    assert data.bench_info("arena-hard").toggles == {"style_control": "Style control"}
+    ghost = data.bench_info("ghost-bench")  # a store can hold records of a benchmark whose plug-in is not installed
+    assert not ghost.known and ghost.headline is None and ghost.toggles == {} and ghost.kind is None
+    board = pd.DataFrame({"judge": ["j"], "model": ["a"], "mean": [3.0], "mean_lower": [2.0], "mean_upper": [4.0],
+                          "avg_tokens": [10.0], "avg_chars": [40.0]})
+    lf = data.length_frame(board, "ghost-bench")
+    assert lf["raw"].tolist() == [3.0] and lf.attrs == {"raw": "mean", "controlled": None}
+
+
+def test_leaderboard_frame_passes_only_the_toggles_the_benchmark_offers(tmp_path, monkeypatch):
+    import lioneval.leaderboard
+
+    seen = []
+    monkeypatch.setattr(lioneval.leaderboard, "leaderboard", lambda store, bench, **kw: seen.append(kw) or [])
+    data.leaderboard_frame(None, "arena-hard", style_control=True)
+    data.leaderboard_frame(None, "mt-bench", style_control=True, options={"unknown": True})
+    data.leaderboard_frame(None, "arena-hard", options={"style_control": False})
+    assert [{k: v for k, v in kw.items() if k not in ("judge", "rounds", "seed")} for kw in seen] == [
+        {"style_control": True}, {}, {}]
+
+
+def _string_constants(tree: ast.AST) -> list[str]:
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs]
+
+
+def test_dashboard_reads_through_the_store_and_names_no_benchmark():
+    """The layering the design asks for: no SQL or sqlite3 in the dashboard, no benchmark looked up by its name."""
+    from lioneval.registry import BENCHMARKS
+
+    folder = Path(data.__file__).parent
+    source = (folder / "data.py").read_text()
+    tree = ast.parse(source)
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "sqlite3" not in imported
+    assert not [c for c in _string_constants(tree) if re.search(r"\b(SELECT|FROM|WHERE)\b", c)]
+    for path in sorted(folder.glob("*.py")):
+        for text in _string_constants(ast.parse(path.read_text())):
+            assert not [b for b in BENCHMARKS.names() if b in text], (path.name, text)
+
+
+def test_views_accept_an_open_read_only_store(small):
+    with RunStore(small, readonly=True) as st:
+        assert len(data.judgment_frame(st, "arena-hard")) == 24
+        assert data.judge_inventory(st)["judgments"].tolist() == [12, 12]
+        assert data.training_frame(st).empty
 
 
 # --------------------------------------------------------------------------------------------------------------------

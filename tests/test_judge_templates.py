@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lioneval.errors import DataError, UnknownNameError
 from lioneval.benchmarks import prompts as T
+from lioneval.errors import DataError, UnknownNameError
 from lioneval.judges.parsers import parse_pairwise_verdict, parse_rating
 
 FIX = Path(__file__).parent / "fixtures" / "judges"

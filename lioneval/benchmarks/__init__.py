@@ -24,10 +24,12 @@ def load(name: str | Benchmark, data: str | Path | None = None, *, baseline: str
         return name
     cls = BENCHMARKS.get(name)
     try:
-        return cls(data, baseline=baseline, **options)
+        bench = cls(data, baseline=baseline, **options)
     except TypeError as e:
         raise ConfigError(f"benchmark {name!r} does not take these settings: {e}",
                           fix=f"leave out the options {sorted(options)} for {name}") from e
+    bench.name = name  # records carry the name it is registered under, so they find it again
+    return bench
 
 
 def find(name: str) -> type[Benchmark] | None:
