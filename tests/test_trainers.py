@@ -225,18 +225,27 @@ def test_callback_evaluates_on_save_logs_and_stops_when_scores_drop(tiny, tmp_pa
     assert logged[1]["lioneval/mt-bench/overall_ci_low"] == pytest.approx(5.7)
     assert logged[1]["lioneval/mt-bench/overall_ci_high"] == pytest.approx(6.3)
     assert logged[-1]["lioneval/early_stop_step"] == 5
-    with RunStore(store, readonly=True) as st:  # the dashboard reads the stop from the store
-        assert [r.settings["early_stop_step"] for r in st.runs()] == [5]
+    with RunStore(store, readonly=True) as st:  # the dashboard reads the stop from the store: an EarlyStop record
+        (stop,) = st.early_stops()
+        assert st.runs() == []  # and no extra run stands for it
+        assert (stop.stage, stop.step, stop.run, stop.model) == ("sft", 5, "run-5", "sft-step5@00000000")
+        assert Path(stop.checkpoint).name == "sft-step5" and stop.metric == "mt-bench/overall"
+        assert stop.reason == cb.stop_reason and "did not beat the lower CI bound" in stop.reason
+        assert st.early_stops(stage="sft", model="sft-step5@00000000") == [stop]
 
 
 def test_callback_stops_when_cheat_checks_flag(tiny, tmp_path):
     scripted = ScriptedEvaluator({1: 5.0, 2: 9.5, 3: 9.6}, flagged=(2,))
-    cb = LionEvalCallback({}, evaluator=scripted)
+    cb = LionEvalCallback({"store": str(tmp_path / "s.db")}, evaluator=scripted)
     trainer = _trainer(tiny, tmp_path, [cb])
     cb.attach(trainer)
     trainer.train()
     assert trainer.state.global_step == 2 and "duplicates" in cb.stop_reason
     assert cb.best.step == 1  # a flagged checkpoint never becomes the best
+    with RunStore(tmp_path / "s.db", readonly=True) as st:
+        (stop,) = st.early_stops()
+        assert (stop.step, stop.run, stop.metric) == (2, "run-2", None)  # the cheat checks, not a score, stopped it
+        assert stop.meta["flagged"] == ["duplicates"] and st.runs() == []
 
 
 def test_injected_metrics_drive_load_best_model_and_early_stopping(tiny, tmp_path):
@@ -318,15 +327,24 @@ def test_promotion_picks_by_policy_and_records_the_decision(tmp_path):
         assert "dpo-step300: cheat checks flagged it (injection)" in text
         assert "dpo-step500: answers average 1000 characters" in text
         assert "tied with the highest, dpo-step400" in d.reasons[0]
-        (rec,) = [c for c in st.checks(run=best) if c.name == "promotion"]
-        assert rec.status == "pass" and rec.scope == "run" and rec.meta["promoted"] is True
-        assert rec.meta["reasons"] == d.reasons and rec.meta["step"] == 200
+        (rec,) = st.promotions("dpo")  # the decision is a Promotion record, not a check
+        assert not [c for c in st.checks() if c.name == "promotion"]
+        assert (rec.run, rec.rank, rec.step, rec.model) == (best, 1, 200, "dpo-step200@00000200")
+        assert rec.reasons == d.reasons and rec.meta["why"] == d.reasons[0]
+        assert rec.score == d.promoted[0].score and rec.ci_low < rec.score < rec.ci_high
+        assert rec.judge == "openai:gpt-4o" and rec.policy["weights"] == PromotionPolicy().weights
+        assert [c["step"] for c in rec.candidates] == [100, 200, 300, 400, 500]
+        assert [c["excluded"] is not None for c in rec.candidates] == [False, False, True, False, True]
         # preferring the earlier checkpoint among ties gives the same; a policy without tie-breaking by length and
         # with no length bound lets the inflated one win
         assert promote(st, "dpo", PromotionPolicy(tie_break=["earlier"]), record=False, mark=False
                        ).promoted[0].step == 200
         loose = PromotionPolicy(max_length_growth=None, exclude_flagged=False)
         assert promote(st, "dpo", loose, record=False, mark=False).promoted[0].step == 500
+        # promoting two: ranks 1 and 2, each its own record, read back in the order they were decided
+        promote(st, "dpo", PromotionPolicy(count=2, tie_break=["earlier"]), mark=False)
+        assert [(p.rank, p.step) for p in st.promotions("dpo")[1:]] == [(1, 200), (2, 400)]
+        assert st.promotions("sft") == []
 
 
 def test_promotion_refuses_a_flagged_checkpoint_and_marks_on_disk(tiny, tmp_path, capsys):
@@ -335,7 +353,7 @@ def test_promotion_refuses_a_flagged_checkpoint_and_marks_on_disk(tiny, tmp_path
         _put(st, 10, 9.0, 0.1, 100, flag=True, stage="sft")
         d = promote(st, "sft")
         assert d.promoted == [] and "cheat checks flagged" in " ".join(d.reasons)
-        assert not [c for c in st.checks() if c.name == "promotion"]
+        assert st.promotions() == [] and not [c for c in st.checks() if c.name == "promotion"]
     assert main(["--store", str(db), "promote", "--stage", "sft"]) == 2
     assert "no checkpoint of stage 'sft' is eligible" in capsys.readouterr().err
     # a real checkpoint on disk: the marker links to it
@@ -354,6 +372,33 @@ def test_promotion_refuses_a_flagged_checkpoint_and_marks_on_disk(tiny, tmp_path
     got = json.loads(capsys.readouterr().out)
     assert got["promoted"][0]["step"] == 20 and (out / "sft-promoted").resolve() == ckpt.resolve()
     assert json.loads((out / "sft-promoted.json").read_text())["promoted"][0]["run"] == key
+    with RunStore(db, readonly=True) as st:
+        assert [(p.run, p.checkpoint) for p in st.promotions("sft")] == [(key, str(out / "sft-step20"))]
+
+
+def test_promote_refuses_a_stage_name_that_leaves_the_checkpoint_folder(tmp_path, capsys):
+    # a stored run whose stage is a path: promoting it would write <out>/../../x-promoted
+    out = tmp_path / "a" / "b" / "out"
+    (out / "x").mkdir(parents=True)
+    ckpt = make_tiny_causal_lm(out / "x" / "checkpoint-1")
+    info = identify(ckpt)
+    db = tmp_path / "p.db"
+    with RunStore(db) as st:
+        key = st.put_run(RunSpec(model=info.model_id, checkpoint=str(ckpt), stage="../../x", step=1,
+                                 weights_hash=info.weights_hash, judge="openai:gpt-4o"))
+        est = Estimate(value=6.0, ci_low=5.5, ci_high=6.5, n=80, method="bootstrap-percentile")
+        st.put_report(Report(run=key, benchmark="mt-bench", benchmark_version="v1", model=info.model_id,
+                             judge="openai:gpt-4o#abc", metrics={"overall": est}))
+    before = sorted(p for p in tmp_path.rglob("*") if "p.db" not in p.name)
+    for stage in ("../../x", "..", "a/b", "x\\..\\y", ""):
+        assert main(["--store", str(db), "promote", "--stage", stage, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "is not a valid stage name" in err and "Fix: use a plain name" in err
+    with RunStore(db) as st, pytest.raises(LionEvalError, match="not a valid stage name"):
+        promote(st, "../../x", out=out)
+    assert sorted(p for p in tmp_path.rglob("*") if "p.db" not in p.name) == before  # nothing written anywhere
+    with RunStore(db, readonly=True) as st:
+        assert st.promotions() == []
 
 
 # -- the recipe -----------------------------------------------------------------------------------------------------

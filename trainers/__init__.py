@@ -6,6 +6,8 @@ sft``.
 
 * ``sft.SFTConfig`` / ``sft.sft``, ``dpo.DPOConfig`` / ``dpo.dpo``, ``online_dpo.OnlineDPOConfig`` /
   ``online_dpo.online_dpo``: one config and one function per stage, checkpoints ``<output_dir>/<stage>-step<N>``.
+* ``stage.Stage``: the flow the three stages share (inputs, policy, evaluation callback, trainer per round, result).
+* ``config.EvalConfig`` / ``config.StageConfig``: the typed configuration tree, checked when it is built.
 * ``callback.LionEvalCallback``: evaluation, logging and CI-aware early stopping in any transformers/TRL trainer.
 * ``promotion.promote`` / ``PromotionPolicy``: which checkpoint of a stage goes on (``lioneval promote``).
 * ``recipe.train``: a YAML recipe's stages in order (``lioneval train --config``).
@@ -20,13 +22,15 @@ _EXPORTS = {
     "SFTConfig": "sft",
     "DPOConfig": "dpo",
     "OnlineDPOConfig": "online_dpo",
-    "EvalConfig": "callback",
+    "EvalConfig": "config",
     "LionEvalCallback": "callback",
     "PromotionDecision": "promotion",
     "PromotionPolicy": "promotion",
     "promote": "promotion",
     "Recipe": "recipe",
-    "StageConfig": "recipe",
+    "Stage": "stage",
+    "StageConfig": "config",
+    "StageResult": "stage",
     "load_recipe": "recipe",
     "train": "recipe",
 }

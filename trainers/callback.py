@@ -17,7 +17,8 @@ What it does, per saved checkpoint (``on_save``) and optionally per evaluation (
 * stops training (CI-aware early stopping) after ``patience`` consecutive evaluations whose score does not beat
   the best checkpoint's lower CI bound (upper bound when lower is better), and at once when cheat checks flag the
   policy (``lioneval.checks.is_cheat``). A dip inside the best score's noise does not count against patience, and
-  only a significant drop does; the stop is recorded in the store (``RunSpec.settings["early_stop_step"]``).
+  only a significant drop does; the stop is recorded in the store as an ``EarlyStop`` record
+  (``RunStore.early_stops()``: stage, the run that triggered it, model, checkpoint, step, reason, metric).
 
 Wiring it into a transformers or TRL trainer::
 
@@ -61,9 +62,15 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from lioneval.checks import is_cheat
 from lioneval.errors import LionEvalError
-from lioneval.trainers.recipe import StageConfig, StageResult, _help, config_from_dict
-from lioneval.types import Estimate, Report
+from lioneval.judges.judge import make_judge
+from lioneval.pipeline import run
+from lioneval.store import DEFAULT_STORE, RunStore
+from lioneval.trainers.config import EvalConfig, StageConfig, check_stage_name
+from lioneval.trainers.models import resolve_judge
+from lioneval.trainers.stage import StageResult
+from lioneval.types import EarlyStop, Estimate, Report
 
 log = logging.getLogger("lioneval.train")
 
@@ -155,70 +162,11 @@ class CheckpointLinker(TrainerCallback):
         return [p for p in self.saved if Path(p).exists()]
 
 
-# -- configuration ------------------------------------------------------------------------------------------------
-@dataclass
-class EvalConfig:
-    """Settings of LionEvalCallback (the `eval:` block of a recipe or stage)."""
-
-    suite: dict[str, Any] = _help({}, "The quick suite: RunConfig fields (bench, judge, data, baseline, limit, "
-                                      "subset, seed, rounds, max_new_tokens, batch_size, judge_prefill, "
-                                      "judge_max_tokens).")
-    demo_data: bool = _help(False, "Use lioneval's bundled demo question sets for benchmarks without `data`.")
-    mode: str = _help("inline", "inline: training waits for each evaluation; background: a worker process "
-                                "evaluates while training goes on.")
-    on_save: bool = _help(True, "Evaluate every saved checkpoint.")
-    on_evaluate: bool = _help(False, "Evaluate inside Trainer.evaluate and add the scores to its metrics "
-                                     "(eval_lioneval_<bench>_<metric>) for metric_for_best_model and "
-                                     "EarlyStoppingCallback.")
-    metric: str = _help("mt-bench/overall", "BENCH/METRIC that early stopping watches.")
-    greater_is_better: bool = _help(True, "Whether a higher `metric` is better.")
-    patience: int | None = _help(None, "Stop after this many consecutive evaluations below the best one's lower CI "
-                                       "bound (None: never on scores).")
-    stop_on_cheat: bool = _help(True, "Stop at once when cheat checks flag an evaluated checkpoint.")
-    log_metrics: list[str] | None = _help(None, "BENCH/METRIC names to log; default every metric of each report "
-                                                "except per-category ones.")
-    store: str | None = _help(None, "Run store the evaluations are written to (default: lioneval.db; a recipe "
-                                    "sets its own).")
-    background_threads: int = _help(1, "Torch threads of the background worker.")
-    background_nice: int = _help(19, "Scheduling niceness of the background worker (19: only idle CPU time).")
-    wait_at_end: bool = _help(True, "At the end of training, wait for background evaluations still running.")
-
-    @classmethod
-    def coerce(cls, value: EvalConfig | dict[str, Any] | None) -> EvalConfig:
-        if isinstance(value, cls):
-            return value
-        cfg = config_from_dict(cls, dict(value or {}))
-        if cfg.mode not in ("inline", "background"):
-            raise LionEvalError(f"eval mode must be inline or background, not {cfg.mode!r}", fix="set mode: inline")
-        if "/" not in cfg.metric:
-            raise LionEvalError(f"eval metric {cfg.metric!r} is not BENCH/METRIC", fix="e.g. metric: mt-bench/overall")
-        return cfg
-
-    def run_config(self) -> Any:
-        """The pipeline's RunConfig for this suite."""
-        from lioneval.pipeline import DEMO_DATA, RunConfig
-
-        suite = dict(self.suite)
-        if "bench" in suite:
-            suite["bench"] = tuple([suite["bench"]] if isinstance(suite["bench"], str) else suite["bench"])
-        cfg = config_from_dict(RunConfig, suite)
-        if self.demo_data:
-            demo = {"mt-bench": str(DEMO_DATA / "mt_bench"), "arena-hard": str(DEMO_DATA / "arena_hard"),
-                    "alpaca-eval": str(DEMO_DATA / "alpaca_eval" / "reference_outputs.json")}
-            cfg.data = {**{b: demo[b] for b in cfg.bench if b in demo}, **cfg.data}
-            cfg.baseline = {**{b: "demo-baseline" for b in cfg.bench if b != "mt-bench"}, **cfg.baseline}
-        if not cfg.judge:
-            raise LionEvalError("the evaluation suite has no judge", fix="set eval.suite.judge to a judge spec")
-        return cfg
-
-
 # -- evaluators -----------------------------------------------------------------------------------------------------
 _JUDGES: dict[tuple, Any] = {}  # per process: a local judge model is loaded once, not per checkpoint
 
 
 def _judge_for(cfg: Any) -> Any:
-    from lioneval.judges.judge import make_judge
-
     overrides: dict[str, Any] = {"max_tokens": cfg.judge_max_tokens} if cfg.judge_max_tokens else {}
     if cfg.judge_prefill:
         overrides["prefill"] = True
@@ -236,9 +184,6 @@ class PipelineEvaluator:
     store: str
 
     def __call__(self, checkpoint: str, step: int) -> list[Report]:
-        from lioneval.pipeline import run
-        from lioneval.store import RunStore
-
         cfg = dataclasses.replace(self.suite, ckpt=checkpoint)
         with RunStore(self.store) as st:
             return run(cfg, st, judge=_judge_for(cfg)).reports
@@ -299,9 +244,9 @@ class LionEvalCallback(TrainerCallback):
                  stage: str | None = None, links_dir: str | Path | None = None, step_offset: int = 0,
                  trainer: Any = None):
         self.config = EvalConfig.coerce(config)
+        if stage is not None:
+            check_stage_name(stage)
         if evaluator is None:
-            from lioneval.store import DEFAULT_STORE
-
             evaluator = PipelineEvaluator(self.config.run_config(), self.config.store or DEFAULT_STORE)
         self.evaluator = evaluator
         self.stage = stage
@@ -459,8 +404,6 @@ class LionEvalCallback(TrainerCallback):
     # -- recording and deciding ----------------------------------------------------------------------------------
     def _record(self, step: int, path: str, reports: list[Report], error: str | None, state: Any,
                 control: Any) -> Evaluation:
-        from lioneval.checks import is_cheat
-
         ev = Evaluation(step=step, checkpoint=path, reports=reports, error=error)
         bench, _, metric = self.config.metric.partition("/")
         for r in reports:
@@ -503,9 +446,9 @@ class LionEvalCallback(TrainerCallback):
             side = "lower" if self.config.greater_is_better else "upper"
             self._stop(ev, f"{self.strikes} evaluation(s) in a row did not beat the {side} CI bound "
                            f"{bar:.3g} of the best checkpoint (step {b.step}, {self.config.metric}={b.value:.3g})",
-                       control)
+                       control, metric=self.config.metric)
 
-    def _stop(self, ev: Evaluation, reason: str, control: Any) -> None:
+    def _stop(self, ev: Evaluation, reason: str, control: Any, *, metric: str | None = None) -> None:
         control.should_training_stop = True
         if self.stop_reason is not None:
             return
@@ -513,13 +456,21 @@ class LionEvalCallback(TrainerCallback):
         log.warning("lioneval: stopping training at step %d: %s", ev.step, reason)
         store_path = getattr(self.evaluator, "store", None) or self.config.store
         if store_path and ev.model:
-            from lioneval.store import RunStore
-            from lioneval.types import RunSpec
-
-            stage = ev.reports[0].meta.get("stage") or self.stage
+            if metric:
+                trigger = next((r for r in ev.reports if r.benchmark == metric.partition("/")[0]), None)
+            else:
+                trigger = next((r for r in ev.reports if is_cheat(r.checks) or r.meta.get("cheat_flagged")), None)
+            trigger = trigger or ev.reports[0]
+            stop = EarlyStop(
+                stage=trigger.meta.get("stage") or self.stage, run=trigger.run, model=trigger.model,
+                checkpoint=ev.checkpoint, step=ev.step, reason=reason, metric=metric,
+                meta={"cause": "cheat" if ev.flagged else "patience", "flagged": sorted(set(ev.flagged)),
+                      "value": ev.value, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
+                      "best_step": self.best.step if self.best is not None else None,
+                      "patience": self.config.patience},
+            )
             with RunStore(store_path) as st:
-                st.put_run(RunSpec(model=ev.model, checkpoint=ev.checkpoint, stage=stage, step=ev.step,
-                                   settings={"early_stop_step": ev.step, "early_stop_reason": reason}))
+                st.put_early_stop(stop)
 
     def _metric_names(self, r: Report) -> list[str]:
         wanted = self.config.log_metrics
@@ -573,21 +524,22 @@ class StageHooks:
                  evaluation: LionEvalCallback | None = None):
         self.cfg = cfg
         self.linker = CheckpointLinker(cfg.stage, cfg.output_dir, step_offset=step_offset)
-        self.eval = evaluation
-        if self.eval is None and cfg.eval is not None:
-            from lioneval.trainers.recipe import resolve_judge
-
-            settings = {**cfg.eval}
-            if store and not settings.get("store"):
-                settings["store"] = store
-            suite = dict(settings.get("suite") or {})
-            if suite.get("judge"):
-                suite["judge"] = resolve_judge(suite["judge"], cfg.output_dir)
-            settings["suite"] = suite
-            self.eval = LionEvalCallback(settings, stage=cfg.stage, links_dir=cfg.output_dir)
+        self.eval = evaluation if evaluation is not None else self.evaluation_for(cfg, store)
         if self.eval is not None:
             self.eval.step_offset = step_offset
             self.eval.stage, self.eval.links_dir = cfg.stage, cfg.output_dir
+
+    @staticmethod
+    def evaluation_for(cfg: StageConfig, store: str | None = None) -> LionEvalCallback | None:
+        """The stage's LionEvalCallback (None without `eval`), judging into ``store`` unless its config names one."""
+        if cfg.eval is None:
+            return None
+        settings = EvalConfig.coerce(cfg.eval)
+        suite = dict(settings.suite)
+        if suite.get("judge"):
+            suite["judge"] = resolve_judge(suite["judge"], cfg.output_dir)
+        settings = dataclasses.replace(settings, suite=suite, store=settings.store or store)
+        return LionEvalCallback(settings, stage=cfg.stage, links_dir=cfg.output_dir)
 
     @property
     def callbacks(self) -> list[TrainerCallback]:

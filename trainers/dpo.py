@@ -17,24 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from lioneval.errors import DataError
-from lioneval.trainers.recipe import StageConfig, StageResult, _help
+from lioneval.trainers.config import StageConfig, _help
+from lioneval.trainers.stage import Stage, StageResult
 
 log = logging.getLogger("lioneval.train")
 
-__all__ = ["DPOConfig", "PreferenceConfig", "dpo", "dpo_trainer", "read_preferences"]
+__all__ = ["DPOConfig", "DPOStage", "PreferenceConfig", "dpo", "dpo_trainer", "read_preferences"]
 
 
 @dataclass
 class PreferenceConfig(StageConfig):
     """The DPO loss settings shared by offline and online DPO."""
 
-    beta: float = _help(0.1, "Strength of the pull towards the reference policy (higher: stay closer).")
+    beta: float = _help(0.1, "Strength of the pull towards the reference policy (higher: stay closer).", minimum=0)
     loss_type: str = _help("sigmoid", "TRL DPO loss: sigmoid (DPO), ipo, hinge, robust, ... (comma-separated "
                                       "for a weighted sum, see TRL's DPOConfig).")
-    label_smoothing: float = _help(0.0, "Assumed share of flipped preference labels (conservative/robust DPO).")
-    max_length: int = _help(512, "Tokens of prompt plus answer kept per example.")
-    attn_implementation: str = _help("sdpa", "Attention kernel: sdpa, eager, flash_attention_2, ...")
-    learning_rate: float = _help(5e-7, "Peak learning rate (DPO wants small ones).")
+    label_smoothing: float = _help(0.0, "Assumed share of flipped preference labels (conservative/robust DPO).",
+                                   minimum=0)
+    max_length: int = _help(512, "Tokens of prompt plus answer kept per example.", minimum=1)
+    learning_rate: float = _help(5e-7, "Peak learning rate (DPO wants small ones).", minimum=0)
 
     def trl_args(self, **extra: Any) -> Any:
         from trl import DPOConfig as TRLDPOConfig
@@ -57,6 +58,8 @@ class DPOConfig(PreferenceConfig):
     data: str = _help("", "JSONL preference set: prompt, chosen, rejected per line (messages or strings).")
 
     KIND = "dpo"
+    REQUIRED = ("data",)
+    INPUT_FILES = ("data",)
 
 
 def _as_messages(value: Any, role: str, where: str) -> list[dict[str, str]]:
@@ -104,25 +107,19 @@ def dpo_trainer(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], args: A
     return trainer
 
 
+class DPOStage(Stage):
+    """Offline DPO on the shared stage skeleton: the preference set is read before anything is loaded."""
+
+    config_cls = DPOConfig
+    what = "DPO training"
+
+    def prepare(self) -> None:
+        self.pairs = read_preferences(self.cfg.data)
+
+    def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
+        return dpo_trainer(model, tokenizer, self.pairs, self.cfg.trl_args(), callbacks)
+
+
 def dpo(cfg: DPOConfig, *, store: str | None = None) -> StageResult:
     """Offline DPO from ``cfg.model`` on ``cfg.data``; checkpoints ``<output_dir>/<stage>-step<N>``."""
-    from lioneval.registry import require
-
-    require("trl", "train", what="DPO training")
-    from lioneval.trainers.callback import StageHooks
-    from lioneval.trainers.recipe import load_policy, resolve_model
-
-    if not cfg.data:
-        raise DataError("the DPO stage has no data", fix="set `data:` to a JSONL preference set")
-    pairs = read_preferences(cfg.data)
-    model, tok = load_policy(resolve_model(cfg.model, cfg.output_dir), attn_implementation=cfg.attn_implementation)
-    cfg.fresh_stage_dir()
-    hooks = StageHooks(cfg, store=store)
-    trainer = dpo_trainer(model, tok, pairs, cfg.trl_args(), hooks.callbacks)
-    hooks.attach(trainer)
-    try:
-        trainer.train()
-    finally:
-        if hooks.eval is not None:
-            hooks.eval.close()
-    return hooks.result(trainer.state.global_step)
+    return DPOStage(cfg, store=store).run()

@@ -8,10 +8,15 @@ The next round samples from the updated policy.
 
 Ranking (``ranking``):
 
-* ``rating``: the judge grades each answer alone (MT-Bench single-answer protocol, first turn); a reward model
-  (``reward-model:PATH``) gives its reward. Any judge spec works (``make_judge``).
-* ``pairwise``: the judge compares each answer with the prompt's first sample in both orders (Arena-Hard protocol);
-  an answer's score is its win share against that anchor, the anchor's is 0.5.
+* ``rating``: the judge grades each answer alone (a rating benchmark's single-answer protocol, first turn; MT-Bench
+  by default); a reward model (``reward-model:PATH``) gives its reward. Any judge spec works (``make_judge``).
+* ``pairwise``: the judge compares each answer with the prompt's first sample in both orders (a pairwise
+  benchmark's protocol; Arena-Hard by default); an answer's score is its win share against that anchor, the
+  anchor's is 0.5.
+
+``judge_benchmark`` names the benchmark whose judging protocol (prompt template, verdict format) is used; its kind
+must match ``ranking``. Unset, it is the first registered benchmark of that kind (lioneval.registry declares
+MT-Bench, then Arena-Hard-Auto, then AlpacaEval).
 
 The judgments are not written to the run store: they grade training samples, not a checkpoint's benchmark answers.
 Checkpoints are ``<output_dir>/<stage>-step<N>`` with N counted across rounds (each round's trainer keeps its own
@@ -21,20 +26,28 @@ Checkpoints are ``<output_dir>/<stage>-step<N>`` with N counted across rounds (e
 from __future__ import annotations
 
 import copy
-import gc
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lioneval.errors import DataError, LionEvalError
-from lioneval.trainers.dpo import PreferenceConfig
-from lioneval.trainers.recipe import StageResult, _help
+from lioneval.errors import ConfigError, DataError, LionEvalError
+from lioneval.judges.judge import judge_answers, make_judge
+from lioneval.judges.spec import parse_spec
+from lioneval.registry import BENCHMARKS
+from lioneval.trainers.config import _help
+from lioneval.trainers.dpo import PreferenceConfig, dpo_trainer
+from lioneval.trainers.models import resolve_judge
+from lioneval.trainers.stage import Stage, StageResult
+from lioneval.types import Answer, Question
 
 log = logging.getLogger("lioneval.train")
 
-__all__ = ["OnlineDPOConfig", "best_worst_pairs", "online_dpo", "rank_samples", "read_prompts", "sample_answers"]
+__all__ = ["OnlineDPOConfig", "OnlineDPOStage", "best_worst_pairs", "judge_benchmark",
+           "online_dpo", "rank_samples", "read_prompts", "sample_answers"]
+
+RANKINGS = ("rating", "pairwise")
 
 
 @dataclass
@@ -45,18 +58,63 @@ class OnlineDPOConfig(PreferenceConfig):
                              "text file with one prompt per line.")
     judge: str = _help("", "Judge spec that ranks the samples (see `lioneval list judges`), e.g. "
                            "openai-compatible:M@URL or reward-model:PATH.")
-    ranking: str = _help("rating", "rating: score each answer alone; pairwise: compare each with the first sample.")
+    ranking: str = _help("rating", "rating: score each answer alone; pairwise: compare each with the first sample.",
+                         choices=RANKINGS)
+    judge_benchmark: str | None = _help(None, "Benchmark whose judging protocol (prompt template, verdict format) "
+                                              "ranks the samples; its kind must match `ranking`. Default: the "
+                                              "first registered benchmark of that kind (MT-Bench for rating, "
+                                              "Arena-Hard-Auto for pairwise).")
     judge_prefill: bool = _help(False, "Start the judge's reply with the verdict format (small local judges).")
-    rounds: int = _help(2, "Sample-judge-train rounds.")
-    k: int = _help(4, "Answers sampled per prompt.")
-    prompts_per_round: int | None = _help(None, "Prompts used per round, taken in turn from the file (None: all).")
-    temperature: float = _help(0.8, "Sampling temperature.")
-    top_p: float = _help(1.0, "Nucleus sampling threshold.")
-    max_new_tokens: int = _help(128, "Longest sampled answer.")
-    generation_batch_size: int = _help(8, "Chats per generate() call.")
-    steps_per_round: int = _help(-1, "Optimizer steps per round (-1: num_train_epochs over the round's pairs).")
+    rounds: int = _help(2, "Sample-judge-train rounds.", minimum=1)
+    k: int = _help(4, "Answers sampled per prompt.", minimum=2)
+    prompts_per_round: int | None = _help(None, "Prompts used per round, taken in turn from the file (None: all).",
+                                          minimum=1)
+    temperature: float = _help(0.8, "Sampling temperature.", minimum=0)
+    top_p: float = _help(1.0, "Nucleus sampling threshold.", minimum=0)
+    max_new_tokens: int = _help(128, "Longest sampled answer.", minimum=1)
+    generation_batch_size: int = _help(8, "Chats per generate() call.", minimum=1)
+    steps_per_round: int = _help(-1, "Optimizer steps per round (-1: num_train_epochs over the round's pairs).",
+                                 minimum=1, special=(-1,))
 
     KIND = "online-dpo"
+    REQUIRED = ("prompts", "judge")
+    INPUT_FILES = ("prompts",)
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        judge_benchmark(self.ranking, self.judge_benchmark, where=f"{where}.judge_benchmark")
+        if self.judge:
+            try:
+                parse_spec(self.judge)
+            except LionEvalError as e:
+                raise ConfigError(f"{where}.judge: {e.message}", fix=e.fix) from None
+
+
+def judge_benchmark(ranking: str, name: str | None = None, *, where: str = "judge_benchmark") -> str:
+    """The benchmark whose judging protocol ranks samples: ``name``, or the first registered benchmark whose kind
+    is ``ranking``; a named one must be of that kind."""
+    if ranking not in RANKINGS:
+        raise ConfigError(f"unknown ranking {ranking!r}", fix=f"use {' or '.join(RANKINGS)}")
+    if name is None:
+        name = next((n for n in BENCHMARKS.entries if _kind(n) == ranking), None)
+        if name is None:
+            raise ConfigError(f"no registered benchmark judges {ranking}", fix="set judge_benchmark")
+        return name
+    try:
+        kind = BENCHMARKS.get(name).kind
+    except LionEvalError as e:
+        raise ConfigError(f"{where}: {e.message}", fix=e.fix) from None
+    if kind != ranking:
+        raise ConfigError(f"{where} {name!r} judges {kind}, but ranking is {ranking}",
+                          fix=f"set ranking: {kind}, or a {ranking} benchmark as judge_benchmark")
+    return name
+
+
+def _kind(name: str) -> str | None:
+    try:
+        return BENCHMARKS.get(name).kind
+    except LionEvalError:  # a plug-in whose optional packages are missing judges nothing here
+        return None
 
 
 def read_prompts(path: str | Path) -> list[list[dict[str, str]]]:
@@ -101,27 +159,20 @@ def sample_answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]
 
 
 def rank_samples(judge: Any, prompts: list[list[dict[str, str]]], samples: list[list[str]], ranking: str,
-                 round_tag: str = "r0") -> list[list[float | None]]:
-    """A score per sample (higher is better; None where the judge gave no verdict or the answer is empty)."""
-    from lioneval.judges.judge import judge_answers
-    from lioneval.types import Answer, Question
-
+                 round_tag: str = "r0", *, benchmark: str | None = None) -> list[list[float | None]]:
+    """A score per sample (higher is better; None where the judge gave no verdict or the answer is empty), judged
+    with the protocol of ``benchmark`` (default: the ranking's, see ``judge_benchmark``)."""
+    bench = judge_benchmark(ranking, benchmark)
     questions, answers, anchors = [], [], []
     for i, (chat, outs) in enumerate(zip(prompts, samples, strict=True)):
         qid = f"{round_tag}-{i}"
-        questions.append(Question(id=qid, benchmark="mt-bench" if ranking == "rating" else "arena-hard",
-                                  turns=[chat[-1]["content"]]))
+        questions.append(Question(id=qid, benchmark=bench, turns=[chat[-1]["content"]]))
         for j, text in enumerate(outs):
             if not text:
                 continue
-            a = Answer(question_id=qid, benchmark=questions[-1].benchmark, model=f"sample-{j}", turns=[text])
+            a = Answer(question_id=qid, benchmark=bench, model=f"sample-{j}", turns=[text])
             (anchors if ranking == "pairwise" and j == 0 else answers).append(a)
-    if ranking == "rating":
-        run = judge_answers(judge, "mt-bench", questions, answers)
-    elif ranking == "pairwise":
-        run = judge_answers(judge, "arena-hard", questions, answers, anchors)
-    else:
-        raise LionEvalError(f"unknown ranking {ranking!r}", fix="use rating or pairwise")
+    run = judge_answers(judge, bench, questions, answers, anchors)
     got = {(j.question_id, j.model): j.value for j in run.judgments}
     scores: list[list[float | None]] = []
     for i, outs in enumerate(samples):
@@ -154,67 +205,46 @@ def best_worst_pairs(prompts: list[list[dict[str, str]]], samples: list[list[str
     return pairs
 
 
-def online_dpo(cfg: OnlineDPOConfig, *, store: str | None = None) -> StageResult:
-    """LIONs online DPO from ``cfg.model``; checkpoints ``<output_dir>/<stage>-step<N>``."""
-    from lioneval.judges.judge import make_judge
-    from lioneval.registry import require
+class OnlineDPOStage(Stage):
+    """Online DPO on the shared stage skeleton: each round samples, ranks and trains on its own pairs."""
 
-    require("trl", "train", what="online DPO training")
-    from lioneval.trainers.callback import LionEvalCallback, StageHooks
-    from lioneval.trainers.dpo import dpo_trainer
-    from lioneval.trainers.recipe import load_policy, resolve_judge, resolve_model
+    config_cls = OnlineDPOConfig
+    what = "online DPO training"
 
-    if not cfg.judge:
-        raise LionEvalError("the online DPO stage has no judge",
-                            fix="set `judge:` to a judge spec or reward-model:PATH")
-    if cfg.rounds < 1 or cfg.k < 2:
-        raise LionEvalError("online DPO needs rounds >= 1 and k >= 2", fix="set rounds and k (e.g. 2 and 4)")
-    prompts = read_prompts(cfg.prompts) if cfg.prompts else []
-    if not prompts:
-        raise DataError("the online DPO stage has no prompts", fix="set `prompts:` to a prompts file")
-    overrides: dict[str, Any] = {"prefill": True} if cfg.judge_prefill else {}
-    judge = make_judge(resolve_judge(cfg.judge, cfg.output_dir), None, **overrides)
-    model, tok = load_policy(resolve_model(cfg.model, cfg.output_dir), attn_implementation=cfg.attn_implementation)
-    cfg.fresh_stage_dir()
-    per_round = cfg.prompts_per_round or len(prompts)
-    evaluation: LionEvalCallback | None = None
-    checkpoints: list[str] = []
-    offset = 0
-    try:
-        for r in range(cfg.rounds):
-            batch = [prompts[(r * per_round + i) % len(prompts)] for i in range(per_round)]
-            samples = sample_answers(model, tok, batch, cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                                     max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + r,
-                                     batch_size=cfg.generation_batch_size)
-            scores = rank_samples(judge, batch, samples, cfg.ranking, round_tag=f"r{r}")
-            pairs = best_worst_pairs(batch, samples, scores)
-            log.info("online-dpo round %d: %d prompts, %d pairs (%d skipped: ties or unscored)", r + 1, len(batch),
-                     len(pairs), len(batch) - len(pairs))
-            if not pairs:
-                continue
-            hooks = StageHooks(cfg, store=store, step_offset=offset, evaluation=evaluation)
-            evaluation = hooks.eval
-            args = cfg.trl_args(output_dir=str(cfg.stage_dir / f"round-{r + 1}"), max_steps=cfg.steps_per_round)
-            trainer = dpo_trainer(model, tok, [{k: v for k, v in p.items() if k != "margin"} for p in pairs], args,
-                                  hooks.callbacks)
-            hooks.attach(trainer)
-            trainer.train()
-            offset += trainer.state.global_step
-            checkpoints += [c for c in hooks.linker.checkpoints if c not in checkpoints]
-            model = trainer.model
-            del trainer  # its optimizer state; the next round builds its own
-            gc.collect()
-            if hooks.stopped:
-                break
-    finally:
-        if evaluation is not None:
-            evaluation.close()
-    if not checkpoints:
+    def prepare(self) -> None:
+        cfg = self.cfg
+        self.prompts = read_prompts(cfg.prompts)
+        self.benchmark = judge_benchmark(cfg.ranking, cfg.judge_benchmark)
+        overrides: dict[str, Any] = {"prefill": True} if cfg.judge_prefill else {}
+        self.judge = make_judge(resolve_judge(cfg.judge, cfg.output_dir), None, **overrides)
+
+    @property
+    def rounds(self) -> int:
+        return self.cfg.rounds
+
+    def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
+        cfg, prompts = self.cfg, self.prompts
+        per_round = cfg.prompts_per_round or len(prompts)
+        batch = [prompts[(round * per_round + i) % len(prompts)] for i in range(per_round)]
+        samples = sample_answers(model, tokenizer, batch, cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                                 max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + round,
+                                 batch_size=cfg.generation_batch_size)
+        scores = rank_samples(self.judge, batch, samples, cfg.ranking, round_tag=f"r{round}",
+                              benchmark=self.benchmark)
+        pairs = best_worst_pairs(batch, samples, scores)
+        log.info("online-dpo round %d: %d prompts, %d pairs (%d skipped: ties or unscored)", round + 1, len(batch),
+                 len(pairs), len(batch) - len(pairs))
+        if not pairs:
+            return None
+        args = cfg.trl_args(output_dir=str(cfg.stage_dir / f"round-{round + 1}"), max_steps=cfg.steps_per_round)
+        return dpo_trainer(model, tokenizer, [{k: v for k, v in p.items() if k != "margin"} for p in pairs], args,
+                           callbacks)
+
+    def nothing_saved(self) -> None:
         raise LionEvalError("online DPO produced no preference pair in any round (every prompt's samples tied)",
                             fix="raise k or temperature, or use a judge that separates answers (ranking: rating)")
-    return StageResult(
-        stage=cfg.stage, checkpoints=[c for c in checkpoints if Path(c).exists()], steps=offset,
-        stopped_early=evaluation is not None and evaluation.stop_reason is not None,
-        stop_reason=evaluation.stop_reason if evaluation is not None else None,
-        evaluations=[e.to_json() for e in evaluation.evaluations] if evaluation is not None else [],
-    )
+
+
+def online_dpo(cfg: OnlineDPOConfig, *, store: str | None = None) -> StageResult:
+    """LIONs online DPO from ``cfg.model``; checkpoints ``<output_dir>/<stage>-step<N>``."""
+    return OnlineDPOStage(cfg, store=store).run()

@@ -18,11 +18,12 @@
    the given order, the score last. So noise never promotes a longer-winded or later checkpoint over an
    equivalent one. ``count`` > 1 repeats the pick on the rest.
 
-The decision is recorded in the store as a CheckResult (name "promotion", scope "run", status "pass", meta
-``{"promoted": true, "reasons": [...], "stage", "step", "checkpoint", "score", "candidates", "policy"}``) on the
-promoted run, and marked on disk: ``<out>/<stage>-promoted`` links to the checkpoint and
-``<out>/<stage>-promoted.json`` holds the decision. A stage with no eligible checkpoint is refused (nothing
-promoted, nothing recorded); the decision's reasons say why.
+The decision is recorded in the store as :class:`lioneval.types.Promotion` records, one per promoted checkpoint
+(rank 1..count: stage, run, model, checkpoint, step, judge, score and interval, the reasons, the candidates table
+and the policy; read back with ``RunStore.promotions(stage)``), and marked on disk: ``<out>/<stage>-promoted``
+links to the checkpoint and ``<out>/<stage>-promoted.json`` holds the decision. A stage with no eligible checkpoint
+is refused (nothing promoted, nothing recorded); the decision's reasons say why. Stage names become file names, so
+one that is not a plain name (``../x``) is refused before anything is read or written.
 """
 
 from __future__ import annotations
@@ -31,60 +32,72 @@ import dataclasses
 import json
 import math
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lioneval.errors import LionEvalError
+from lioneval.checkpoint import weights_hash
+from lioneval.checks import is_cheat
+from lioneval.errors import ConfigError, LionEvalError
+from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
-from lioneval.types import CheckResult, Estimate, Report, RunSpec
+from lioneval.trainers.config import Checked, _help, check_stage_name, config_from_dict
+from lioneval.types import Estimate, Promotion, Report, RunSpec
 
 __all__ = ["Candidate", "PromotionDecision", "PromotionPolicy", "promote"]
 
-DEFAULT_WEIGHTS = {"mt-bench/overall": 10.0, "arena-hard/score": 1.0, "alpaca-eval/length_controlled_winrate": 1.0}
+# The default policy's weights (a field default; a recipe's `promotion.weights` replaces it): each built-in
+# benchmark's headline, scaled to 0-100 (MT-Bench's 1-10 rating weighs 10, the percentages 1).
+DEFAULT_WEIGHTS = {f"{name}/{cls.headline}": 100.0 / cls.headline_scale
+                   for name in BENCHMARKS.defaults() if (cls := BENCHMARKS.get(name))}
 TIE_BREAKS = ("shorter", "earlier")
 
 
-def _f(default: Any, text: str) -> Any:
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass
-class PromotionPolicy:
+class PromotionPolicy(Checked):
     """How promote() chooses (the `promotion:` block of a recipe; a YAML file for `lioneval promote --policy`)."""
 
-    weights: dict[str, float] = _f(DEFAULT_WEIGHTS, "BENCH/METRIC -> weight of the combined score.")
-    tie_break: list[str] = _f(list(TIE_BREAKS), "Order of preferences among checkpoints whose score intervals "
-                                                "overlap the best one's: shorter, earlier.")
-    max_length_growth: float | None = _f(1.5, "Exclude checkpoints whose mean answer length exceeds the stage's "
-                                              "earliest candidate's by this factor (None: no bound).")
-    max_length_ratio: float | None = _f(2.0, "Exclude checkpoints whose answers are this many times the pairwise "
-                                             "baseline's length (None: no bound).")
-    exclude_flagged: bool = _f(True, "Exclude checkpoints that cheat checks flagged.")
-    judge: str | None = _f(None, "Only reports of this judge (id or spec label); default: the judge that scored "
-                                 "the most candidates.")
-    count: int = _f(1, "How many checkpoints to promote.")
+    weights: dict[str, float] = _help(DEFAULT_WEIGHTS, "BENCH/METRIC -> weight of the combined score.")
+    tie_break: list[str] = _help(list(TIE_BREAKS), "Order of preferences among checkpoints whose score "
+                                                   "intervals overlap the best one's: shorter, earlier.")
+    max_length_growth: float | None = _help(1.5, "Exclude checkpoints whose mean answer length exceeds the "
+                                                 "stage's earliest candidate's by this factor (None: no bound).",
+                                            minimum=0)
+    max_length_ratio: float | None = _help(2.0, "Exclude checkpoints whose answers are this many times the "
+                                                "pairwise baseline's length (None: no bound).", minimum=0)
+    exclude_flagged: bool = _help(True, "Exclude checkpoints that cheat checks flagged.")
+    judge: str | None = _help(None, "Only reports of this judge (id or spec label); default: the judge that "
+                                    "scored the most candidates.")
+    count: int = _help(1, "How many checkpoints to promote.", minimum=1)
 
-    def __post_init__(self) -> None:
+    def check(self, where: str) -> None:
         bad = [t for t in self.tie_break if t not in TIE_BREAKS]
         if bad:
-            raise LionEvalError(f"unknown tie_break {bad}", fix=f"use {', '.join(TIE_BREAKS)}")
+            raise ConfigError(f"{where}.tie_break: unknown {bad}", fix=f"use {', '.join(TIE_BREAKS)}")
         if not self.weights:
-            raise LionEvalError("the promotion policy weights no metric", fix="e.g. weights: {mt-bench/overall: 1}")
+            raise ConfigError(f"{where}: the promotion policy weights no metric",
+                              fix="e.g. weights: {mt-bench/overall: 1}")
+        for metric in self.weights:
+            bench, sep, name = metric.partition("/")
+            if not sep or not bench or not name:
+                raise ConfigError(f"{where}.weights: {metric!r} is not BENCH/METRIC", fix="e.g. mt-bench/overall")
+            try:
+                BENCHMARKS.entry(bench)
+            except LionEvalError as e:
+                raise ConfigError(f"{where}.weights: {metric!r} names an {e.message}", fix=e.fix) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PromotionPolicy:
         import yaml
 
-        from lioneval.trainers.recipe import config_from_dict
-
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
             raise LionEvalError(f"cannot read promotion policy {path}: {e}", fix="pass a YAML file") from e
-        return config_from_dict(cls, data.get("promotion", data))
+        if isinstance(data, dict) and "promotion" in data:
+            return config_from_dict(cls, data["promotion"], f"{path}: promotion")
+        return config_from_dict(cls, data, str(path))
 
 
 @dataclass
@@ -143,8 +156,6 @@ def _same_place(path: str, places: set[str]) -> bool:
 
 
 def _stale(spec: RunSpec) -> str | None:
-    from lioneval.checkpoint import weights_hash
-
     if not spec.checkpoint or not Path(spec.checkpoint).exists():
         return "checkpoint no longer on disk"
     if spec.weights_hash and weights_hash(spec.checkpoint) != spec.weights_hash:
@@ -162,6 +173,7 @@ def _mean_length(store: RunStore, model: str, benches: list[str]) -> float | Non
 def promote(store: RunStore, stage: str, policy: PromotionPolicy | None = None, *, out: str | Path | None = None,
             checkpoints: list[str] | None = None, record: bool = True, mark: bool = True) -> PromotionDecision:
     """Pick the checkpoint(s) of ``stage`` to promote from stored reports (see the module docstring)."""
+    check_stage_name(stage)  # it names the marker files written into `out`
     policy = policy or PromotionPolicy()
     specs = [s for s in store.runs() if s.stage == stage]
     if checkpoints is not None:
@@ -236,8 +248,8 @@ def _most_common_judge(specs: list[RunSpec]) -> str:
 
 
 def _fill(store: RunStore, c: Candidate, reports: list[Report], policy: PromotionPolicy) -> dict[str, Estimate]:
-    from lioneval.checks import is_cheat
 
+    # stores written before Promotion records kept decisions as checks named "promotion": not cheat checks
     checks = [x for r in reports for x in r.checks] + [x for x in store.checks(run=c.run) if x.name != "promotion"]
     flagged = sorted({x.name for x in checks if x.status == "flag" and x.scope in ("answer", "run")})
     if policy.exclude_flagged and (is_cheat(checks) or any(r.meta.get("cheat_flagged") for r in reports)):
@@ -307,16 +319,16 @@ def _num(x: float | None) -> str:
 
 def _record(store: RunStore, d: PromotionDecision, judge: str) -> None:
     table = [{k: v for k, v in dataclasses.asdict(c).items() if k != "metrics"} for c in d.candidates]
-    checks = []
-    for rank, c in enumerate(d.promoted, 1):
-        checks.append(CheckResult(
-            name="promotion", scope="run", run=c.run, status="pass", model=c.model, judge=judge or None,
-            value=c.score, detail=d.reasons[rank - 1],
-            meta={"promoted": True, "rank": rank, "stage": d.stage, "step": c.step, "checkpoint": c.checkpoint,
-                  "reasons": d.reasons, "score": {"value": c.score, "ci_low": c.ci_low, "ci_high": c.ci_high},
-                  "candidates": table, "policy": dataclasses.asdict(d.policy)},
-        ))
-    store.put_checks(checks)
+    policy = dataclasses.asdict(d.policy)
+    decision = uuid.uuid4().hex
+    store.put_promotions([
+        Promotion(stage=d.stage, run=c.run, model=c.model, checkpoint=c.checkpoint, step=c.step, rank=rank,
+                  judge=judge or None, score=c.score, ci_low=c.ci_low, ci_high=c.ci_high, reasons=d.reasons,
+                  candidates=table, policy=policy,
+                  # a decision is an event: the same choice made again is a new record, and so the latest one
+                  meta={"why": d.reasons[rank - 1], "metrics": c.metrics, "decision": decision})
+        for rank, c in enumerate(d.promoted, 1)
+    ])
 
 
 def _mark(d: PromotionDecision, out: str | Path | None) -> str | None:

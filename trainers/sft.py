@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from lioneval.errors import DataError
-from lioneval.trainers.recipe import StageConfig, StageResult, _help
+from lioneval.trainers.config import StageConfig, _help
+from lioneval.trainers.stage import Stage, StageResult
 
 log = logging.getLogger("lioneval.train")
 
-__all__ = ["PackedCollator", "SFTConfig", "build_rows", "pack", "read_conversations", "sft", "tokenize_conversation"]
+__all__ = ["PackedCollator", "SFTConfig", "SFTStage", "build_rows", "pack", "read_conversations", "sft",
+           "tokenize_conversation"]
 
 IGNORE = -100
 
@@ -41,14 +43,15 @@ class SFTConfig(StageConfig):
     """Settings of the SFT stage (also the keys of an `sft` stage in a recipe)."""
 
     data: str = _help("", "JSONL file of conversations, one {\"messages\": [...]} object per line.")
-    max_length: int = _help(512, "Tokens per packed row; longer conversations are cut to this length.")
+    max_length: int = _help(512, "Tokens per packed row; longer conversations are cut to this length.", minimum=1)
     packing: bool = _help(True, "Pack conversations into rows and train padding-free (position_ids restart per "
                                 "conversation, so none attends to another). False: one padded conversation per row.")
     assistant_only_loss: bool = _help(True, "Train only on assistant tokens (labels -100 elsewhere).")
-    attn_implementation: str = _help("sdpa", "Attention kernel: sdpa, eager, flash_attention_2, ...")
-    learning_rate: float = _help(2e-5, "Peak learning rate.")
+    learning_rate: float = _help(2e-5, "Peak learning rate.", minimum=0)
 
     KIND = "sft"
+    REQUIRED = ("data",)
+    INPUT_FILES = ("data",)
 
 
 def read_conversations(path: str | Path) -> list[list[dict[str, str]]]:
@@ -175,44 +178,38 @@ class _Rows:
         return self.rows[i]
 
 
+class SFTStage(Stage):
+    """SFT on the shared stage skeleton: conversations read first, tokenized and packed before any file is written."""
+
+    config_cls = SFTConfig
+    needs = "transformers"
+    what = "training"
+
+    def prepare(self) -> None:
+        self.conversations = read_conversations(self.cfg.data)
+
+    def setup(self, model: Any, tokenizer: Any) -> None:
+        cfg = self.cfg
+        docs = [tokenize_conversation(tokenizer, c, cfg.max_length, cfg.assistant_only_loss)
+                for c in self.conversations]
+        kept = [d for d in docs if any(t != IGNORE for t in d[1][1:])]
+        if len(kept) < len(docs):
+            log.warning("sft: %d conversation(s) have no assistant token within max_length=%d and are left out",
+                        len(docs) - len(kept), cfg.max_length)
+        if not kept:
+            raise DataError("no conversation has an assistant token to learn", fix="raise max_length")
+        self.rows = build_rows(kept, cfg.max_length, cfg.packing)
+        log.info("sft: %d conversations in %d rows of at most %d tokens", len(kept), len(self.rows), cfg.max_length)
+
+    def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
+        from transformers import Trainer, TrainingArguments
+
+        args = self.cfg.training_arguments(TrainingArguments, remove_unused_columns=False)
+        return Trainer(model=model, args=args, train_dataset=_Rows(self.rows),
+                       data_collator=PackedCollator(tokenizer.pad_token_id, padding_free=self.cfg.packing),
+                       processing_class=tokenizer, callbacks=callbacks)
+
+
 def sft(cfg: SFTConfig, *, store: str | None = None) -> StageResult:
     """Fine-tune ``cfg.model`` on ``cfg.data``; checkpoints ``<output_dir>/<stage>-step<N>``."""
-    from lioneval.registry import require
-
-    require("transformers", "train", what="training")
-    from transformers import Trainer, TrainingArguments
-
-    from lioneval.trainers.callback import StageHooks
-
-    if not cfg.data:
-        raise DataError("the SFT stage has no data", fix="set `data:` to a JSONL file of conversations")
-    model, tok = _load(cfg)
-    convs = read_conversations(cfg.data)
-    docs = [tokenize_conversation(tok, c, cfg.max_length, cfg.assistant_only_loss) for c in convs]
-    kept = [d for d in docs if any(t != IGNORE for t in d[1][1:])]
-    if len(kept) < len(docs):
-        log.warning("sft: %d conversation(s) have no assistant token within max_length=%d and are left out",
-                    len(docs) - len(kept), cfg.max_length)
-    if not kept:
-        raise DataError("no conversation has an assistant token to learn", fix="raise max_length")
-    rows = build_rows(kept, cfg.max_length, cfg.packing)
-    log.info("sft: %d conversations in %d rows of at most %d tokens", len(kept), len(rows), cfg.max_length)
-    cfg.fresh_stage_dir()
-    args = cfg.training_arguments(TrainingArguments, remove_unused_columns=False)
-    hooks = StageHooks(cfg, store=store)
-    trainer = Trainer(model=model, args=args, train_dataset=_Rows(rows),
-                      data_collator=PackedCollator(tok.pad_token_id, padding_free=cfg.packing),
-                      processing_class=tok, callbacks=hooks.callbacks)
-    hooks.attach(trainer)
-    try:
-        trainer.train()
-    finally:
-        if hooks.eval is not None:
-            hooks.eval.close()
-    return hooks.result(trainer.state.global_step)
-
-
-def _load(cfg: SFTConfig) -> tuple[Any, Any]:
-    from lioneval.trainers.recipe import load_policy, resolve_model
-
-    return load_policy(resolve_model(cfg.model, cfg.output_dir), attn_implementation=cfg.attn_implementation)
+    return SFTStage(cfg, store=store).run()
