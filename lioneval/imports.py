@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lioneval import benchmarks
 from lioneval.benchmarks.base import ImportBundle
 from lioneval.errors import DataError
 from lioneval.store import RunStore
+from lioneval.types import Answer, Judgment, Question
 
 
 def load_official(bench: str, path: str | Path, **options: Any) -> ImportBundle:
@@ -36,13 +37,17 @@ def export_official(store: RunStore, bench: str, out: str | Path, *, run: str | 
     """Write stored records of one benchmark in its official layout under ``out``: one run's records, or
     everything stored (optionally only ``models`` and one ``judge``)."""
     b = benchmarks.load(bench)
+    questions: list[Question]
+    answers: list[Answer]
+    judgments: list[Judgment]
     if run is not None:
         spec = store.run(run)
-        questions = store.linked(spec.key, "questions", benchmark=b.name)
-        answers = store.linked(spec.key, "answers", benchmark=b.name)
-        judgments = store.linked(spec.key, "judgments", benchmark=b.name, judge=judge)
+        # store.linked returns the records of the table it is asked for, typed as the common base.
+        questions = cast(list[Question], store.linked(spec.key, "questions", benchmark=b.name))
+        answers = cast(list[Answer], store.linked(spec.key, "answers", benchmark=b.name))
+        judgments = cast(list[Judgment], store.linked(spec.key, "judgments", benchmark=b.name, judge=judge))
     else:
         questions = store.questions(benchmark=b.name)
         answers = store.answers(benchmark=b.name, model=models)
         judgments = store.judgments(benchmark=b.name, judge=judge, model=models)
-    return b.export_official(out, questions, answers, judgments)  # type: ignore[arg-type]
+    return b.export_official(out, questions, answers, judgments)

@@ -45,7 +45,7 @@ def summarize_store(
     return {name: benchmark.summarize(js, answers, **kw) for name, js in sorted(by_judge.items())}
 
 
-def _lengths(answers: list[Answer]) -> dict[str, dict[str, float]]:
+def _lengths(answers: list[Answer]) -> dict[str, dict[str, float | None]]:
     chars, tokens = defaultdict(list), defaultdict(list)
     for a in answers:
         chars[a.model].append(sum(len(t) for t in a.turns))
@@ -87,5 +87,11 @@ def leaderboard(
     found = benchmarks.find(bench)
     key = found.headline if found is not None else None
     sign = -1 if found is None or found.higher_is_better else 1
-    rows.sort(key=lambda r: (r["judge"], sign * (r.get(key, {}) or {}).get("value", sign * float("inf"))))
+
+    def headline_value(r: dict[str, Any]) -> Any:
+        # Rows have only str keys: for an unknown benchmark (key None) every row takes the default, as r.get(None) did.
+        cell = r.get(key, {}) if key is not None else {}
+        return (cell or {}).get("value", sign * float("inf"))
+
+    rows.sort(key=lambda r: (r["judge"], sign * headline_value(r)))
     return rows

@@ -31,10 +31,10 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -186,7 +186,7 @@ def load_outputs(path: str | Path, *, model: str | None = None, bundle: ImportBu
             bundle.skip("repeated instruction (first kept)", where)
             continue
         seen.add(qid)
-        meta = {"eval_idx": pos}
+        meta: dict[str, Any] = {"eval_idx": pos}
         if isinstance(obj.get("dataset"), str):
             meta["dataset"] = obj["dataset"]
         bundle.questions.append(
@@ -252,7 +252,7 @@ def _read_annotations(
         for who, text in ((name, obj["output_2"]), (baseline, obj["output_1"])):
             if (qid, who) not in seen:
                 seen.add((qid, who))
-                keep = {k: meta[k] for k in ("dataset", "eval_idx") if k in meta}
+                keep: dict[str, Any] = {k: meta[k] for k in ("dataset", "eval_idx") if k in meta}
                 bundle.answers.append(Answer(question_id=qid, benchmark=BENCHMARK, model=who, turns=[text], meta=keep))
         raw = obj.get("raw_completion")
         raw = raw if isinstance(raw, str) else ("" if raw is None else json.dumps(raw, ensure_ascii=False))
@@ -461,7 +461,8 @@ class AlpacaEval(Benchmark):
         self._baseline_given = baseline is not None
         self.difficulty_lookup = difficulty_lookup
         self.weights = weights
-        self._lc_source = lc_data
+        # Where to load the LC data from; given the data itself, _lc holds it and there is nothing to load.
+        self._lc_source: str | Path | None = None if isinstance(lc_data, LCData) else lc_data
         self._lc: LCData | None = lc_data if isinstance(lc_data, LCData) else None
         self._eval: ImportBundle | None = None
         self._index: dict[str, int] | None = None
@@ -505,8 +506,11 @@ class AlpacaEval(Benchmark):
                   "comparable": lc_est.meta.get("comparable")},
         )]
 
-    def import_official(self, path: str | Path, *, judge: str | None = None, model: str | None = None,
-                        eval_set: str | Path | None = None) -> ImportBundle:
+    # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
+    def import_official(  # type: ignore[override]
+        self, path: str | Path, *, judge: str | None = None, model: str | None = None,
+        eval_set: str | Path | None = None,
+    ) -> ImportBundle:
         return load_annotations(path, model=model, judge=judge, eval_set=eval_set or self.eval_set)
 
     def export_official(self, out, questions, answers, judgments) -> dict[str, int]:
@@ -605,7 +609,10 @@ class AlpacaEval(Benchmark):
         if not judgments:
             return {}
         baseline = judgments[0].baseline or self.baseline
-        chars = {(a.question_id, a.model): float(len(a.turns[0])) for a in answers if a.benchmark == BENCHMARK}
+        # Keyed by (question, model); the baseline looked up in it may be None (then its lengths are unknown).
+        chars: dict[tuple[str, str | None], float] = {
+            (a.question_id, a.model): float(len(a.turns[0])) for a in answers if a.benchmark == BENCHMARK
+        }
 
         by_model: dict[str, list[Judgment]] = defaultdict(list)
         for j in judgments:
@@ -617,7 +624,8 @@ class AlpacaEval(Benchmark):
             if all(isinstance(j.meta.get("row"), int) for j in js):
                 js.sort(key=lambda j: j.meta["row"])
             elif all(self._eval_idx(j) is not None for j in js):
-                js.sort(key=self._eval_idx)
+                # Every index is known (checked just above); the cast only says so to the type checker.
+                js.sort(key=cast("Callable[[Judgment], int]", self._eval_idx))
             pref = np.array([np.nan if j.value is None else j.value + 1 for j in js])
             len_m = np.array([chars.get((j.question_id, model), np.nan) for j in js])
             len_b = np.array([chars.get((j.question_id, baseline), np.nan) for j in js])
@@ -643,15 +651,16 @@ class AlpacaEval(Benchmark):
         """Each row's difficulty by the chosen lookup, with unknown ones set to 0 (counted)."""
         if table is None:
             return np.zeros(len(js)), len(js)
+        keys: list[int | None]
         if lookup == "position":  # the row in the annotations file, else (lioneval's own judgments) the eval order
             keys = [j.meta["row"] if isinstance(j.meta.get("row"), int) else self._eval_idx(j) for j in js]
             keys = [i if k is None else k for i, k in enumerate(keys)]
         else:
             keys = [self._eval_idx(j) for j in js]
-        keys = np.array([-1 if k is None else k for k in keys], dtype=int)
-        ok = (keys >= 0) & (keys < table.size)
+        idx = np.array([-1 if k is None else k for k in keys], dtype=int)
+        ok = (idx >= 0) & (idx < table.size)
         diff = np.full(len(js), np.nan)
-        diff[ok] = table[keys[ok]]
+        diff[ok] = table[idx[ok]]
         unknown = ~np.isfinite(diff)
         return np.where(unknown, 0.0, diff), int(unknown.sum())
 

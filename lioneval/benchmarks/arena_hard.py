@@ -19,7 +19,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ValidationError
@@ -90,7 +90,7 @@ def normalize_label(label: str) -> str | None:
     return text if text in _SHARE_A else None
 
 
-def _game(raw_game: Any, position: str, where: str, bundle: ImportBundle) -> Game:
+def _game(raw_game: Any, position: Literal["A", "B"], where: str, bundle: ImportBundle) -> Game:
     """One official game record as a Game seen from the judged model's side (failures kept as values)."""
     if not isinstance(raw_game, dict):
         bundle.skip("game is not a JSON object", where)
@@ -128,11 +128,13 @@ def _number(value: Any) -> float:
 
 def _read_questions(path: Path, bundle: ImportBundle) -> None:
     for where, obj in read_jsonl(path, bundle):
-        turns = obj.get("turns")
+        # Raw JSON values: Question validates them, and a question it rejects is skipped below.
+        qid: Any = obj.get("question_id") or obj.get("uid")
+        turns: Any = obj.get("turns")
         try:
             bundle.questions.append(
                 Question(
-                    id=obj.get("question_id") or obj.get("uid"),
+                    id=qid,
                     benchmark=BENCHMARK,
                     turns=[t["content"] for t in turns],
                     category=obj.get("category"),
@@ -156,10 +158,11 @@ def _read_answers(path: Path, model: str, bundle: ImportBundle) -> None:
         style = _style(obj.get("conv_metadata"))
         if style is not None:
             meta["style"] = style
+        qid: Any = obj.get("question_id")  # a raw JSON value: Answer validates it
         try:
             bundle.answers.append(
                 Answer(
-                    question_id=obj.get("question_id"),
+                    question_id=qid,
                     benchmark=BENCHMARK,
                     model=model,
                     turns=texts,
@@ -185,14 +188,16 @@ def _read_judgments(path: Path, judge: str, baseline: str, bundle: ImportBundle)
         if len(games) > 2:
             bundle.skip("judgment with more than two games (extra games ignored)", where)
         # games[0] puts the baseline in position A, so the judged model is B; games[1] swaps them.
-        parsed = [_game(g, pos, where, bundle) for g, pos in zip(games, ("B", "A"), strict=False)]
+        positions: tuple[Literal["A", "B"], ...] = ("B", "A")
+        parsed = [_game(g, pos, where, bundle) for g, pos in zip(games, positions, strict=False)]
         values = [g.value for g in parsed if g.value is not None]
+        named = obj.get("model")
         bundle.judgments.append(
             Judgment(
                 question_id=qid,
                 benchmark=BENCHMARK,
                 judge=judge,
-                model=obj.get("model") if isinstance(obj.get("model"), str) and obj["model"] else path.stem,
+                model=named if isinstance(named, str) and named else path.stem,
                 kind="pairwise",
                 baseline=baseline,
                 value=float(np.mean(values)) if values else None,
@@ -281,9 +286,9 @@ def battles_from_judgments(
     styles = {(a.model, a.question_id): a.meta["style"] for a in answers if isinstance(a.meta.get("style"), dict)}
     if styles:
         table = np.full((len(names), len(qids), len(STYLE_FEATURES)), np.nan)
-        for (model, qid), style in styles.items():
-            if model in models and qid in questions:
-                table[models[model], questions[qid]] = [_number(style.get(f)) for f in STYLE_FEATURES]
+        for (model_name, qid), style in styles.items():
+            if model_name in models and qid in questions:
+                table[models[model_name], questions[qid]] = [_number(style.get(f)) for f in STYLE_FEATURES]
         a_idx, b_idx, q_idx = arr[:, 0].astype(int), arr[:, 1].astype(int), arr[:, 4].astype(int)
         style_a, style_b = table[a_idx, q_idx], table[b_idx, q_idx]
     return Battles(
@@ -323,7 +328,7 @@ class ArenaHard(Benchmark):
 
     def __init__(self, data_dir: str | Path | None = None, *, baseline: str | None = None, strong_weight: int = 3):
         self.data_dir = Path(data_dir) if data_dir is not None else None
-        self.baseline = baseline or DEFAULT_BASELINE
+        self.baseline: str = baseline or DEFAULT_BASELINE
         self.strong_weight = strong_weight
 
     def baseline_answers(self) -> list[Answer]:
@@ -332,7 +337,11 @@ class ArenaHard(Benchmark):
                 "Arena-Hard needs its data folder (question.jsonl and model_answer/<baseline>.jsonl)",
                 fix="pass --data arena-hard=PATH (the arena-hard-v0.1 folder of the official repository)",
             )
-        return load_answers(self.data_dir, self.baseline).answers
+        found = load_answers(self.data_dir, self.baseline).answers
+        # A file without conv_metadata but with token counts gets its style counted from the text, as generated
+        # answers do, so that style control has both sides.
+        return [a if "style" in a.meta or not a.token_counts else
+                a.model_copy(update={"meta": {**a.meta, **self.answer_meta(a.turns, a.token_counts)}}) for a in found]
 
     def answer_meta(self, turns: Sequence[str], token_counts: Sequence[int]) -> dict[str, Any]:
         return {"style": style_of(turns[0], token_counts[0])}  # style control needs markdown counts and length
@@ -387,8 +396,11 @@ class ArenaHard(Benchmark):
             meta={"score": raw, "score_style_controlled": sc, "judge": summary.meta.get("judge")},
         )]
 
-    def import_official(self, path: str | Path, *, judge: str | None = None, baseline: str | None = None,
-                        models: list[str] | None = None) -> ImportBundle:
+    # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
+    def import_official(  # type: ignore[override]
+        self, path: str | Path, *, judge: str | None = None, baseline: str | None = None,
+        models: list[str] | None = None,
+    ) -> ImportBundle:
         return load_official(path, judge, models, baseline=baseline or self.baseline)
 
     def export_official(self, out, questions, answers, judgments) -> dict[str, int]:
@@ -471,6 +483,8 @@ class ArenaHard(Benchmark):
         battles = battles_from_judgments(judgments, answers, strong_weight=self.strong_weight)
         scored = {}
         if len(battles):
+            # Battles come only from judgments with a baseline, and the judgments share one (checked above).
+            assert baseline is not None
             scored["score"] = arena_scores(battles, baseline, rounds=rounds, seed=seed, unit=unit)
             if style_control:
                 scored["score_style_controlled"] = arena_scores(

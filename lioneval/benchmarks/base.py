@@ -111,6 +111,7 @@ class Benchmark:
     max_new_tokens: int = 1024
     baseline: str | None = None
     value_scale: float = 1.0  # the span of a judgment's value (MT-Bench ratings: 10), for judge audits
+    headline_scale: float = 100.0  # the span of the headline metric (a percentage: 100; MT-Bench's 1-10 rating: 10)
 
     def questions(self) -> list[Question]:
         raise NotImplementedError

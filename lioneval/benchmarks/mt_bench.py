@@ -240,6 +240,7 @@ class MTBench(Benchmark):
     max_new_tokens = 1024
     paired_metric = "overall"
     value_scale = 10.0
+    headline_scale = 10.0
     null_injections = NULL_INJECTIONS
     # Null answers above 3 (of 10) mark a judge gameable: a sound judge gives a constant answer about 1-2, the
     # published null-model attack reached 9.55.
@@ -264,7 +265,7 @@ class MTBench(Benchmark):
         return template_for(NAME, mode, source)
 
     def judge_modes(self) -> list[str | None]:
-        return sorted({mtbench_template_name(c, t) for c in ("writing", "math") for t in (1, 2)})
+        return [*sorted({mtbench_template_name(c, t) for c in ("writing", "math") for t in (1, 2)})]
 
     def judge_tasks(self, questions, answers, baseline_answers, template) -> list[JudgeTask]:
         """One rating per turn: turn 1 sees the first exchange, turn 2 the whole conversation; math, reasoning and
@@ -286,8 +287,11 @@ class MTBench(Benchmark):
                                      meta={"category": q.category}))
         return out
 
-    def import_official(self, path: str | Path, *, judge: str | None = None, answers: str | Path | None = None,
-                        questions: str | Path | None = None) -> ImportBundle:
+    # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
+    def import_official(  # type: ignore[override]
+        self, path: str | Path, *, judge: str | None = None, answers: str | Path | None = None,
+        questions: str | Path | None = None,
+    ) -> ImportBundle:
         """A ``*_single.jsonl`` judgment file or FastChat's ``data/mt_bench`` folder (questions, model_answer/,
         model_judgment/*_single.jsonl); ``answers`` and ``questions`` add more files."""
         path = Path(path)
@@ -317,7 +321,8 @@ class MTBench(Benchmark):
                  "judgment": j.raw, "score": -1 if j.value is None else j.value, "turn": j.turn or 1})
         return write_jsonl_files(rows)
 
-    def summarize(
+    # No **options: an unknown option is Python's own TypeError here, unlike the base's catch-all signature.
+    def summarize(  # type: ignore[override]
         self,
         judgments: Sequence[Judgment],
         answers: Sequence[Answer] = (),

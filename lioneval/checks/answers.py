@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from lioneval.checks.config import CheckConfig
+from lioneval.checks.config import CheckConfig, CheckStatus
 from lioneval.types import Answer, CheckResult
 
 __all__ = [
@@ -335,7 +335,7 @@ class AnswerScan:
     hits: list[Hit] = field(default_factory=list)
     score: int = 0  # distinct rules outside code, weighted by severity
     code_strong: int = 0  # distinct strong rules inside code
-    status: str = "pass"
+    status: CheckStatus = "pass"
 
 
 def scan_text(text: str, turn: int = 0) -> list[Hit]:

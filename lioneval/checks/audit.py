@@ -26,7 +26,7 @@ import numpy as np
 
 from lioneval import benchmarks
 from lioneval.benchmarks import Benchmark
-from lioneval.checks.config import CheckConfig
+from lioneval.checks.config import CheckConfig, CheckStatus
 from lioneval.errors import LionEvalError
 from lioneval.types import Answer, CheckResult, Estimate, Judgment, Question, content_hash
 
@@ -181,6 +181,7 @@ def probe_judge(
     scores: list[NullScore] = []
     checks: list[CheckResult] = []
     common = {"benchmark": benchmark, "sample": len(qs), "seed": seed, "null_version": NULL_VERSION}
+    status: CheckStatus
     for name, text in texts.items():
         s = summaries.get(NULL_MODEL_PREFIX + name)
         est = s.metrics.get(metric) if s else None
@@ -218,16 +219,19 @@ def probe_judge(
     if worst is None:
         status, detail = "warn", f"no null answer could be scored on {benchmark}; the judge's gameability is unknown"
     elif gameable:
+        assert worst.estimate is not None  # scored holds only scores with an estimate
         status = "flag"
         detail = (f"judge {judge_id} is gameable on {benchmark}: the constant answer {worst.name!r} scores "
                   f"{worst.estimate.value:.2f} > {threshold:g}; its numbers can be inflated without answering")
     else:
+        assert worst.estimate is not None  # scored holds only scores with an estimate
         status = "pass"
         detail = (f"no constant answer beats {threshold:g} on {benchmark} (best: {worst.name!r} at "
                   f"{worst.estimate.value:.2f})")
     checks.append(CheckResult(
         name="judge_gameable", scope="judge", status=status, judge=judge_id,
-        value=None if worst is None else float(worst.estimate.value), threshold=threshold, detail=detail,
+        value=None if worst is None or worst.estimate is None else float(worst.estimate.value),
+        threshold=threshold, detail=detail,
         meta={**common, "metric": metric, "worst": worst.name if worst else None,
               "scores": {s.name: (s.estimate.value if s.estimate else None) for s in scores}},
     ))
@@ -312,7 +316,7 @@ def _position_checks(judge: str, bench: str, js: list[Judgment], config: CheckCo
     if len(pairs) >= 10:
         v = np.array(pairs, dtype=float)
         agree = float((np.sign(v[:, 0] - 0.5) == np.sign(v[:, 1] - 0.5)).mean())
-        status = "warn" if agree < config.position_agreement_warn else "pass"
+        status: CheckStatus = "warn" if agree < config.position_agreement_warn else "pass"
         out.append(CheckResult(
             name="position_consistency", scope="judge", judge=judge, status=status, value=agree,
             threshold=config.position_agreement_warn,
@@ -361,7 +365,8 @@ def _self_preference(judge: str, bench: str, by_model: dict[str, list[Judgment]]
         d = delta(model)
         strangers = [x for m in by_model if family_of(m, config.families) != fam and m != model
                      and (x := delta(m)) is not None]
-        meta = {"benchmark": bench, "family": fam}
+        meta: dict[str, Any] = {"benchmark": bench, "family": fam}
+        status: CheckStatus
         if d is None:
             status = "warn"
             detail = (f"judge and model {model!r} are both {fam}; self-preference cannot be measured without judgments "

@@ -14,12 +14,15 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lioneval import benchmarks
 from lioneval.errors import DataError
 
-__all__ = ["CheckConfig", "DEFAULT_FAMILIES"]
+__all__ = ["CheckConfig", "CheckStatus", "DEFAULT_FAMILIES"]
+
+# The outcome of one check, as CheckResult.status takes it: flag = cheating suspected, warn = look at it.
+CheckStatus = Literal["pass", "warn", "flag"]
 
 # Family -> lower-case substrings of model or judge names. A judge grading a model of its own family may favour it.
 DEFAULT_FAMILIES: dict[str, list[str]] = {
@@ -36,7 +39,10 @@ DEFAULT_FAMILIES: dict[str, list[str]] = {
 
 def _f(default: Any, why: str) -> Any:
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"why": why})
+        def copy_default(d: Any = default) -> Any:
+            return type(d)(d)
+
+        return field(default_factory=copy_default, metadata={"why": why})
     return field(default=default, metadata={"why": why})
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from lioneval.checks.answers import normalize
-from lioneval.checks.config import CheckConfig
+from lioneval.checks.config import CheckConfig, CheckStatus
 from lioneval.types import Answer, CheckResult, Judgment, Question
 
 __all__ = [
@@ -191,6 +191,7 @@ def _components(m: int, a: np.ndarray | None, b: np.ndarray | None) -> np.ndarra
     lab = np.arange(m)
     if a is None or a.size == 0:
         return lab
+    assert b is not None  # the edges' two ends come in pairs: b is None only when a is
     while True:
         low = np.minimum(lab[a], lab[b])
         new = lab.copy()
@@ -205,13 +206,13 @@ def _components(m: int, a: np.ndarray | None, b: np.ndarray | None) -> np.ndarra
 # --- helpers ------------------------------------------------------------------------------------------------------
 
 
-def _result(name: str, status: str, answers: Sequence[Answer], run: str | None, **kw: Any) -> CheckResult:
+def _result(name: str, status: CheckStatus, answers: Sequence[Answer], run: str | None, **kw: Any) -> CheckResult:
     a = answers[0]
     meta = {"benchmark": a.benchmark, **kw.pop("meta", {})}
     return CheckResult(name=name, scope="run", run=run, status=status, model=a.model, meta=meta, **kw)
 
 
-def _status(value: float, flag: float | None, warn: float | None) -> str:
+def _status(value: float, flag: float | None, warn: float | None) -> CheckStatus:
     if flag is not None and value >= flag:
         return "flag"
     if warn is not None and value >= warn:
@@ -240,7 +241,7 @@ def check_duplicates(
 ) -> CheckResult:
     """Largest group of near-identical answers to different questions, per turn; the worst turn decides."""
     config = config or CheckConfig()
-    worst = {"share": 0.0, "size": 0, "turn": 1, "questions": [], "with_duplicate": 0.0, "n": 0}
+    worst: dict[str, Any] = {"share": 0.0, "size": 0, "turn": 1, "questions": [], "with_duplicate": 0.0, "n": 0}
     per_turn = {}
     for t in range(max(len(a.turns) for a in answers)):
         qids, texts = _turn_texts(answers, t)

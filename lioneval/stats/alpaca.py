@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -392,6 +393,9 @@ def _try_step(u, base, C, e, erow, Xt, s, sb, segments, gid, scratch) -> np.ndar
     return ok
 
 
+_Arrays = tuple[np.ndarray, ...]
+
+
 def _fit_l1_logistic(
     X: np.ndarray,
     p: np.ndarray,
@@ -485,17 +489,22 @@ def _fit_l1_logistic(
                 return W
             if erow is not None:
                 erow = erow[keep]
+            # The casts only give the arrays one common type for the generator (they do nothing at run time).
             ids, gid, C, w, wpd, w_norm, xjneg, index, ptr, seed, n_rows, eps = (
-                a[keep] for a in (ids, gid, C, w, wpd, w_norm, xjneg, index, ptr, seed, n_rows, eps)
+                a[keep]
+                for a in cast(_Arrays, (ids, gid, C, w, wpd, w_norm, xjneg, index, ptr, seed, n_rows, eps))
             )
             gmax_old, gnorm1_init, inner_eps, no_change, n_newton, grad, hx, hdiag, active, gmax_new = (
                 a[keep]
-                for a in (gmax_old, gnorm1_init, inner_eps, no_change, n_newton, grad, hx, hdiag, active, gmax_new)
+                for a in cast(
+                    _Arrays, (gmax_old, gnorm1_init, inner_eps, no_change, n_newton, grad, hx, hdiag, active, gmax_new)
+                )
             )
             m = keep.size
             rows = np.arange(m)
         if e is None:
             e, erow, scratch = np.ones((m, N)), np.arange(m), np.empty((3, min(_PB, m), N))
+        assert erow is not None  # set together with e at the first step, and only ever subset after
         no_change += 1
 
         # Inner loop: coordinate descent on the quadratic model in random order, solved loosely, per problem.

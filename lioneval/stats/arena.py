@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -252,6 +253,7 @@ def _fit_bt(
             hess[fr_rounds, fr_cols, fr_cols] = 1.0
         step = np.linalg.solve(hess, grad[..., None])[..., 0]
         if damped:
+            assert obj is not None  # computed before the loop when damped
             t = np.ones(rounds)
             for _ in range(60):
                 cand_obj = objective(theta - t[:, None] * step)
@@ -356,10 +358,11 @@ def arena_scores(
     method = "bradley-terry-style-control" if features else "bradley-terry"
     scores = {}
     for i, name in enumerate(battles.models):
-        ci = {} if lo is None else {"ci_low": float(lo[i]), "ci_high": float(hi[i])}
+        # lo and hi are both set (rounds) or both None.
+        ci: dict[str, Any] = {} if lo is None or hi is None else {"ci_low": float(lo[i]), "ci_high": float(hi[i])}
         # A model that lost (or won) every battle has an infinite rating; records only hold finite numbers.
         rating = float(ratings[i]) if np.isfinite(ratings[i]) else None
-        meta = {"rating": rating, "baseline": baseline, "ci": "bootstrap-percentile"}
+        meta: dict[str, Any] = {"rating": rating, "baseline": baseline, "ci": "bootstrap-percentile"}
         if features:
             meta["style_features"] = list(features)
         scores[name] = Estimate(
