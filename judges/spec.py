@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lioneval.checkpoint import weights_hash
 from lioneval.errors import LionEvalError
 from lioneval.registry import JUDGES
 from lioneval.types import content_hash
@@ -63,8 +64,6 @@ class JudgeSpec:
             d.pop(k)
         d["members"] = [m.identity() for m in self.members]
         if self.kind in LOCAL_KINDS and Path(self.model).exists():
-            from lioneval.checkpoint import weights_hash
-
             d["model"] = f"{Path(self.model).name}@{weights_hash(self.model)}"
         return d
 

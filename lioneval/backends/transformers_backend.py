@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lioneval.backends.base import Chat, Completion, OnResult, Sampling
+from lioneval.checkpoint import weights_hash
 from lioneval.errors import LionEvalError
 from lioneval.registry import require
 
@@ -227,8 +228,6 @@ def _save_plain(model: Any, path: Path) -> None:
 
 def _gguf_cache(path: Path) -> Path:
     """Where the transformers copy of a GGUF file is kept (LIONEVAL_CACHE, default ~/.cache/lioneval)."""
-    from lioneval.checkpoint import weights_hash
-
     root = Path(os.environ.get("LIONEVAL_CACHE") or Path.home() / ".cache" / "lioneval")
     return root / "gguf" / f"{path.stem}-{weights_hash(path)[:12]}"
 
