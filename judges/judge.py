@@ -5,27 +5,32 @@ A Judge is a backend + the benchmark's prompt templates + the matching parser. I
 which judge produced it, and swapping any of these gives a new judge whose judgments sit beside the old ones.
 
 Every request has a content key (judge id, benchmark, question, model, and a hash of the exact messages sent). Keys
-already in the store cost no call; a judgment is stored as soon as all its games are back, so a crash loses at
-most the calls in flight. Transport failures (the judge never answered) are not stored and are retried next run;
-parse failures are stored with the raw output and retried only with ``retry_failed``.
+already in the store cost no call. Each paid call (one game, or an Arena-Hard follow-up) is stored under its own
+content key the moment it is answered, and a judgment as soon as all its games are back: a judgment whose other
+game failed, or a crash, loses at most the calls in flight, and no rerun pays for a stored call again. Transport
+failures (the judge never answered) are not stored and are retried next run; parse failures are stored with the raw
+output and retried only with ``retry_failed``, which then asks the unparsed games again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from lioneval import benchmarks
-from lioneval.backends.base import Backend, Completion, Sampling
+from lioneval.backends.base import Backend, Chat, Completion, Sampling
 from lioneval.benchmarks import Benchmark
 from lioneval.benchmarks.base import JudgeTask
 from lioneval.benchmarks.prompts import PromptTemplate, followup_messages
-from lioneval.errors import LionEvalError
+from lioneval.errors import JudgeUnavailableError, LionEvalError
 from lioneval.judges import parsers
 from lioneval.judges.spec import JudgeSpec, parse_spec
 from lioneval.registry import BACKENDS, JUDGES
@@ -77,17 +82,72 @@ class JudgeRun:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # calls answered from the store (paid in an earlier run; their attempts and tokens are not this run's)
+    stored_calls: int = 0
     cost_usd: float | None = None
     errors: Counter = field(default_factory=Counter)
     judgments: list[Judgment] = field(default_factory=list)
 
     def line(self) -> str:
+        """What this pass did; ``failed`` counts every judgment asked for, cached ones included."""
         cost = f", ${self.cost_usd:.4f}" if self.cost_usd is not None else ""
+        reused = f" (+{self.stored_calls} stored calls reused)" if self.stored_calls else ""
+        failed = sum(j.failed for j in self.judgments)
         return (
-            f"judge {self.judge}: {self.judged} judged, {self.cached} cached, {self.parse_failures} unparsed, "
-            f"{self.transport_failures} not answered; {self.calls} calls, "
-            f"{self.prompt_tokens}+{self.completion_tokens} tokens{cost}"
+            f"judge {self.judge}: this pass {self.judged} judged ({self.parse_failures} unparsed), {self.cached} "
+            f"cached, {self.transport_failures} not answered; {failed} of {len(self.judgments)} stored verdicts "
+            f"failed; {self.calls} calls{reused}, {self.prompt_tokens}+{self.completion_tokens} tokens{cost}"
         )
+
+
+@dataclass
+class _Pass:
+    """What the calls of one judging pass share."""
+
+    judge_id: str
+    sampling: Sampling
+    run: JudgeRun
+    lock: threading.Lock
+    finish: Callable[[JudgeRequest, list[Completion]], None]
+    calls: Any  # the store that keeps paid calls (RunStore.put_game / games), or None
+    retrying: set[int]  # pending requests whose stored judgment failed to parse (retry_failed)
+
+    def save(self, key: str, c: Completion) -> None:
+        """Keep an answered call the moment it is paid for (under the lock: one writer)."""
+        if self.calls is not None:
+            self.calls.put_game(key, self.judge_id, _call_record(c))
+
+
+def _call_record(c: Completion) -> dict[str, Any]:
+    meta = json.loads(json.dumps(c.meta, default=str))
+    if isinstance(meta.get("base_url"), str):  # which server answered, never credentials in its URL
+        u = urlsplit(meta["base_url"])
+        meta["base_url"] = f"{u.scheme}://{u.hostname or ''}{f':{u.port}' if u.port else ''}{u.path}"
+    return {"text": c.text, "finish_reason": c.finish_reason, "top_logprobs": c.top_logprobs,
+            "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "attempts": c.attempts,
+            "meta": meta}
+
+
+def _stored_completion(rec: dict[str, Any]) -> Completion:
+    """A stored call as a Completion. It keeps what the call cost when it was paid (a judgment's usage says what it
+    cost), but it is never counted again: no run is charged for it twice."""
+    return Completion(
+        text=rec.get("text"), finish_reason=rec.get("finish_reason"), top_logprobs=rec.get("top_logprobs"),
+        prompt_tokens=int(rec.get("prompt_tokens") or 0), completion_tokens=int(rec.get("completion_tokens") or 0),
+        attempts=int(rec.get("attempts") or 0), meta={**(rec.get("meta") or {}), "stored": True},
+    )
+
+
+def _joined(first: Completion, extra: Completion) -> Completion:
+    """A game's first output with its follow-up answer, parsed together as Arena-Hard does."""
+    return Completion(
+        text=(first.text or "") + "\n\n" + (extra.text or ""),
+        finish_reason=extra.finish_reason,
+        prompt_tokens=first.prompt_tokens + extra.prompt_tokens,
+        completion_tokens=first.completion_tokens + extra.completion_tokens,
+        attempts=first.attempts + extra.attempts,
+        meta={"follow_up": True},
+    )
 
 
 class Judge:
@@ -183,7 +243,8 @@ class Judge:
         retry_failed: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> JudgeRun:
-        """Judge what the store does not hold yet; store each judgment as it completes."""
+        """Judge what the store does not hold yet; store each paid call as it is answered and each judgment as it
+        completes."""
         if not requests:
             return JudgeRun(judge="-")
         bench = requests[0].benchmark
@@ -212,45 +273,134 @@ class Judge:
                 if progress:
                     progress(run.judged + run.transport_failures, len(pending))
 
-        self._dispatch(pending, finish, run, lock, progress)
+        # Paid calls are kept per game only by a store that can hold them (a read-only view cannot).
+        calls = store if hasattr(store, "games") and hasattr(store, "put_game") else None
+        retrying: set[int] = set()
+        if retry_failed and calls is not None:
+            # the pending requests the store holds are its failed judgments: their unparsed games are asked again
+            failed = calls.existing("judgments", [k for k, _ in pending])
+            retrying = {i for i, (k, _) in enumerate(pending) if k in failed}
+        sampling = self.sampling(pending[0][1].games[0].template)
+        self._dispatch(_Pass(judge_id, sampling, run, lock, finish, calls, retrying), [r for _, r in pending])
         self._account(run)
         if run.transport_failures and not run.judged:
             top = run.errors.most_common(1)[0][0]
             generic = "check that the judge server is up and the URL, model name and API key are right"
-            raise LionEvalError(
+            err = JudgeUnavailableError(
                 f"the judge answered none of {len(pending)} requests: {top}",
                 fix=None if "Fix:" in top else f"{generic}; rerun: nothing judged so far is lost",
             )
+            err.requested = len(requests)  # type: ignore[attr-defined]
+            raise err
         return run
 
-    def _dispatch(self, pending, finish, run: JudgeRun, lock, progress) -> None:
-        sampling = self.sampling(pending[0][1].games[0].template)
-        flat = [(i, g) for i, (_, r) in enumerate(pending) for g in range(len(r.games))]
+    # -- paid calls -------------------------------------------------------------------------------------------
+    @staticmethod
+    def call_key(judge_id: str, game: GameRequest, sampling: Sampling, messages: Chat | None = None) -> str:
+        """The content key of one judge call: the judge, the game's template, position and prefill, the exact
+        messages sent (``messages``: a follow-up's chat, which carries the game's first output) and the sampling."""
+        return content_hash({
+            "call": "game" if messages is None else "follow-up", "judge": judge_id, "template": game.template.hash,
+            "position": game.model_position, "messages": game.messages if messages is None else messages,
+            "prefill": game.prefill, "sampling": sampling.as_dict(),
+        })
+
+    @staticmethod
+    def _lookup(calls: Any, wanted: dict[Any, tuple[str, Callable[[Completion], bool] | None]]
+                ) -> tuple[dict[Any, Completion], dict[Any, str]]:
+        """The stored answers of the calls in ``wanted`` (slot -> (key, usable)), and for every other slot the key
+        a fresh answer is stored under.
+
+        A stored answer that ``usable`` rejects (an unparsed game asked again under ``retry_failed``) is passed
+        over for the next key of its chain: the store never overwrites a paid answer, so the answer to the second
+        asking lies under the next key, where a later retry still finds it.
+        """
+        found: dict[Any, Completion] = {}
+        fresh: dict[Any, str] = {}
+        level = {slot: key for slot, (key, _) in wanted.items()}
+        while level:
+            got = calls.games(list(level.values())) if calls is not None else {}
+            later: dict[Any, str] = {}
+            for slot, key in level.items():
+                if key not in got:
+                    fresh[slot] = key
+                    continue
+                c = _stored_completion(got[key])
+                usable = wanted[slot][1]
+                if usable is None or usable(c):
+                    found[slot] = c
+                else:
+                    later[slot] = content_hash([key, "asked again"])
+            level = later
+        return found, fresh
+
+    def _answers(self, p: _Pass, req: JudgeRequest, game: GameRequest, first: Completion) -> bool:
+        """Whether a stored call gave its game a verdict, by itself or with its stored follow-up."""
+        if self._game(game, first).value is not None:
+            return True
+        if not self._wants_follow_up(req, game, first):
+            return False
+        chat = followup_messages(game.messages, first.text or "", game.template)
+        key = self.call_key(p.judge_id, game, p.sampling, chat)
+        found, _ = self._lookup(p.calls, {0: (key, partial(self._verdict_with, game, first))})
+        return bool(found)
+
+    def _verdict_with(self, game: GameRequest, first: Completion, extra: Completion) -> bool:
+        return self._game(game, _joined(first, extra)).value is not None
+
+    def _dispatch(self, p: _Pass, pending: list[JudgeRequest]) -> None:
+        wanted: dict[tuple[int, int], tuple[str, Callable[[Completion], bool] | None]] = {}
+        for i, req in enumerate(pending):
+            for g, game in enumerate(req.games):
+                # a failed judgment judged again: re-parsing the same stored text would only fail again
+                usable = partial(self._answers, p, req, game) if i in p.retrying else None
+                wanted[(i, g)] = (self.call_key(p.judge_id, game, p.sampling), usable)
+        stored, keys = self._lookup(p.calls, wanted)
+        p.run.stored_calls += len(stored)
         results: dict[int, dict[int, Completion]] = {}
-        follow: list[tuple[JudgeRequest, list[Completion]]] = []
+        for (i, g), c in stored.items():
+            results.setdefault(i, {})[g] = c
+        follow: list[tuple[int, JudgeRequest, list[Completion]]] = []
+
+        def settle(i: int) -> list[Completion] | None:
+            """Under the lock: a request whose games are all back, when it is ready to be judged."""
+            req = pending[i]
+            if len(results.get(i, {})) < len(req.games):
+                return None
+            outs = [results[i][k] for k in range(len(req.games))]
+            if any(not o.ok for o in outs):
+                p.run.transport_failures += 1
+                p.run.errors.update(o.error or "no text" for o in outs if not o.ok)
+                return None
+            if self._needs_follow_up(req, outs):
+                follow.append((i, req, outs))
+                return None
+            return outs
+
+        # what the store answered in full is judged first: it costs nothing and is safe before any call
+        for i in sorted({i for i, _ in stored}):
+            with p.lock:
+                outs = settle(i)
+            if outs is not None:
+                p.finish(pending[i], outs)
+
+        flat = sorted(keys)
 
         def on_result(idx: int, c: Completion) -> None:
             i, g = flat[idx]
-            req = pending[i][1]
-            with lock:
-                self._count(run, c)
+            with p.lock:
+                self._count(p.run, c)
+                if c.ok:
+                    p.save(keys[(i, g)], c)
                 results.setdefault(i, {})[g] = c
-                if len(results[i]) < len(req.games):
-                    return
-                outs = [results[i][k] for k in range(len(req.games))]
-                if any(not o.ok for o in outs):
-                    run.transport_failures += 1
-                    run.errors.update(o.error or "no text" for o in outs if not o.ok)
-                    return
-                if self._needs_follow_up(req, outs):
-                    follow.append((req, outs))
-                    return
-            finish(req, outs)
+                outs = settle(i)
+            if outs is not None:
+                p.finish(pending[i], outs)
 
-        chats = [pending[i][1].games[g].messages for i, g in flat]
-        self.backend.generate(chats, sampling, on_result=on_result)
+        if flat:
+            self.backend.generate([pending[i].games[g].messages for i, g in flat], p.sampling, on_result=on_result)
         if follow:
-            self._follow_up(follow, sampling, finish, run, lock)
+            self._follow_up(p, follow)
 
     @staticmethod
     def _count(run: JudgeRun, c: Completion) -> None:
@@ -258,42 +408,45 @@ class Judge:
         run.prompt_tokens += c.prompt_tokens
         run.completion_tokens += c.completion_tokens
 
-    def _needs_follow_up(self, req: JudgeRequest, outs: list[Completion]) -> bool:
+    def _wants_follow_up(self, req: JudgeRequest, game: GameRequest, out: Completion) -> bool:
         if not req.follow_up or not self.spec.follow_up:
             return False
-        return any(
-            parsers.needs_followup(parsers.parse_pairwise_verdict(g.prefill + (o.text or "")))
-            for g, o in zip(req.games, outs, strict=True)
-        )
+        return parsers.needs_followup(parsers.parse_pairwise_verdict(game.prefill + (out.text or "")))
 
-    def _follow_up(self, follow, sampling: Sampling, finish, run: JudgeRun, lock) -> None:
-        """Arena-Hard v0.1: ask once more for the verdict when a game's output has none."""
-        asks = [
-            (n, g)
-            for n, (req, outs) in enumerate(follow)
-            for g, out in enumerate(outs)
-            if parsers.needs_followup(parsers.parse_pairwise_verdict(req.games[g].prefill + (out.text or "")))
-        ]
-        chats = []
+    def _needs_follow_up(self, req: JudgeRequest, outs: list[Completion]) -> bool:
+        return any(self._wants_follow_up(req, g, o) for g, o in zip(req.games, outs, strict=True))
+
+    def _follow_up(self, p: _Pass, follow: list[tuple[int, JudgeRequest, list[Completion]]]) -> None:
+        """Arena-Hard v0.1: ask once more for the verdict when a game's output has none. Each follow-up is a paid
+        call of its own, stored under its own messages."""
+        asks = [(n, g) for n, (_, req, outs) in enumerate(follow) for g, out in enumerate(outs)
+                if self._wants_follow_up(req, req.games[g], out)]
+        chats: dict[tuple[int, int], Chat] = {}
+        wanted: dict[tuple[int, int], tuple[str, Callable[[Completion], bool] | None]] = {}
         for n, g in asks:
-            game = follow[n][0].games[g]
-            chats.append(followup_messages(game.messages, follow[n][1][g].text or "", game.template))
-        more = self.backend.generate(chats, sampling)
-        for (n, g), extra in zip(asks, more, strict=True):
-            with lock:
-                self._count(run, extra)
-            if extra.ok:
-                first = follow[n][1][g]
-                follow[n][1][g] = Completion(
-                    text=(first.text or "") + "\n\n" + (extra.text or ""),
-                    finish_reason=extra.finish_reason,
-                    prompt_tokens=first.prompt_tokens + extra.prompt_tokens,
-                    completion_tokens=first.completion_tokens + extra.completion_tokens,
-                    attempts=first.attempts + extra.attempts,
-                    meta={"follow_up": True},
-                )
-        for req, outs in follow:
-            finish(req, outs)
+            i, req, outs = follow[n]
+            game, first = req.games[g], outs[g]
+            chats[(n, g)] = followup_messages(game.messages, first.text or "", game.template)
+            usable = partial(self._verdict_with, game, first) if i in p.retrying else None
+            wanted[(n, g)] = (self.call_key(p.judge_id, game, p.sampling, chats[(n, g)]), usable)
+        extras, keys = self._lookup(p.calls, wanted)
+        p.run.stored_calls += len(extras)
+        flat = sorted(keys)
+
+        def on_result(idx: int, c: Completion) -> None:
+            with p.lock:
+                self._count(p.run, c)
+                if c.ok:
+                    p.save(keys[flat[idx]], c)
+
+        if flat:
+            more = self.backend.generate([chats[s] for s in flat], p.sampling, on_result=on_result)
+            extras.update(zip(flat, more, strict=True))
+        for n, g in asks:
+            if extras[(n, g)].ok:
+                follow[n][2][g] = _joined(follow[n][2][g], extras[(n, g)])
+        for _, req, outs in follow:
+            p.finish(req, outs)
 
     def _skeleton(self, judge_id: str, r: JudgeRequest) -> Judgment:
         return Judgment(

@@ -50,16 +50,20 @@ def weights_hash(path: str | Path) -> str:
             f"{path} holds no model weights ({', '.join(WEIGHT_SUFFIXES)})",
             fix="pass a checkpoint directory written by save_pretrained or a trainer, or a .gguf file",
         )
-    for f in index:
-        h.update(f.read_bytes())
-    for f in files:
-        size = f.stat().st_size
-        h.update(f"{f.name}:{size}".encode())
-        with open(f, "rb") as fh:
-            h.update(fh.read(_CHUNK))
-            if size > 2 * _CHUNK:
-                fh.seek(-_CHUNK, 2)
+    try:
+        for f in index:
+            h.update(f.read_bytes())
+        for f in files:
+            size = f.stat().st_size
+            h.update(f"{f.name}:{size}".encode())
+            with open(f, "rb") as fh:
                 h.update(fh.read(_CHUNK))
+                if size > 2 * _CHUNK:
+                    fh.seek(-_CHUNK, 2)
+                    h.update(fh.read(_CHUNK))
+    except OSError as e:
+        raise LionEvalError(f"cannot read the weights of {path}: {e.filename or path}: {e.strerror}",
+                            fix="check the checkpoint's files are readable (permissions, a finished download)") from e
     return h.hexdigest()[:16]
 
 

@@ -6,6 +6,7 @@ Bad usage and bad input exit with code 2 and a one-line reason; nothing computed
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import click
 
 from lioneval import __version__
-from lioneval.errors import LionEvalError
+from lioneval.errors import DataError, IncompleteError, LionEvalError
 from lioneval.store import DEFAULT_STORE, RunStore
 
 
@@ -26,6 +27,10 @@ class _Ctx:
 
 
 pass_ctx = click.make_pass_decorator(_Ctx)
+
+# Numeric flags take only values that mean something: a count below 1 or a negative seed exits 2 naming the range.
+COUNT = click.IntRange(min=1)
+SEED = click.IntRange(min=0)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -65,9 +70,11 @@ def list_cmd(what: str) -> None:
 def info(ctx: _Ctx) -> None:
     """Show the store's path, schema version and record counts."""
     with ctx.store(readonly=True) as st:
-        click.echo(f"store   {st.path} (schema {st.version})")
-        for table, n in st.counts().items():
-            click.echo(f"{table:<8}{n}")
+        counts = st.counts()
+        width = max(len("store"), *(len(t) for t in counts)) + 2
+        click.echo(f"{'store':<{width}}{st.path} (schema {st.version})")
+        for table, n in counts.items():
+            click.echo(f"{table:<{width}}{n}")
 
 
 @cli.command()
@@ -86,6 +93,11 @@ def export_cmd(ctx: _Ctx, file: str, tables: tuple[str, ...]) -> None:
     """Export the store's records to a JSONL file (one {"table", "record"} object per line)."""
     with ctx.store(readonly=True) as st:
         counts = st.export_jsonl(file, tables or None)
+    skipped = counts.pop("skipped", {})
+    if skipped:
+        which = ", ".join(f"{n} in {t}" for t, n in skipped.items())
+        click.echo(f"warning: left out {sum(skipped.values())} damaged record(s) that no longer validate ({which}); "
+                   "everything else was exported", err=True)
     click.echo(json.dumps(counts))
 
 
@@ -139,6 +151,10 @@ def import_jsonl(ctx: _Ctx, file: str) -> None:
     """Import a JSONL export made by `lioneval export`."""
     with ctx.store() as st:
         result = st.import_jsonl(file)
+    if result["skipped"] and not result["read"]:
+        why = ", ".join(f"{reason} {n}" for reason, n in result["skipped"].items())
+        raise DataError(f"nothing imported from {file}: none of its lines is an exported record ({why})",
+                        fix="pass a file written by `lioneval export`, as UTF-8 JSONL")
     click.echo(json.dumps(result))
 
 
@@ -148,7 +164,7 @@ def _import(ctx: _Ctx, bench: str, path: str, **options) -> None:
     with ctx.store() as st:
         result = import_official(st, bench, path, **{k: v for k, v in options.items() if v is not None})
     for w in result["warnings"]:
-        click.echo(f"warning: {w}", err=True)
+        _warn(w)
     click.echo(json.dumps({k: result[k] for k in ("read", "added", "skipped")}))
 
 
@@ -174,18 +190,22 @@ def export_official_cmd(ctx: _Ctx, out: str, bench: str, run_key: str | None, mo
 @click.option("--judge", help="Only this judge id (default: one table per judge in the store).")
 @click.option("--style-control", is_flag=True, help="Also fit style-controlled scores (benchmarks with that toggle).")
 @click.option("--toggle", "toggles", multiple=True, help="Turn on one of the benchmark's summary toggles (repeatable).")
-@click.option("--rounds", type=int, help="Bootstrap rounds (default: the benchmark's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--rounds", type=COUNT, help="Bootstrap rounds (default: the benchmark's).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--data", type=click.Path(exists=True), help="Benchmark data (AlpacaEval: the eval set).")
 @click.option("--lc-data", type=click.Path(exists=True, file_okay=False),
               help="AlpacaEval: folder with instruction_difficulty.csv and df_gamed.csv (official LC).")
 @click.option("--glm-weights", type=click.Path(exists=True, dir_okay=False),
               help="AlpacaEval: published GLM weights CSV, to also report the LC they predict.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--unit", type=click.Choice(["question", "battle"]),
+              help="Resampling unit of the intervals (Arena-Hard): battle (default; the official battle-row bootstrap, "
+                   "the published intervals) or question (both games of a question move together, as lioneval's own "
+                   "reports do).")
 @pass_ctx
 def leaderboard_cmd(ctx: _Ctx, bench: str, judge: str | None, style_control: bool, toggles: tuple[str, ...],
                     rounds: int | None, seed: int, data: str | None, lc_data: str | None, glm_weights: str | None,
-                    as_json: bool) -> None:
+                    as_json: bool, unit: str | None) -> None:
     """Scores with confidence intervals for every model judged on a benchmark."""
     from lioneval import benchmarks
     from lioneval.leaderboard import leaderboard
@@ -199,7 +219,7 @@ def leaderboard_cmd(ctx: _Ctx, bench: str, judge: str | None, style_control: boo
     settings = {k: v for k, v in {"lc_data": lc_data, "weights": glm_weights}.items() if v}
     with ctx.store(readonly=True) as st:
         rows = leaderboard(st, bench, judge=judge, rounds=rounds, seed=seed, data=data, settings=settings,
-                           **options)
+                           unit=unit, **options)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -210,18 +230,23 @@ def leaderboard_cmd(ctx: _Ctx, bench: str, judge: str | None, style_control: boo
 
 
 def _print_leaderboard(rows: list[dict], headline: str | None) -> None:
+    """One table per judge; a row whose headline is unreliable (too many failures, too few questions) ends in "!",
+    explained below the table."""
     from rich.console import Console
     from rich.table import Table
 
     metric_names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "value" in rows[0][k]]
     shown = [m for m in metric_names if m == headline or "/" not in m][:5]
+    console = Console(width=max(Console().width, 150))
     for judge in dict.fromkeys(r["judge"] for r in rows):
         table = Table(title=f"judge: {judge}")
         table.add_column("model")
         for m in shown:
             table.add_column(m, justify="right")
         table.add_column("n", justify="right")
+        table.add_column("failed/dropped", justify="right")
         table.add_column("avg len", justify="right")
+        notes: list[str] = []
         for r in (r for r in rows if r["judge"] == judge):
             cells = []
             for m in shown:
@@ -230,15 +255,21 @@ def _print_leaderboard(rows: list[dict], headline: str | None) -> None:
                     cells.append("-")
                 elif e["lower"] is not None:
                     cells.append(f"{e['value']:.2f} (-{e['value'] - e['lower']:.2f}/+{e['upper'] - e['value']:.2f})")
-                elif e["se"] is not None:
+                elif e["se"] is not None and e.get("reliable", True):
                     cells.append(f"{e['value']:.2f} ± {e['se']:.2f}")
                 else:
                     cells.append(f"{e['value']:.2f}")
             n = r[shown[0]]["n"] if shown and r.get(shown[0]) else "-"
             length = r["avg_tokens"] if r.get("avg_tokens") else r.get("avg_chars")
-            cells += [str(n), f"{length:.0f}" if length else "-"]
-            table.add_row(r["model"], *cells)
-        Console(width=max(Console().width, 150)).print(table)
+            cells += [str(n), f"{r.get('failed', 0)}/{r.get('dropped', 0)}", f"{length:.0f}" if length else "-"]
+            name = r["model"]
+            if not r.get("reliable", True):
+                name += " !"
+                notes.append(f"! {r['model']}: " + "; ".join(r.get("unreliable") or ["unreliable"]))
+            table.add_row(name, *cells)
+        console.print(table)
+        for line in notes:
+            console.print(line, markup=False, highlight=False)
 
 
 @cli.command("judge")
@@ -270,6 +301,7 @@ def rejudge_cmd(ctx: _Ctx, run: str, judge_spec: str, baseline: str | None, retr
     for r in runs:
         click.echo(r.line())
     _print_reports(reports, reports[0].run if reports else run)
+    _raise_if_incomplete(reports)
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
@@ -289,12 +321,12 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--judge", "judge_spec", help="Judge spec or YAML file (see `lioneval list judges`).")
 @click.option("--data", multiple=True, help="BENCH=PATH: questions and baseline answers (repeatable).")
 @click.option("--baseline", multiple=True, help="BENCH=MODEL: baseline of a pairwise benchmark (repeatable).")
-@click.option("--limit", type=int, help="Only the first N questions of each benchmark.")
+@click.option("--limit", type=COUNT, help="Only the first N questions of each benchmark.")
 @click.option("--subset", type=click.Path(exists=True, dir_okay=False), help="File of question ids to run.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling and bootstrap seed.")
-@click.option("--rounds", type=int, help="Bootstrap rounds (default: 1000; Arena-Hard 100).")
-@click.option("--max-new-tokens", type=int, help="Generation limit (default per benchmark).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Generation batch size.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling and bootstrap seed.")
+@click.option("--rounds", type=COUNT, help="Bootstrap rounds (default: 1000; Arena-Hard 100).")
+@click.option("--max-new-tokens", type=COUNT, help="Generation limit (default per benchmark).")
+@click.option("--batch-size", type=COUNT, default=8, show_default=True, help="Generation batch size.")
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
               help="Jinja chat template file for a checkpoint whose tokenizer has none.")
 @click.option("--conv-template", help="FastChat conversation template name for a checkpoint without a chat template.")
@@ -311,7 +343,8 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, s
         ckpt=ckpt, policy=policy, bench=tuple(bench) or RunConfig().bench, judge=judge_spec,
         data=_pairs(data, "--data"), baseline=_pairs(baseline, "--baseline"), limit=limit, subset=subset, seed=seed,
         rounds=rounds, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        chat_template=Path(chat_template).read_text() if chat_template else None, conv_template=conv_template,
+        chat_template=_read_text(chat_template, "chat template") if chat_template else None,
+        conv_template=conv_template,
         retry_failed=retry_failed,
     )
     if demo:
@@ -321,12 +354,14 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, s
         result = run(cfg, st, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
+        result.raise_if_incomplete()
         return
     for line in result.judge_lines:
         click.echo(line)
     _print_reports(result.reports, result.run)
     if demo:
         click.echo(DEMO_NEXT)
+    result.raise_if_incomplete()
 
 
 DEMO_NOTE = (
@@ -374,6 +409,15 @@ class _progress:
             self.bar.stop()
 
 
+def _raise_if_incomplete(reports) -> None:
+    from lioneval.pipeline import finish_hint
+
+    bad = [r for r in reports if not r.complete]
+    if bad:
+        why = "; ".join(f"{r.benchmark} by {r.judge}: {', '.join(r.incomplete)}" for r in bad)
+        raise IncompleteError(f"incomplete: {why}", fix=finish_hint(reports))
+
+
 def _print_reports(reports, run_key: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -394,6 +438,8 @@ def _print_reports(reports, run_key: str) -> None:
         console.print(table)
         counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
         console.print(f"  counts: {counts}")
+        for why in r.incomplete:
+            console.print(f"  INCOMPLETE: {why}", markup=False, highlight=False)
         for c in r.checks:
             console.print(f"  [{c.status}] {c.name}: {c.detail}", markup=False, highlight=False)
 
@@ -402,7 +448,7 @@ def _print_reports(reports, run_key: str) -> None:
 @click.argument("run")
 @click.option("--recompute", is_flag=True, help="Compute the reports again from the run's stored records (no model "
               "or judge call): after an upgrade, with other --rounds or new check thresholds.")
-@click.option("--rounds", type=click.IntRange(min=1), help="With --recompute: bootstrap rounds.")
+@click.option("--rounds", type=COUNT, help="With --recompute: bootstrap rounds.")
 @click.option("--checks", "checks_path", type=click.Path(exists=True, dir_okay=False),
               help="With --recompute: cheat-check thresholds (YAML).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -416,6 +462,12 @@ def report_cmd(ctx: _Ctx, run: str, recompute: bool, rounds: int | None, checks_
         with ctx.store() as st:
             spec = st.run(run)
             reports = recompute_reports(st, spec.key, rounds=rounds, checks=checks_path)
+        if not as_json:
+            _print_reports(reports, spec.key)
+        else:
+            click.echo(json.dumps([json.loads(r.to_json()) for r in reports], indent=1))
+        _raise_if_incomplete(reports)
+        return
     else:
         with ctx.store(readonly=True) as st:
             spec = st.run(run)
@@ -431,17 +483,46 @@ def report_cmd(ctx: _Ctx, run: str, recompute: bool, rounds: int | None, checks_
 @cli.command("runs")
 @pass_ctx
 def runs_cmd(ctx: _Ctx) -> None:
-    """List the stored runs (id, model, stage, step, benchmarks)."""
+    """List the stored runs: id, status (running, complete, incomplete, failed, killed), model, stage, step."""
     with ctx.store(readonly=True) as st:
         for r in st.runs():
-            click.echo(f"{r.key}  {r.model}  stage={r.stage} step={r.step}  {','.join(r.benchmarks)}  judge={r.judge}")
+            status, detail = st.run_status(r.key)
+            why = f"  ({detail})" if detail and status != "complete" else ""
+            click.echo(f"{r.key}  {status:<10}  {r.model}  stage={r.stage} step={r.step}  {','.join(r.benchmarks)}  "
+                       f"judge={r.judge}{why}")
+
+
+@cli.command("failures")
+@click.argument("run")
+@click.option("--bench", help="Only this benchmark.")
+@click.option("--judge", help="Only this judge id (or its spec label).")
+@click.option("--limit", type=COUNT, default=20, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@pass_ctx
+def failures_cmd(ctx: _Ctx, run: str, bench: str | None, judge: str | None, limit: int, as_json: bool) -> None:
+    """The run's judgments without a verdict, each with its error and the judge's raw output."""
+    with ctx.store(readonly=True) as st:
+        spec = st.run(run)
+        found = [j for j in st.linked(spec.key, "judgments", benchmark=bench)
+                 if j.failed and (judge is None or judge in (j.judge, j.judge.split("#")[0]))]
+    click.echo(f"{len(found)} failed judgment(s) in run {spec.key}", err=True)
+    for j in found[:limit]:
+        raws = [g.raw for g in j.games if g.error] or [j.raw]
+        if as_json:
+            click.echo(json.dumps({"benchmark": j.benchmark, "question_id": j.question_id, "turn": j.turn,
+                                   "judge": j.judge, "error": j.error, "raw": raws}, ensure_ascii=False))
+        else:
+            turn = f" turn {j.turn}" if j.turn else ""
+            click.echo(f"{j.benchmark} q{j.question_id}{turn} ({j.judge}): {j.error}")
+            for raw in raws:
+                click.echo("    " + (" ".join(raw.split())[:400] or "(empty output)"))
 
 
 @cli.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--rounds", type=int, default=1000, show_default=True, help="Paired bootstrap rounds.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--rounds", type=COUNT, default=1000, show_default=True, help="Paired bootstrap rounds.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_ctx
 def compare_cmd(ctx: _Ctx, run_a: str, run_b: str, rounds: int, seed: int, as_json: bool) -> None:
@@ -468,14 +549,26 @@ def _judge(ctx: _Ctx, bench: str, models: list[str], judge_spec: str, baseline: 
     with ctx.store() as st:
         result = judge_stored(st, judge, b, models=models, baseline=baseline, retry_failed=retry_failed)
     click.echo(result.line())
+    stored = len(result.judgments)
+    failed = sum(j.failed for j in result.judgments)  # over everything asked for, cached judgments included
+    problems = []
     if result.transport_failures:
-        click.echo(f"{result.transport_failures} requests got no answer ({result.errors.most_common(1)[0][0]}); "
-                   "rerun the same command to finish them", err=True)
+        problems.append(f"{result.transport_failures} of {result.requested} requests got no answer "
+                        f"({_one_line(str(result.errors.most_common(1)[0][0]))[:200]})")
+    if stored and failed / stored > 0.05:
+        problems.append(f"{failed} of {stored} verdicts could not be read")
+    if problems:
+        fixes = ["rerun the same command to finish (only the missing calls are made)"] \
+            if result.transport_failures else []
+        if failed:
+            fixes.append("add --retry-failed to judge the unreadable verdicts again")
+        raise IncompleteError("judging is incomplete: " + "; ".join(problems), fix="; ".join(fixes))
 
 
 # --- dashboard verb ---
 @cli.command("dashboard")
-@click.option("--port", type=int, default=8501, show_default=True, help="Port the dashboard serves on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True,
+              help="Port the dashboard serves on.")
 @click.option("--headless", is_flag=True, help="Do not open a browser (for servers and containers).")
 @pass_ctx
 def dashboard_cmd(ctx: _Ctx, port: int, headless: bool) -> None:
@@ -515,8 +608,8 @@ def audit_group() -> None:
 @audit_group.command("judge")
 @click.option("--judge", "judge_spec", required=True, help="Judge spec or YAML file (see `lioneval list judges`).")
 @click.option("--bench", required=True, help="Benchmark whose protocol to probe (see `lioneval list benchmarks`).")
-@click.option("--sample", type=int, help="Questions to probe with, drawn with --seed (default: 40).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the question sample and bootstrap.")
+@click.option("--sample", type=COUNT, help="Questions to probe with, drawn with --seed (default: 40).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the question sample and bootstrap.")
 @click.option("--data", type=click.Path(exists=True), help="Benchmark data (questions, baseline answers) when the "
               "store has none.")
 @click.option("--baseline", help="Baseline model of pairwise benchmarks (default: the benchmark's).")
@@ -647,12 +740,60 @@ def promote_cmd(ctx: _Ctx, stage: str, out: str | None, policy_path: str | None,
 # --- end training verbs ---
 
 
+def _read_text(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror}", fix="check the path and its permissions") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{what} {path} is not UTF-8 text ({e.reason})", fix="save it as UTF-8") from e
+
+
 def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 
 
+class _HeldWarnings(logging.Handler):
+    """Holds the data loaders' warnings (lines skipped from a file) until the command ends: printed after its result,
+    dropped when it fails with the one-line error, which already says what was skipped and why."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_shown: set[str] = set()  # the warnings a verb printed itself (not printed twice)
+
+
+def _warn(message: str) -> None:
+    _shown.add(message)
+    click.echo(f"warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: maps usage and input errors to exit code 2 with a one-line reason."""
+    data_log = logging.getLogger("lioneval.data")
+    held = _HeldWarnings()
+    data_log.addHandler(held)
+    propagate, data_log.propagate = data_log.propagate, False
+    _shown.clear()
+    code: int | None = None  # stays None when a verb exits through sys.exit (audit verdicts)
+    try:
+        code = _main(argv)
+        return code
+    finally:
+        data_log.removeHandler(held)
+        data_log.propagate = propagate
+        if code not in (2, 130):
+            for message in dict.fromkeys(held.messages):
+                if message not in _shown:
+                    click.echo(f"warning: {message}", err=True)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="lioneval", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -667,6 +808,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         click.echo(f"lioneval: error: {_one_line(e.format_message())}", err=True)
         return 2
+    except IncompleteError as e:
+        click.echo(f"lioneval: {_one_line(str(e))}", err=True)
+        return 3
     except LionEvalError as e:
         click.echo(f"lioneval: error: {_one_line(str(e))}", err=True)
         return 2

@@ -33,3 +33,13 @@ class StoreError(LionEvalError):
 
 class ConfigError(LionEvalError, ValueError):
     """A configuration (recipe, run settings, judge file) with an unknown key or a wrong value."""
+
+
+class IncompleteError(LionEvalError):
+    """Work left unfinished (judgments unanswered, or failed beyond the threshold): stored as incomplete, exit 3."""
+
+    exit_code = 3
+
+
+class JudgeUnavailableError(LionEvalError):
+    """The judge answered none of the requests (down, unreachable, or refusing every call)."""

@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lioneval import benchmarks
-from lioneval.backends.base import Backend
+from lioneval.backends.base import Backend, redact_url
 from lioneval.benchmarks import Benchmark
 from lioneval.checkpoint import identify
 from lioneval.checks import CheckConfig, is_cheat, load_config, run_checks
 from lioneval.checks.audit import judge_gameable
-from lioneval.errors import ConfigError, DataError, LionEvalError
+from lioneval.errors import ConfigError, DataError, IncompleteError, JudgeUnavailableError, LionEvalError
 from lioneval.generation import generate_answers
 from lioneval.judges.judge import JudgeRun, backend_for, make_judge
 from lioneval.judges.spec import parse_spec
 from lioneval.registry import BENCHMARKS
-from lioneval.store import RunStore
+from lioneval.store import LEASE_S, RunStore
 from lioneval.types import Answer, CheckResult, Judgment, Question, Report, RunSpec
 
 log = logging.getLogger("lioneval.run")
@@ -62,6 +65,10 @@ class RunConfig:
     judge_max_tokens: int | None = None
     judge_prefill: bool = False  # start the judge's reply with the verdict format (small local judges)
     checks: str | None = None  # cheat-check thresholds (YAML); default lioneval.checks.config
+    # A report is incomplete (exit 3, refused by promotion and early stopping) when more than this share of its
+    # judgments failed to give a verdict, or any judgment or answer is missing (max_unanswered_share).
+    max_failed_share: float = 0.05
+    max_unanswered_share: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -80,6 +87,11 @@ class RunConfig:
                                   fix=f"set {name} to 1 or more, or leave it out for the default")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"RunConfig.seed must be an integer, not {self.seed!r}", fix="e.g. seed: 0")
+        for name in ("max_failed_share", "max_unanswered_share"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ConfigError(f"RunConfig.{name} must be a share between 0 and 1, not {v!r}",
+                                  fix=f"e.g. {name}: 0.05")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"RunConfig.batch_size must be a positive integer, not {self.batch_size!r}",
                               fix="e.g. batch_size: 8")
@@ -118,14 +130,26 @@ class RunResult:
     reports: list[Report]
     judge_lines: list[str] = field(default_factory=list)
 
+    @property
+    def complete(self) -> bool:
+        return all(r.complete for r in self.reports)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "run": self.run,
             "model": self.spec.model,
             "stage": self.spec.stage,
             "step": self.spec.step,
+            "complete": self.complete,
             "reports": [json.loads(r.to_json()) for r in self.reports],
         }
+
+    def raise_if_incomplete(self) -> None:
+        """Exit 3 for the CLI: the reports are stored (marked incomplete) and say what is missing."""
+        if self.complete:
+            return
+        why = "; ".join(f"{r.benchmark}: {', '.join(r.incomplete)}" for r in self.reports if not r.complete)
+        raise IncompleteError(f"run {self.run} is incomplete ({why})", fix=finish_hint(self.reports))
 
 
 # -- benchmark data ---------------------------------------------------------------------------------------------
@@ -216,23 +240,103 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
     })
     run_key = store.put_run(spec)
     result = RunResult(run=run_key, spec=spec, reports=[])
-    for name, inputs in loaded.items():
-        bench = inputs.bench
-        store.put_questions(inputs.questions)
-        store.put_answers(inputs.baseline)
-        store.link(run_key, "questions", [q.key for q in inputs.questions])
-        store.link(run_key, "answers", [a.key for a in inputs.baseline])
-        answers = generate_answers(
-            backend, bench, inputs.questions, spec.model, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-            store=store, progress=_stage(progress, f"generate {name}"),
-        )
-        store.link(run_key, "answers", [a.key for a in answers])
-        jrun = _judge_and_link(store, run_key, judge, bench, inputs.questions, answers, inputs.baseline,
-                               retry_failed=cfg.retry_failed, progress=_stage(progress, f"judge {name}"))
-        result.judge_lines.append(f"{name}: {jrun.line()}")
-        result.reports.append(report(store, run_key, bench, judge.id_for(bench), checks=checks,
-                                     prices=judge.spec.prices, judge_spec=cfg.judge))
+    limits = Limits(cfg.max_failed_share, cfg.max_unanswered_share)
+    with _lease(store, run_key):
+        for name, inputs in loaded.items():
+            bench = inputs.bench
+            store.put_questions(inputs.questions)
+            store.put_answers(inputs.baseline)
+            store.link(run_key, "questions", [q.key for q in inputs.questions])
+            store.link(run_key, "answers", [a.key for a in inputs.baseline])
+            answers = generate_answers(
+                backend, bench, inputs.questions, spec.model, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                store=store, progress=_stage(progress, f"generate {name}"),
+            )
+            store.link(run_key, "answers", [a.key for a in answers])
+            try:
+                jrun = _judge_and_link(store, run_key, judge, bench, inputs.questions, answers, inputs.baseline,
+                                       retry_failed=cfg.retry_failed, progress=_stage(progress, f"judge {name}"))
+            except JudgeUnavailableError as e:  # a down judge leaves the run incomplete, not crashed
+                jrun = _unavailable(judge, bench, e)
+            result.judge_lines.append(f"{name}: {jrun.line()}")
+            result.reports.append(report(store, run_key, bench, judge.id_for(bench), checks=checks,
+                                         prices=judge.spec.prices,
+                                         judge_spec=redact_url(cfg.judge) if cfg.judge else None,
+                                         requested=jrun.requested, limits=limits, note=_transport_note(jrun)))
+        store.finish_run(run_key, "complete" if result.complete else "incomplete",
+                         "" if result.complete else finish_hint(result.reports))
     return result
+
+
+@contextmanager
+def _lease(store: RunStore, run_key: str) -> Iterator[None]:
+    """Hold the run's lease while it works (renewed in the background), so an identical run started meanwhile
+    waits for this one instead of paying for the same calls, and a killed run shows as killed."""
+    ok, owner = store.claim_run(run_key)
+    if not ok:
+        raise LionEvalError(
+            f"run {run_key} is being evaluated right now by another process ({owner})",
+            fix="wait for it to finish (`lioneval runs` shows its status), then rerun: nothing it paid for is "
+                "bought again",
+        )
+    stop = threading.Event()
+    path = store.path
+
+    def renew() -> None:
+        with RunStore(path) as own:  # a connection of its own: sqlite connections are not shared across threads
+            while not stop.wait(LEASE_S / 4):
+                own.renew_run(run_key)
+
+    thread = threading.Thread(target=renew, name="lioneval-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    except BaseException as e:
+        store.finish_run(run_key, "failed", " ".join(str(e).split())[:500] or type(e).__name__)
+        raise
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _unavailable(judge: Any, bench: Benchmark, e: JudgeUnavailableError) -> JudgeRun:
+    """What a judging pass did when the judge answered nothing: every request it had is unanswered."""
+    requested = getattr(e, "requested", None)
+    jrun = JudgeRun(judge=judge.id_for(bench), requested=requested if requested is not None else -1,
+                    errors=Counter({e.message: 1}))
+    jrun.transport_failures = max(requested or 0, 1)
+    return jrun
+
+
+def _transport_note(jrun: JudgeRun) -> str | None:
+    if not jrun.transport_failures:
+        return None
+    top = jrun.errors.most_common(1)[0][0] if jrun.errors else "no answer"
+    return " ".join(str(top).split())[:300]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much may be missing before a report is incomplete."""
+
+    max_failed_share: float = 0.05
+    max_unanswered_share: float = 0.0
+
+
+def finish_hint(reports: Sequence[Report]) -> str:
+    """How to finish incomplete reports."""
+    hints = []
+    if any(r.counts.get("unanswered", 0) or r.counts.get("missing_answers", 0) for r in reports if not r.complete):
+        hints.append("rerun the same command: it resumes and makes only the missing calls")
+    if any(r.counts.get("failed", 0) for r in reports if not r.complete):
+        run = reports[0].run if reports else "RUN"
+        if all(not r.metrics for r in reports if not r.complete and r.counts.get("failed", 0)):
+            hints.append(f"no verdict could be read: look at them with `lioneval failures {run}` and use a judge "
+                         "that follows the verdict format (a rerun would fail the same way)")
+        else:
+            hints.append(f"add --retry-failed to judge the {sum(r.counts.get('failed', 0) for r in reports)} "
+                         f"failed verdicts again (`lioneval failures {run}` shows them)")
+    return "; ".join(hints) or "rerun the same command"
 
 
 def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
@@ -285,13 +389,19 @@ def _shared_backend(cfg: RunConfig, backend: Backend) -> Backend | None:
 # -- reports ----------------------------------------------------------------------------------------------------
 def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *, rounds: int | None = None,
            checks: CheckConfig | str | Path | dict | None = None, prices: dict[str, float] | None = None,
-           judge_spec: str | None = None) -> Report:
+           judge_spec: str | None = None, requested: int | None = None, limits: Limits | None = None,
+           note: str | None = None) -> Report:
     """The Report of one run on one benchmark by one judge, from the records linked to the run; stored.
 
     Exactly the run's questions, answers (the model's and the baseline's) and those answers' judgments by
     ``judge`` are read, so the same records always give the same report, byte for byte. The checks read the
     summary computed here (never a refit), replace the run's earlier results of the same checks, and go into the
     report with the judge's null-model verdict.
+
+    The report states its completeness: questions without an answer, judgments asked for (``requested``, from the
+    judging pass; on a recompute, from the previous report) but never answered, and failed verdicts beyond
+    ``limits`` make it incomplete (``Report.complete`` False, with the reasons and the fix); it is stored all the
+    same, and no decision uses it.
     """
     spec = store.run(run)
     bench = benchmarks.load(benchmark)
@@ -302,36 +412,46 @@ def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *,
     mine = [a for a in answers if a.model == spec.model]
     base = [a for a in answers if a.model != spec.model]
     judgments = [j for j in judgments if j.model == spec.model]
-    if not mine:
-        raise LionEvalError(f"run {spec.key} has no {name} answers of {spec.model}",
-                            fix="finish the run with the same `lioneval run` command (it resumes)")
+    previous = next((r for r in store.reports(run=spec.key, benchmark=name) if r.judge == judge), None)
+    if limits is None:
+        kept = (previous.meta.get("limits") if previous else None) or {}
+        limits = Limits(**{k: v for k, v in kept.items() if k in ("max_failed_share", "max_unanswered_share")})
+    if requested is None or requested < 0:
+        known = previous.counts.get("requested") if previous else None
+        requested = max(known or 0, len(judgments)) if requested is None else (known or 0)
     rounds = rounds or spec.settings.get("rounds") or bench.default_rounds
     options = bench.report_options(answers)
     summary = bench.summarize(judgments, answers, questions=questions, rounds=rounds, seed=spec.seed,
-                              **options).get(spec.model)
+                              **options).get(spec.model) if judgments else None
     failed = sum(j.failed for j in judgments)
-    if summary is None or not summary.metrics:
-        raise LionEvalError(
-            f"no {name} judgment of {spec.model} by {judge} could be scored ({len(judgments)} stored, {failed} "
-            "failed)",
-            fix="look at the raw judge outputs with `lioneval export`; try another judge or --retry-failed",
-        )
+    answered_q = {a.question_id for a in mine}
+    missing_answers = sum(1 for q in questions if q.id not in answered_q)
+    unanswered = max(0, requested - len(judgments))
     usage = [j.meta.get("usage") or {} for j in judgments]
     tokens = (sum(u.get("prompt_tokens", 0) for u in usage), sum(u.get("completion_tokens", 0) for u in usage))
     counts = {
-        **summary.counts,
+        **(summary.counts if summary else {}),
         "questions": len(questions),
         "answers": len(mine),
+        "missing_answers": missing_answers,
+        "requested": requested,
+        "judged": len(judgments) - failed,
+        "failed": failed,
+        "unanswered": unanswered,
         "truncated_answers": sum(1 for a in mine if a.finish_reasons and "length" in a.finish_reasons),
         "judge_calls": sum(u.get("calls", 0) for u in usage),
         "prompt_tokens": tokens[0],
         "completion_tokens": tokens[1],
     }
-    config = load_config(checks)
-    found = _checks(store, spec.key, bench, judge, questions, mine, judgments, base, summary, config)
-    store.replace_checks(spec.key, name, judge, found)
-    shown = [c for c in found if c.scope != "answer" or c.status != "pass"]
-    previous = next((r for r in store.reports(run=spec.key, benchmark=name) if r.judge == judge), None)
+    incomplete = _incompleteness(counts, limits, note)
+    if summary is None or not summary.metrics:
+        incomplete.append(f"no judgment could be scored ({len(judgments)} stored, {failed} failed)")
+    shown: list[CheckResult] = []
+    if mine:
+        config = load_config(checks)
+        found = _checks(store, spec.key, bench, judge, questions, mine, judgments, base, summary, config)
+        store.replace_checks(spec.key, name, judge, found)
+        shown = [c for c in found if c.scope != "answer" or c.status != "pass"]
     cost = None
     if prices:
         cost = (tokens[0] * prices.get("input_per_mtok", 0.0) + tokens[1] * prices.get("output_per_mtok", 0.0)) / 1e6
@@ -340,11 +460,32 @@ def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *,
     meta = {"judge_spec": judge_spec or (previous.meta.get("judge_spec") if previous else spec.judge),
             "cost_usd": cost, "stage": spec.stage, "step": spec.step, "rounds": rounds, "options": options,
             "headline": bench.headline, "higher_is_better": bench.higher_is_better,
-            "cheat_flagged": is_cheat(shown), "eligible_for_promotion": not is_cheat(shown)}
+            "limits": {"max_failed_share": limits.max_failed_share,
+                       "max_unanswered_share": limits.max_unanswered_share},
+            "cheat_flagged": is_cheat(shown),
+            "eligible_for_promotion": not is_cheat(shown) and not incomplete}
     rep = Report(run=spec.key, benchmark=name, benchmark_version=bench.version, model=spec.model, judge=judge,
-                 metrics=summary.metrics, checks=shown, counts=counts, meta=meta)
+                 metrics=summary.metrics if summary else {}, checks=shown, counts=counts,
+                 complete=not incomplete, incomplete=incomplete, meta=meta)
     store.put_report(rep)
     return rep
+
+
+def _incompleteness(counts: dict[str, int], limits: Limits, note: str | None) -> list[str]:
+    """Why a report is not complete: missing answers, unanswered judgments, failed verdicts beyond the limits."""
+    out = []
+    if counts["questions"] and counts["missing_answers"] / counts["questions"] > limits.max_unanswered_share:
+        out.append(f"{counts['missing_answers']} of {counts['questions']} questions have no answer (generation "
+                   "failed)")
+    requested = max(counts["requested"], 1)
+    if counts["unanswered"] / requested > limits.max_unanswered_share:
+        out.append(f"{counts['unanswered']} of {counts['requested']} judgments were never answered"
+                   + (f" ({note})" if note else ""))
+    stored = counts["judged"] + counts["failed"]
+    if stored and counts["failed"] / stored > limits.max_failed_share:
+        out.append(f"{counts['failed']} of {stored} verdicts could not be read ({counts['failed'] / stored:.0%} > "
+                   f"{limits.max_failed_share:.0%} allowed)")
+    return out
 
 
 def _checks(store: RunStore, run_key: str, bench: Benchmark, judge: str, questions: list[Question],
@@ -375,7 +516,7 @@ def _run_benchmarks(store: RunStore, spec: RunSpec) -> list[Benchmark]:
 
 
 def rejudge(store: RunStore, run: str, judge: Any, *, baseline: str | None = None, retry_failed: bool = False,
-            checks: CheckConfig | str | Path | dict | None = None,
+            checks: CheckConfig | str | Path | dict | None = None, limits: Limits | None = None,
             progress: Progress | None = None) -> tuple[list[Report], list[JudgeRun]]:
     """Judge a stored run's answers with another judge (``judge`` is a spec or a judge object) and write that
     judge's reports of the run; the first judge's judgments and reports stay. ``baseline`` replaces the run's
@@ -398,11 +539,15 @@ def rejudge(store: RunStore, run: str, judge: Any, *, baseline: str | None = Non
         if not mine:
             raise LionEvalError(f"run {spec.key} has no stored {bench.name} answers",
                                 fix="finish the run with `lioneval run` first")
-        jrun = _judge_and_link(store, spec.key, judge, bench, questions, mine, base, retry_failed=retry_failed,
-                               progress=_stage(progress, f"judge {bench.name}"))
+        try:
+            jrun = _judge_and_link(store, spec.key, judge, bench, questions, mine, base, retry_failed=retry_failed,
+                                   progress=_stage(progress, f"judge {bench.name}"))
+        except JudgeUnavailableError as e:
+            jrun = _unavailable(judge, bench, e)
         runs.append(jrun)
         reports.append(report(store, spec.key, bench, judge.id_for(bench), checks=checks,
-                              prices=judge.spec.prices, judge_spec=judge.spec.label))
+                              prices=judge.spec.prices, judge_spec=judge.spec.label, requested=jrun.requested,
+                              limits=limits, note=_transport_note(jrun)))
     return reports, runs
 
 

@@ -9,7 +9,10 @@ The SQL is plain and kept in this module, so another database can stand behind t
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -18,9 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from lioneval.errors import StoreError
+from lioneval.errors import DataError, LionEvalError, StoreError
 from lioneval.types import (
     SCHEMA_VERSION,
     Answer,
@@ -34,7 +35,7 @@ from lioneval.types import (
     RunSpec,
 )
 
-__all__ = ["RunStore", "DEFAULT_STORE", "STORE_VERSION"]
+__all__ = ["RunStore", "DEFAULT_STORE", "STORE_VERSION", "jsonl_lines"]
 
 DEFAULT_STORE = "lioneval.db"
 
@@ -75,6 +76,15 @@ _MIGRATIONS: list[list[str]] = [
         # A check is keyed by what was checked, not by its outcome: see _rekey_checks.
         "python:_rekey_checks",
     ],
+    [
+        # Every paid judge call (one game of a judgment), stored the moment it is answered: a judgment whose other
+        # game failed is finished on the next run without paying for this one again.
+        """CREATE TABLE game_results (key TEXT PRIMARY KEY, judge TEXT NOT NULL, created_at REAL NOT NULL,
+               record TEXT NOT NULL)""",
+        # What a run is doing: running (with a lease its process renews), complete, incomplete or failed.
+        """CREATE TABLE run_state (run TEXT PRIMARY KEY, status TEXT NOT NULL, owner TEXT, lease_until REAL,
+               updated_at REAL NOT NULL, detail TEXT NOT NULL DEFAULT '')""",
+    ],
 ]
 STORE_VERSION = len(_MIGRATIONS)
 
@@ -91,6 +101,28 @@ _TABLES: dict[str, tuple[type[Record], tuple[str, ...]]] = {
 }
 _HAS_CREATED = {"runs", "answers", "judgments", "reports", "checks", "promotions", "early_stops"}
 LINKED = ("questions", "answers", "judgments")  # the tables whose records a run links to
+RUN_STATUSES = ("running", "complete", "incomplete", "failed", "killed")
+LEASE_S = 60.0  # a running run renews its lease well within this; one not renewed for longer was killed
+# The WAL is checkpointed and truncated once it grows past this, even while readers poll (they use short reads).
+WAL_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+def owner_id() -> str:
+    """This process, as a lease owner: host and pid (a lease of a dead pid on this host is released at once)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine: only the lease's expiry tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _rekey_checks(db: sqlite3.Connection) -> None:
@@ -106,35 +138,235 @@ def _rekey_checks(db: sqlite3.Connection) -> None:
     db.executemany(f"INSERT INTO checks ({','.join(names)}) VALUES ({','.join('?' * len(names))})", latest.values())
 
 
+# -- errors ----------------------------------------------------------------------------------------------------------
+# SQLite's primary result codes that say something about the file, the disk or another process, not about our SQL
+# (those stay sqlite3 errors: they are bugs). Each becomes a StoreError that says what to do.
+_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 3, 5, 6, 8, 10, 11, 13, 14, 26
+_ENVIRONMENT = {_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB}
+_BY_MESSAGE = {  # Python < 3.11 has no sqlite_errorcode
+    "database or disk is full": _FULL, "readonly database": _READONLY, "unable to open database file": _CANTOPEN,
+    "disk i/o error": _IOERR, "file is not a database": _NOTADB, "malformed": _CORRUPT,
+    "database is locked": _BUSY, "table is locked": _LOCKED,
+}
+
+
+def _code(e: sqlite3.Error) -> int | None:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF
+    msg = str(e).lower()
+    return next((c for text, c in _BY_MESSAGE.items() if text in msg), None)
+
+
+def _read_only_fs(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def store_failure(path: Path, e: sqlite3.Error | OSError, *, readonly: bool) -> StoreError:
+    """The StoreError for a failure of the store's file, disk or lock: what failed, why, and the fix."""
+    code = _code(e) if isinstance(e, sqlite3.Error) else None
+    folder = path.parent if str(path.parent) else Path(".")
+    copy = "copy the store to a writable folder and pass --store with the copy"
+    if code == _FULL or getattr(e, "errno", None) == 28:  # ENOSPC
+        return StoreError(f"cannot write store {path}: the disk is full",
+                          fix="free space on that disk (or pass --store with a path on another disk), then rerun the "
+                              "same command; everything stored before is kept")
+    if path.is_dir():
+        return StoreError(f"{path} is a folder, not a store file",
+                          fix=f"pass --store with a file path, e.g. --store {path / DEFAULT_STORE}")
+    if code == _NOTADB:
+        return StoreError(f"{path} is not a lioneval store (not an SQLite database)",
+                          fix="pass --store with a lioneval store file (default lioneval.db), or move this file away")
+    if code == _CORRUPT:
+        return StoreError(f"store {path} is damaged ({e})",
+                          fix=f"restore it from a backup; `sqlite3 {path} .recover` can salvage the readable rows")
+    if code in (_BUSY, _LOCKED):
+        return StoreError(f"store {path} is locked by another process ({e})",
+                          fix="wait for the other lioneval process writing to it to finish, then rerun")
+    exists = path.exists()
+    if exists and not os.access(path, os.R_OK):
+        return StoreError(f"no permission to read store {path}",
+                          fix=f"chmod u+r {path} (or run as the user who owns it)")
+    elsewhere = "pass --store with a path in a folder you can write to"
+    if _read_only_fs(folder):
+        if not exists:
+            return StoreError(f"cannot create store {path}: {folder} is on a read-only file system", fix=elsewhere)
+        return StoreError(f"store {path} is on a read-only file system", fix=copy)
+    if not readonly and exists and not os.access(path, os.W_OK):
+        still = "; verbs that only read (info, runs, report) work on it as is" if os.access(folder, os.W_OK) else ""
+        return StoreError(f"store {path} is read-only: no permission to write it",
+                          fix=f"chmod u+w {path}, or {copy}{still}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        if not exists:
+            return StoreError(f"cannot create store {path}: no permission to write in the folder {folder}",
+                              fix=elsewhere)
+        return StoreError(
+            f"no permission to write in the folder {folder} of store {path} (SQLite keeps its -wal and -shm files "
+            "beside the store, and readers need them too)",
+            fix=f"chmod u+w {folder}, or {copy}")
+    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    if not exists and not readonly:
+        return StoreError(f"cannot create store {path}: {why}", fix=elsewhere)
+    if code == _READONLY:
+        return StoreError(f"store {path} cannot be written: {why}", fix=copy)
+    return StoreError(f"cannot {'read' if readonly else 'write'} store {path}: {why}",
+                      fix="check the path, its permissions and the disk it is on")
+
+
+class _Cursor(sqlite3.Cursor):
+    """Rows are fetched lazily: a failure of the file while iterating is a StoreError too."""
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as e:
+            raise self.connection._failure(e) from e  # type: ignore[attr-defined]
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as e:
+            raise self.connection._failure(e) from e  # type: ignore[attr-defined]
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as e:
+            raise self.connection._failure(e) from e  # type: ignore[attr-defined]
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: a full disk, a read-only or missing file, a lock held too long or a file that is not
+    SQLite raise a StoreError saying so (in this one place), whichever statement met it."""
+
+    store_path: Path = Path(DEFAULT_STORE)
+    store_readonly: bool = False
+
+    def _failure(self, e: sqlite3.Error) -> Exception:
+        if _code(e) in _ENVIRONMENT:
+            return store_failure(self.store_path, e, readonly=self.store_readonly)
+        return e
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return self.cursor(_Cursor).execute(sql, parameters)
+        except sqlite3.Error as e:
+            failure = self._failure(e)
+            if failure is e:
+                raise
+            raise failure from e
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return self.cursor(_Cursor).executemany(sql, parameters)
+        except sqlite3.Error as e:
+            failure = self._failure(e)
+            if failure is e:
+                raise
+            raise failure from e
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def jsonl_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, str | None]]:
+    """(line number, text) of each non-blank line of a JSONL file; text is None for a line that is not UTF-8 (the
+    caller counts it as malformed). A UTF-8 byte-order mark is dropped; a file that cannot be opened, or is UTF-16 or
+    UTF-32, raises DataError."""
+    path = Path(path)
+    try:
+        fh = path.open("rb")
+    except IsADirectoryError as e:
+        raise DataError(f"{what} {path} is a folder", fix="pass the file itself") from e
+    except OSError as e:
+        raise DataError(f"cannot read {what} {path}: {e.strerror}", fix="check the path and its permissions") from e
+    with fh:
+        try:
+            for n, raw in enumerate(fh, 1):
+                if n == 1:
+                    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                        raise DataError(f"{what} {path} is UTF-16 (or UTF-32) text, not UTF-8",
+                                        fix="save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8")
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield n, None
+                    continue
+                if text.strip():
+                    yield n, text
+        except OSError as e:
+            raise DataError(f"cannot read {what} {path}: {e.strerror}", fix="check the file and the disk") from e
+
 
 class RunStore:
     """Records of runs on SQLite. ``readonly=True`` never writes and never blocks the writer."""
 
     def __init__(self, path: str | Path = DEFAULT_STORE, *, readonly: bool = False, timeout: float = 30.0):
+        self._timeout = timeout
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
+        if self.path.is_dir():
+            raise store_failure(self.path, IsADirectoryError(21, "Is a directory"), readonly=readonly)
         if readonly:
             if not self.path.exists():
                 raise StoreError(
                     f"no store at {self.path}",
                     fix="run an evaluation or `lioneval import` first, or pass --store with the right path",
                 )
-            uri = f"file:{self.path.resolve()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
         else:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._db = sqlite3.connect(
-                    str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-                )
+            self._create_file()
+        db: _Connection | None = None
+        try:
+            if readonly:
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False,
+                                     factory=_Connection)
+            else:
+                db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False,
+                                     factory=_Connection)
+            db.store_path, db.store_readonly = self.path, readonly
+            self._db = db
+            self.version  # noqa: B018 - a file that is not a store fails here, before a pragma could change it
+            if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 # In WAL mode NORMAL loses nothing on a process crash (only on power loss) and keeps commits cheap.
                 self._db.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as e:
-                raise StoreError(f"cannot open store {self.path}: {e}", fix="check the path is a writable file") from e
-        self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        self._migrate()
+                # After a checkpoint resets the WAL, the file is cut back to this size instead of staying large.
+                self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            self._db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            self._migrate()
+        except (sqlite3.Error, OSError, LionEvalError) as e:
+            if db is not None:
+                db.close()
+            if isinstance(e, LionEvalError):
+                raise
+            failure = store_failure(self.path, e, readonly=readonly)
+            raise failure from e
+
+    def _create_file(self) -> None:
+        """Create the store's folder and (empty) file here, so a path SQLite cannot use fails with the reason the
+        operating system gives (no such folder, permission denied, read-only file system), not "unable to open"."""
+        if self.path.exists():
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the folder {self.path.parent} of store {self.path}: {e.strerror}",
+                             fix="pass --store with a path in a folder you can write to") from e
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            pass  # another process created it meanwhile
+        except OSError as e:
+            raise store_failure(self.path, e, readonly=False) from e
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -152,6 +384,9 @@ class RunStore:
             row = self._db.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
         except sqlite3.DatabaseError as e:
             if "no such table" in str(e):
+                if self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
+                    raise StoreError(f"{self.path} is not a lioneval store (an SQLite database of something else)",
+                                     fix="pass --store with a lioneval store file (default lioneval.db)") from e
                 return 0
             raise StoreError(f"{self.path} is not a lioneval store: {e}", fix="pass --store with a store file") from e
         return int(row[0]) if row else 0
@@ -192,10 +427,49 @@ class RunStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._bound_wal()
+            except (sqlite3.Error, StoreError):
+                pass  # the batch is committed; the next commit tries the checkpoint again
+
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it rolls back by itself on a full disk or an I/O
+        error, and a second ROLLBACK would hide the real error behind "no transaction is active")."""
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except (sqlite3.Error, StoreError):
+            pass  # the error being raised says what went wrong; an unfinished transaction is never committed
+
+    def _bound_wal(self) -> None:
+        """Checkpoint and truncate the WAL once it passes WAL_LIMIT_BYTES.
+
+        SQLite's automatic checkpoint copies pages back but can only restart the WAL when no reader is using it; with
+        readers polling all the time (a dashboard, a callback) that moment rarely comes and the file grows without
+        bound. A PASSIVE checkpoint every few commits keeps the backfill complete, so readers that start afterwards
+        read from the database file and the next writer can restart the WAL from its beginning (the file is then cut
+        to ``journal_size_limit``). Past the limit, one TRUNCATE is tried with a short wait, never the busy timeout:
+        the writer must not stall behind the readers.
+        """
+        self._commits = getattr(self, "_commits", 0) + 1
+        if self._commits % 16:
+            return
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        try:
+            size = os.path.getsize(f"{self.path}-wal")
+        except OSError:
+            return
+        if size > WAL_LIMIT_BYTES:
+            self._db.execute("PRAGMA busy_timeout=100")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
 
     # -- writes ----------------------------------------------------------------------------------------------
     def _put(self, table: str, records: Iterable[Record], conflict: str = "IGNORE") -> int:
@@ -269,6 +543,69 @@ class RunStore:
             db.executemany(f"INSERT OR REPLACE INTO checks ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
                            rows)
         return len(rows)
+
+    # -- paid judge calls ---------------------------------------------------------------------------------------
+    def put_game(self, key: str, judge: str, result: dict[str, Any]) -> None:
+        """Store one answered judge call (a game) under its request key, as soon as it is paid for."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO game_results (key, judge, created_at, record) VALUES (?, ?, ?, ?)",
+                       (key, judge, time.time(), json.dumps(result, ensure_ascii=False)))
+
+    def games(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored game results among ``keys``: key -> result."""
+        keys = list(dict.fromkeys(keys))
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            sql = f"SELECT key, record FROM game_results WHERE key IN ({','.join('?' * len(chunk))})"
+            out.update((k, json.loads(r)) for k, r in self._db.execute(sql, chunk))
+        return out
+
+    # -- run state ------------------------------------------------------------------------------------------------
+    def claim_run(self, run: str, owner: str | None = None, *, lease_s: float = LEASE_S) -> tuple[bool, str | None]:
+        """Take the lease of ``run`` for ``owner`` (this process by default). Returns (True, None), or (False, the
+        live owner) when another process holds a lease that has not expired and whose process is alive."""
+        owner = owner or owner_id()
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT status, owner, lease_until FROM run_state WHERE run = ?", (run,)).fetchone()
+            if row is not None and row[0] == "running" and row[1] != owner and (row[2] or 0) > now \
+                    and _owner_alive(row[1]):
+                return False, row[1]
+            db.execute("INSERT INTO run_state (run, status, owner, lease_until, updated_at, detail) VALUES "
+                       "(?, 'running', ?, ?, ?, '') ON CONFLICT(run) DO UPDATE SET status='running', "
+                       "owner=excluded.owner, lease_until=excluded.lease_until, updated_at=excluded.updated_at, "
+                       "detail=''", (run, owner, now + lease_s, now))
+        return True, None
+
+    def renew_run(self, run: str, owner: str | None = None, *, lease_s: float = LEASE_S) -> None:
+        owner = owner or owner_id()
+        with self._tx() as db:
+            db.execute("UPDATE run_state SET lease_until = ?, updated_at = ? WHERE run = ? AND owner = ? "
+                       "AND status = 'running'", (time.time() + lease_s, time.time(), run, owner))
+
+    def finish_run(self, run: str, status: str, detail: str = "", owner: str | None = None) -> None:
+        """Record how a run ended (complete, incomplete, failed) and release its lease."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
+        owner = owner or owner_id()
+        with self._tx() as db:
+            db.execute("INSERT INTO run_state (run, status, owner, lease_until, updated_at, detail) VALUES "
+                       "(?, ?, ?, NULL, ?, ?) ON CONFLICT(run) DO UPDATE SET status=excluded.status, "
+                       "lease_until=NULL, updated_at=excluded.updated_at, detail=excluded.detail",
+                       (run, status, owner, time.time(), detail))
+
+    def run_status(self, run: str) -> tuple[str, str]:
+        """(status, detail) of a run; a running run whose lease expired or whose process died is "killed";
+        a run written before statuses were kept is "unknown"."""
+        row = self._db.execute("SELECT status, owner, lease_until, detail FROM run_state WHERE run = ?",
+                               (run,)).fetchone()
+        if row is None:
+            return "unknown", ""
+        status, owner, until, detail = row
+        if status == "running" and ((until or 0) < time.time() or not _owner_alive(owner)):
+            return "killed", f"its process ({owner}) stopped without finishing; rerun the same command to resume"
+        return status, detail
 
     def put_promotions(self, promotions: Iterable[Promotion]) -> int:
         return self._put("promotions", promotions)
@@ -405,52 +742,102 @@ class RunStore:
         return {t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in _TABLES}
 
     # -- interchange -----------------------------------------------------------------------------------------
-    def export_jsonl(self, path: str | Path, tables: Sequence[str] | None = None) -> dict[str, int]:
-        """Write every record as ``{"table": ..., "record": {...}}`` lines; returns counts per table."""
+    def export_jsonl(self, path: str | Path, tables: Sequence[str] | None = None) -> dict[str, Any]:
+        """Write every record as ``{"table": ..., "record": {...}}`` lines; returns counts per table, plus
+        ``"skipped": {table: n}`` when stored records did not validate (they are left out, never half-written).
+
+        The file appears whole or not at all: it is written beside ``path`` under a temporary name and renamed."""
         known = [*_TABLES, "run_records"]
         tables = list(tables or known)
         unknown = set(tables) - set(known)
         if unknown:
             raise StoreError(f"unknown table(s) {sorted(unknown)}", fix=f"choose from {sorted(known)}")
+        path = Path(path)
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise LionEvalError(f"cannot export to {path}: the folder {folder} does not exist",
+                                fix=f"create it first (mkdir -p {folder}) or pass another path")
+        if path.exists() and not os.access(path, os.W_OK):  # a rename would replace it regardless
+            raise LionEvalError(f"cannot export to {path}: the file is read-only",
+                                fix=f"chmod u+w {path}, or pass another path")
         counts: Counter = Counter()
-        with open(path, "w", encoding="utf-8") as fh:
-            for t in tables:
-                if t == "run_records":
-                    rows = self._db.execute("SELECT run, tbl, key FROM run_records ORDER BY rowid")
-                    recs = ({"run": r, "tbl": tb, "key": k} for r, tb, k in rows)
-                else:
-                    recs = (json.loads(rec) for (rec,) in self._db.execute(f"SELECT record FROM {t} ORDER BY rowid"))
-                for rec in recs:
-                    fh.write(json.dumps({"table": t, "record": rec}, ensure_ascii=False) + "\n")
-                    counts[t] += 1
-        return dict(counts)
+        skipped: Counter = Counter()
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        except OSError as e:
+            raise LionEvalError(f"cannot export to {path}: {e.strerror}",
+                                fix="pass a path in a folder you can write to, on a disk with free space") from e
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                for t in tables:
+                    if t == "run_records":
+                        rows = self._db.execute("SELECT run, tbl, key FROM run_records ORDER BY rowid")
+                        recs: Iterable[dict | None] = ({"run": r, "tbl": tb, "key": k} for r, tb, k in rows)
+                    else:
+                        rows = self._db.execute(f"SELECT record FROM {t} ORDER BY rowid")
+                        recs = (self._valid(t, rec) for (rec,) in rows)
+                    for rec in recs:
+                        if rec is None:
+                            skipped[t] += 1
+                            continue
+                        fh.write(json.dumps({"table": t, "record": rec}, ensure_ascii=False) + "\n")
+                        counts[t] += 1
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            if e.errno == 28:
+                raise LionEvalError(f"cannot export to {path}: the disk is full",
+                                    fix="free space on that disk or export to another one") from e
+            raise LionEvalError(f"cannot export to {path}: {e.strerror}", fix="pass a path you can write to") from e
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        out: dict[str, Any] = dict(counts)
+        if skipped:
+            out["skipped"] = dict(skipped)
+        return out
+
+    @staticmethod
+    def _valid(table: str, text: str) -> dict | None:
+        """A stored record as JSON when it still validates as its type, else None (a damaged row)."""
+        try:
+            obj = json.loads(text)
+            _TABLES[table][0].model_validate(obj)
+        except (ValueError, TypeError):  # JSONDecodeError and ValidationError are ValueErrors
+            return None
+        return obj if isinstance(obj, dict) else None
 
     def import_jsonl(self, path: str | Path) -> dict[str, Any]:
-        """Read an export; bad lines are skipped and counted. Returns {"added": {...}, "skipped": {...}}."""
+        """Read an export; bad lines are skipped and counted. Returns {"read": n, "added": {...}, "skipped": {...}}."""
         batches: dict[str, list[Record]] = {t: [] for t in _TABLES}
         links: dict[tuple[str, str], list[str]] = {}
         skipped: Counter = Counter()
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
+        for _, line in jsonl_lines(path, "export file"):
+            if line is None:
+                skipped["not UTF-8 text"] += 1
+                continue
+            try:
+                obj = json.loads(line)
+                if obj["table"] == "run_records":
+                    rec = obj["record"]
+                    if rec["tbl"] not in LINKED or not all(isinstance(rec[k], str) for k in ("run", "key")):
+                        raise TypeError("not a run link")
+                    links.setdefault((rec["run"], rec["tbl"]), []).append(rec["key"])
                     continue
-                try:
-                    obj = json.loads(line)
-                    if obj["table"] == "run_records":
-                        rec = obj["record"]
-                        if rec["tbl"] not in LINKED or not all(isinstance(rec[k], str) for k in ("run", "key")):
-                            raise TypeError("not a run link")
-                        links.setdefault((rec["run"], rec["tbl"]), []).append(rec["key"])
-                        continue
-                    rtype, _ = _TABLES[obj["table"]]
-                    batches[obj["table"]].append(rtype.model_validate(obj["record"]))
-                except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as e:
-                    skipped[type(e).__name__] += 1
+                rtype, _ = _TABLES[obj["table"]]
+                record = rtype.model_validate(obj["record"])
+                record.key  # noqa: B018 - a record whose key cannot be computed (a NaN in it) is malformed too
+                batches[obj["table"]].append(record)
+            except (KeyError, TypeError, ValueError) as e:  # JSONDecodeError and ValidationError are ValueErrors
+                skipped[type(e).__name__] += 1
         added = {}
         for t, recs in batches.items():
             added[t] = self._put(t, recs, conflict="REPLACE" if t in ("reports", "checks") else "IGNORE")
         added["run_records"] = sum(self.link(run, tbl, keys) for (run, tbl), keys in links.items())
-        return {"added": added, "skipped": dict(skipped)}
+        read = sum(len(recs) for recs in batches.values()) + sum(len(keys) for keys in links.values())
+        return {"read": read, "added": added, "skipped": dict(skipped)}
 
     # -- dashboard reads ---------------------------------------------------------------------------------------
     # Column reads for views over many records (a training run leaves ~225k judgments): tuples of the few fields a

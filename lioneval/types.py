@@ -20,6 +20,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Answer",
     "CheckResult",
+    "Decision",
     "Estimate",
     "Game",
     "Judgment",
@@ -187,6 +188,8 @@ class Estimate(Record):
     seed: int | None = None
     unit: str | None = None  # resampling unit: "question", "battle", ...
     level: float = 0.95
+    # False when too many of the judgments behind it failed (or too few questions remain) to trust it
+    reliable: bool = True
     meta: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -258,7 +261,11 @@ class RunSpec(Record):
 
 
 class Report(Record):
-    """The result of evaluating one model on one benchmark with one judge. Written last: its presence = complete."""
+    """The result of evaluating one model on one benchmark with one judge, written last.
+
+    ``complete`` is False when answers are missing, judgments were never answered, or more failed than the run
+    allows: such a report is kept (it says what is missing and how to finish) but no decision uses it.
+    """
 
     run: str  # RunSpec key
     benchmark: str
@@ -267,7 +274,9 @@ class Report(Record):
     judge: str
     metrics: dict[str, Estimate]
     checks: list[CheckResult] = Field(default_factory=list)
-    counts: dict[str, int] = Field(default_factory=dict)  # judged, failed, unparsed, dropped games, ...
+    counts: dict[str, int] = Field(default_factory=dict)  # requested, judged, failed, unanswered, missing answers...
+    complete: bool = True
+    incomplete: list[str] = Field(default_factory=list)  # why not complete, each with what to do
     meta: dict[str, Any] = Field(default_factory=dict)
 
     KEY_FIELDS = ("run", "benchmark", "benchmark_version", "model", "judge")
@@ -303,3 +312,41 @@ class EarlyStop(Record):
     reason: str
     metric: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class Decision(Record):
+    """A paired, error-controlled comparison of a candidate checkpoint with an incumbent (``lioneval.decisions``).
+
+    ``diff`` is candidate minus incumbent in the metric's own units, with its interval (``ci_low``, ``ci_high``:
+    two-sided at ``1 - alpha`` for ``compare``; for a one-sided test, the bound that decides is the one at ``alpha``).
+    ``verdict`` reads the direction of ``higher_is_better``: "better" (significantly better), "worse"
+    (significantly worse by more than ``margin``), "non-inferior" (not worse by ``margin`` or more, significantly)
+    or "inconclusive". ``correction`` names the multiplicity control across the candidates decided together and
+    ``p_value`` is after it; ``corrected_score`` is the winner's-curse-corrected score of a selected checkpoint.
+    """
+
+    kind: Literal["compare", "promotion", "early_stop"]
+    benchmark: str | None = None  # several, joined by "+", when the decision combines benchmarks
+    metric: str | None = None
+    candidate: str | None = None  # RunSpec key (or model id) of the candidate's evaluation
+    incumbent: str | None = None
+    diff: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = Field(ge=0)  # shared questions (summed over benchmarks)
+    margin: float = Field(default=0.0, ge=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    method: str
+    correction: str | None = None
+    verdict: Literal["better", "worse", "non-inferior", "inconclusive"]
+    p_value: float | None = None
+    higher_is_better: bool = True
+    corrected_score: float | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Decision:
+        lo, hi = self.ci_low, self.ci_high
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"ci_low {lo} is above ci_high {hi}")
+        return self

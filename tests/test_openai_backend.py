@@ -7,6 +7,7 @@ import email.utils
 import socket
 import threading
 import time
+from collections import Counter
 
 import pytest
 
@@ -187,22 +188,87 @@ def test_unknown_model_points_at_the_model_list():
     assert "404" in out[0].error and "/models" in out[0].error and "test-model" in out[0].error
 
 
-@pytest.mark.parametrize(
-    ("kind", "sampling", "phrase"),
-    [
-        ("malformed", Sampling(), "not a chat completion"),
-        ("empty", Sampling(), "empty content"),
-        ("no_logprobs", Sampling(top_logprobs=2), "no usable logprobs"),
-    ],
-)
-def test_bad_answers_become_error_completions(kind, sampling, phrase):
-    with ScriptedServer(faults=Faults(first=1, first_kind=kind)) as server:
-        out = backend(server).generate(chats(2), sampling)
+def test_answers_without_logprobs_are_not_retried():
+    with ScriptedServer(faults=Faults(first=1, first_kind="no_logprobs")) as server:
+        out = backend(server).generate(chats(2), Sampling(top_logprobs=2))
         assert len(server.chat_requests()) == 2  # not retried: a server that answers this way will again
     for c in out:
-        assert isinstance(c, Completion) and not c.ok and phrase in c.error and "Fix:" in c.error
-    if kind == "no_logprobs":
-        assert out[0].text == "echo: q 0"  # kept for inspection
+        assert isinstance(c, Completion) and not c.ok and "no usable logprobs" in c.error and "Fix:" in c.error
+    assert out[0].text == "echo: q 0"  # kept for inspection
+
+
+@pytest.mark.parametrize(
+    ("kind", "phrase"),
+    [
+        ("malformed", "truncated or malformed JSON"),
+        ("truncated_json", "truncated or malformed JSON"),
+        ("empty_choices", "without a chat completion choice"),
+        ("empty", "empty content"),
+    ],
+)
+def test_bad_answers_that_persist_become_error_completions(kind, phrase):
+    with ScriptedServer(faults=Faults(rate=1.0, kinds=(kind,))) as server:
+        out = backend(server, max_retries=2).generate(chats(2), Sampling())
+        assert len(server.chat_requests()) == 6  # retried up to the budget, no further
+    for c in out:
+        assert isinstance(c, Completion) and not c.ok and c.attempts == 3
+        assert phrase in c.error and "on each of 3 attempts" in c.error and "Fix:" in c.error
+    if kind == "empty":
+        assert out[0].finish_reason == "stop" and "raise max_tokens if the reason is 'length'" in out[0].error
+
+
+def test_empty_content_cut_at_max_tokens_is_not_retried():
+    with ScriptedServer(lambda req: Reply("", finish_reason="length")) as server:
+        out = backend(server).generate(chats(2), Sampling(max_tokens=5))
+        assert len(server.chat_requests()) == 2  # the same request would be cut the same way
+    for c in out:
+        assert not c.ok and c.attempts == 1 and c.finish_reason == "length"
+        assert "empty content (finish_reason='length')" in c.error and "raise max_tokens" in c.error
+
+
+def _item(request) -> int:
+    return int(request["messages"][-1]["content"].rsplit(" ", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "kind", ["malformed", "truncated_json", "empty_choices", "empty", "echo_key", "drop_mid_body", "drop"]
+)
+def test_transient_faults_are_retried_until_every_item_is_answered(kind):
+    """Item i fails its first i % 3 attempts: every item ends answered, with exactly one request per attempt."""
+    faults = Faults(script=lambda req, attempt: kind if attempt <= _item(req) % 3 else None)
+    with ScriptedServer(faults=faults) as server:
+        out = backend(server).generate(chats(9), Sampling())
+        recs = settled(server, sum(1 + i % 3 for i in range(9)))
+    assert [c.text for c in out] == [f"echo: q {i}" for i in range(9)]
+    assert [c.attempts for c in out] == [1 + i % 3 for i in range(9)]
+    assert len(recs) == sum(1 + i % 3 for i in range(9))  # no request beyond the retries
+    assert sorted(r.fault or "" for r in recs) == [""] * 9 + [kind] * 9
+    answered = Counter(r.prompt_hash for r in recs if r.fault is None)
+    assert sorted(answered.values()) == [1] * 9  # each prompt answered once
+
+
+def test_a_trickled_answer_is_bounded_by_the_timeout_and_retried():
+    """The timeout bounds the whole answer: a server that sends a byte now and then cannot hold an item longer."""
+    faults = Faults(first=1, first_kind="trickle", trickle_s=8.0)
+    with ScriptedServer(faults=faults) as server:
+        t0 = time.monotonic()
+        out = backend(server, timeout=1.0).generate(chats(3), Sampling())
+        elapsed = time.monotonic() - t0
+        statuses = sorted(r.status for r in settled(server, 6))
+    assert all(c.ok and c.attempts == 2 for c in out)
+    assert elapsed < 4 * 1.0  # one timed-out attempt and a quick one; a bound per read would wait out all 8 s
+    assert statuses == [200] * 3 + [499] * 3  # the trickled answers were abandoned, not delivered
+
+
+def test_an_answer_that_always_trickles_fails_as_a_timeout():
+    with ScriptedServer(faults=Faults(rate=1.0, kinds=("trickle",), trickle_s=8.0)) as server:
+        t0 = time.monotonic()
+        out = backend(server, timeout=1.0, max_retries=1).generate(chats(2), Sampling())
+        elapsed = time.monotonic() - t0
+    assert elapsed < 4 * 1.0 * 2  # about timeout x attempts, far from the 2 x 8 s the trickles would take
+    for c in out:
+        assert not c.ok and c.attempts == 2
+        assert "within the 1 s timeout on each of 2 attempts" in c.error and "Fix:" in c.error
 
 
 def test_connection_refused_fails_fast_naming_the_url():
@@ -297,6 +363,10 @@ def test_from_spec_and_back():
     b = OpenAICompatibleBackend.from_spec(spec)
     assert b.base_urls == ["http://127.0.0.1:9/v1"] and b.max_in_flight == 4
     assert OpenAICompatibleBackend.from_spec(b.to_spec()).to_spec() == b.to_spec()
+    b = OpenAICompatibleBackend("m", ["http://u:pw-1234@127.0.0.1:9/v1", "http://127.0.0.1:8/v1"])
+    assert b.to_spec()["base_urls"] == ["http://127.0.0.1:9/v1", "http://127.0.0.1:8/v1"]
+    again = OpenAICompatibleBackend.from_spec(b.to_spec(credentials=True))
+    assert again.to_spec(credentials=True)["base_urls"] == ["http://u:pw-1234@127.0.0.1:9/v1", "http://127.0.0.1:8/v1"]
     with pytest.raises(LionEvalError, match="max_inflight"):
         OpenAICompatibleBackend.from_spec({"model": "m", "base_urls": "http://x/v1", "max_inflight": 3})
     with pytest.raises(LionEvalError, match="http"):

@@ -5,6 +5,11 @@ one or more base URLs. The client's own retries are off: this module retries, so
 ``Retry-After``, spread retries with full jitter, and turn every failure into a Completion whose error says what
 failed, why, and the fix. The API key is read from the environment when ``generate`` runs and never appears in names,
 errors or logs.
+
+A base URL may carry credentials (``http://user:password@host/v1``, e.g. for a proxy in front of vLLM): they are sent
+as HTTP basic auth, which takes the place of the bearer key in the one ``Authorization`` header, and are kept out of
+the backend's name, repr, ``to_spec()`` and every message. Whatever a server sends back (error bodies, previews and the
+completion text itself, which callers store) is scrubbed of the key and the URL credentials before it leaves here.
 """
 
 from __future__ import annotations
@@ -27,7 +32,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from lioneval.backends.base import Chat, Completion, OnResult, Sampling
+from lioneval.backends.base import (
+    Chat,
+    Completion,
+    OnResult,
+    Sampling,
+    basic_token,
+    credential_secrets,
+    redact_url,
+    scrub,
+    split_credentials,
+)
 from lioneval.errors import LionEvalError
 
 __all__ = ["OpenAICompatibleBackend", "OpenAIBackend"]
@@ -45,8 +60,10 @@ _MAX_RETRY_AFTER_S = 600.0
 
 @dataclass
 class _Endpoint:
-    url: str
+    url: str  # without credentials: what results record
     client: Any  # openai.AsyncOpenAI
+    shown: str = ""  # what messages show: credentials as ***
+    has_credentials: bool = False
     in_flight: int = 0
     connect_failures: int = 0  # consecutive, across items; reset by any answer
     refusing_since: float = 0.0  # time.monotonic() of the first failure in that streak
@@ -61,6 +78,7 @@ class _Failure:
     retry: bool
     retry_after: float | None = None
     connect: bool = False  # nothing answered at the URL at all
+    partial: Completion | None = None  # what to return (with the error) if this failure persists
 
 
 class OpenAICompatibleBackend:
@@ -90,20 +108,28 @@ class OpenAICompatibleBackend:
         extra_body: Mapping[str, Any] | None = None,
     ):
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
+        if not all(isinstance(u, str) for u in urls):
+            raise LionEvalError(
+                f"base_urls must be http(s) URLs, got {redact_url(repr(urls))}",
+                fix="pass e.g. 'http://localhost:8000/v1'",
+            )
         urls = [u.strip().rstrip("/") for u in urls]
         if not model:
             raise LionEvalError("no model name given", fix="pass the name the server serves, e.g. model='qwen2-7b'")
         if not urls or not all(u.startswith(("http://", "https://")) for u in urls):
             raise LionEvalError(
-                f"base_urls must be http(s) URLs, got {urls!r}", fix="pass e.g. 'http://localhost:8000/v1'"
+                f"base_urls must be http(s) URLs, got {redact_url(repr(urls))}",
+                fix="pass e.g. 'http://localhost:8000/v1'",
             )
+        split = [split_credentials(u) for u in urls]
         if max_in_flight < 1 or timeout <= 0 or max_retries < 0 or backoff_base < 0 or backoff_max < 0:
             raise LionEvalError(
                 "max_in_flight must be >= 1, timeout > 0, and max_retries, backoff_base, backoff_max >= 0",
                 fix="correct the backend settings",
             )
         self.model = model
-        self.base_urls = urls
+        self.base_urls = [clean for clean, _ in split]  # never the credentials: names, reprs and specs show these
+        self._userinfo = [userinfo for _, userinfo in split]
         self.api_key_env = api_key_env
         self.max_in_flight = int(max_in_flight)
         self.timeout = float(timeout)
@@ -111,7 +137,7 @@ class OpenAICompatibleBackend:
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
         self.extra_body = dict(extra_body) if extra_body else None
-        self.name = f"openai-compatible:{model}@{urls[0]}"
+        self.name = f"openai-compatible:{model}@{self.base_urls[0]}"
         self._rng = random.Random()
 
     # -- construction from settings --------------------------------------------------------------------------------
@@ -144,11 +170,15 @@ class OpenAICompatibleBackend:
             "backoff_max", "extra_body",
         }  # fmt: skip
 
-    def to_spec(self) -> dict[str, Any]:
-        """The settings that rebuild this backend (never the key itself, only where to find it)."""
+    def to_spec(self, *, credentials: bool = False) -> dict[str, Any]:
+        """The settings that rebuild this backend (never the key itself, only where to find it).
+
+        The base URLs come without their ``user:password@`` unless ``credentials=True`` asks for them, e.g. to hand
+        the backend to another process; such a spec must not be stored or shown.
+        """
         return {
             "model": self.model,
-            "base_urls": list(self.base_urls),
+            "base_urls": self._urls(credentials),
             "api_key_env": self.api_key_env,
             "max_in_flight": self.max_in_flight,
             "timeout": self.timeout,
@@ -157,6 +187,12 @@ class OpenAICompatibleBackend:
             "backoff_max": self.backoff_max,
             "extra_body": self.extra_body,
         }
+
+    def _urls(self, credentials: bool) -> list[str]:
+        if not credentials:
+            return list(self.base_urls)
+        pairs = zip(self.base_urls, self._userinfo, strict=True)
+        return [u.replace("://", f"://{info}@", 1) if info else u for u, info in pairs]
 
     def __repr__(self) -> str:
         return (
@@ -194,12 +230,13 @@ class OpenAICompatibleBackend:
                 f"export {self.api_key_env}=<your key>",
                 attempts=0,
             )
-            results = [Completion(None, error=fail.error, attempts=0) for _ in chats]
-            for i, c in enumerate(results):
+            refused = [Completion(None, error=fail.error, attempts=0) for _ in chats]
+            for i, c in enumerate(refused):
                 if on_result is not None:
                     on_result(i, c)
-            return results
-        run = _Run(self, sampling, key, [self._client(u, key) for u in self.base_urls])
+            return refused
+        endpoints = [self._client(u, info, key) for u, info in zip(self.base_urls, self._userinfo, strict=True)]
+        run = _Run(self, sampling, key, endpoints)
         tasks = [asyncio.create_task(run.item(i, chat)) for i, chat in enumerate(chats)]
         results: list[Completion | None] = [None] * len(chats)
         try:
@@ -218,17 +255,22 @@ class OpenAICompatibleBackend:
 
     # -- internals -------------------------------------------------------------------------------------------------
 
-    def _client(self, url: str, key: str) -> _Endpoint:
+    def _client(self, url: str, userinfo: str | None, key: str) -> _Endpoint:
         import openai
 
         http = None
         ctx = _ssl_context()
         if ctx is not None:
             http = openai.DefaultAsyncHttpxClient(verify=ctx)
+        # The client gets the URL without credentials, so that they never reach its (or httpx's) logs and errors;
+        # they travel as the header an HTTP client would build from them, in place of the bearer key.
+        headers = {"Authorization": f"Basic {basic_token(userinfo)}"} if userinfo else None
         client = openai.AsyncOpenAI(
-            base_url=url, api_key=key or _NO_KEY, max_retries=0, timeout=self.timeout, http_client=http
-        )
-        return _Endpoint(url, client)
+            base_url=url, api_key=key or _NO_KEY, max_retries=0, timeout=self.timeout, http_client=http,
+            default_headers=headers,
+        )  # fmt: skip
+        shown = url.replace("://", "://***@", 1) if userinfo else url
+        return _Endpoint(url, client, shown=shown, has_credentials=bool(userinfo))
 
     def _request(self, chat: Chat, sampling: Sampling) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -313,6 +355,8 @@ class _Run:
         self.sampling = sampling
         self.key = key
         self.endpoints = endpoints
+        # what no text leaving this run may contain: the key, and the credentials of every URL
+        self.secrets = [key, *(s for info in backend._userinfo for s in credential_secrets(info))]
         self.slots = _Slots(backend.max_in_flight)
         self._all_down = asyncio.Event()  # wakes items sleeping before a retry that can no longer happen
         self._turn = 0
@@ -327,6 +371,9 @@ class _Run:
         return min((alive[(self._turn + j) % n] for j in range(n)), key=lambda ep: ep.in_flight)
 
     async def item(self, index: int, chat: Chat) -> tuple[int, Completion]:
+        return index, self._scrubbed(await self._attempts(index, chat))
+
+    async def _attempts(self, index: int, chat: Chat) -> Completion:
         b = self.b
         request = b._request(chat, self.sampling)
         failure: _Failure | None = None
@@ -340,14 +387,17 @@ class _Run:
             async with self.slots.take(first=attempt == 1):
                 ep = self._pick()
                 if ep is None:  # every URL refused for longer than an item retries: trying on only delays the error
-                    return index, self._gave_up(attempt - 1, self._connect_failure(None), all_down=True)
+                    return self._gave_up(attempt - 1, self._connect_failure(None), all_down=True)
                 ep.in_flight += 1
                 t0 = time.monotonic()
                 try:
                     # The client's generic post (documented for endpoints it does not model) skips its typed
                     # transform of the params and the pydantic model of the answer: together they cost more CPU
                     # than the rest of a request, and the answer is checked field by field in _parse anyway.
-                    response = await ep.client.post("/chat/completions", body=request, cast_to=object)
+                    # The client's timeout bounds each read, not the answer: a server that trickles a few bytes
+                    # at a time would hold the item for as long as it likes. wait_for bounds the whole response.
+                    post = ep.client.post("/chat/completions", body=request, cast_to=object)
+                    response = await asyncio.wait_for(post, b.timeout)
                     failure = None
                 except asyncio.CancelledError:
                     raise
@@ -357,20 +407,22 @@ class _Run:
                     ep.in_flight -= 1
             if failure is None:
                 ep.connect_failures = 0
-                completion = self._parse(response, ep.url, attempt)
-                completion.meta.update(base_url=ep.url, latency_s=round(time.monotonic() - t0, 4))
-                return index, completion
+                parsed = self._parse(response, ep, attempt)
+                if isinstance(parsed, Completion):
+                    parsed.meta.update(base_url=ep.url, latency_s=round(time.monotonic() - t0, 4))
+                    return parsed
+                failure = parsed
             if failure.connect:
                 self._refused(ep)
             else:
                 ep.connect_failures = 0
             if not failure.retry:
-                return index, self._gave_up(attempt, failure)
+                return self._gave_up(attempt, failure)
             if failure.retry_after is not None and failure.retry_after > _MAX_RETRY_AFTER_S:
                 failure.message += f"; it asked to wait {failure.retry_after:.0f} s"
-                return index, self._gave_up(attempt, failure)
+                return self._gave_up(attempt, failure)
         assert failure is not None  # the loop returns on success
-        return index, self._gave_up(tries, failure)
+        return self._gave_up(tries, failure)
 
     def _refused(self, ep: _Endpoint) -> None:
         """Count a failed connection; drop a URL that refused longer than one item would keep retrying it.
@@ -403,20 +455,32 @@ class _Run:
             message = f"{failure.message} on each of {tries}"
         else:
             message = failure.message
-        completion = self.b._finish_error(self._redact(message), failure.fix, attempts)
+        if failure.partial is None:
+            return self.b._finish_error(message, failure.fix, attempts)
+        completion = failure.partial  # keeps what the server did say (finish reason, token counts)
+        completion.error = f"{message}. Fix: {failure.fix}"
+        completion.attempts = attempts
         return completion
 
     def _redact(self, text: str) -> str:
-        # servers sometimes echo the key they rejected
-        return text.replace(self.key, "***") if len(self.key) >= 4 else text
+        # servers echo keys they reject, and error texts may quote a URL with its credentials
+        return redact_url(scrub(text, self.secrets))
+
+    def _scrubbed(self, completion: Completion) -> Completion:
+        """The completion without any secret: callers print its error and store its text."""
+        if completion.error is not None:
+            completion.error = self._redact(completion.error)
+        if completion.text:
+            completion.text = scrub(completion.text, self.secrets)
+        return completion
 
     def _classify(self, err: Exception, ep: _Endpoint) -> _Failure:
         import openai
 
-        b, url = self.b, ep.url
-        if isinstance(err, openai.APITimeoutError):
+        b, url = self.b, ep.shown
+        if isinstance(err, (openai.APITimeoutError, asyncio.TimeoutError)):
             return _Failure(
-                f"no answer from {url} within the {b.timeout:g} s timeout",
+                f"no complete answer from {url} within the {b.timeout:g} s timeout",
                 "raise timeout=, lower max_in_flight, or check the server's load",
                 retry=True,
             )
@@ -425,8 +489,14 @@ class _Run:
                 return self._connect_failure(ep, err)
             return _Failure(f"the connection to {url} broke ({_innermost(err)})", "check the server's logs", retry=True)
         if isinstance(err, openai.APIStatusError):
-            return self._status_failure(err, url)
-        if isinstance(err, (json.JSONDecodeError, openai.APIResponseValidationError)) or _is_validation_error(err):
+            return self._status_failure(err, ep)
+        if isinstance(err, json.JSONDecodeError):  # a body cut short (a proxy, a restarting server): try again
+            return _Failure(
+                f"{url} answered with a truncated or malformed JSON body ({err.msg} at character {err.pos})",
+                "check the server's logs and any proxy in front of it; raise max_retries if this is transient",
+                retry=True,
+            )
+        if isinstance(err, openai.APIResponseValidationError) or _is_validation_error(err):
             return _Failure(
                 f"{url} answered with a body that is not a chat completion ({type(err).__name__}: {err})",
                 "check that the base URL points at an OpenAI-compatible /v1 endpoint",
@@ -440,9 +510,9 @@ class _Run:
 
     def _connect_failure(self, ep: _Endpoint | None, err: Exception | None = None) -> _Failure:
         if ep is not None and err is not None:
-            ep.last_connect_error = f"could not connect to {ep.url} ({_innermost(err)})"
+            ep.last_connect_error = f"could not connect to {ep.shown} ({_innermost(err)})"
         eps = [ep] if ep is not None else self.endpoints
-        message = "; ".join(e.last_connect_error or f"could not connect to {e.url}" for e in eps)
+        message = "; ".join(e.last_connect_error or f"could not connect to {e.shown}" for e in eps)
         return _Failure(
             message,
             "start the server, or correct the base URL (host, port, and the /v1 suffix)",
@@ -450,10 +520,10 @@ class _Run:
             connect=True,
         )
 
-    def _status_failure(self, err: Any, url: str) -> _Failure:
-        b = self.b
+    def _status_failure(self, err: Any, ep: _Endpoint) -> _Failure:
+        b, url = self.b, ep.shown
         status = int(err.status_code)
-        detail = _server_message(err)
+        detail = _server_message(err, self.secrets)
         what = f"{url} answered HTTP {status}" + (f" ({detail})" if detail else "")
         if status == 429:
             return _Failure(
@@ -468,6 +538,12 @@ class _Run:
                 "check the server's logs; raise max_retries if the failures are transient",
                 retry=True,
                 retry_after=_retry_after(err.response.headers),
+            )
+        if status == 401 and ep.has_credentials:
+            return _Failure(
+                f"{what}: unauthorized, the user:password in the base URL was rejected",
+                "correct the credentials in the base URL (they are sent as HTTP basic auth instead of the key)",
+                retry=False,
             )
         if status == 401:
             why = "the key was rejected" if self.key else f"{b.api_key_env} is not set, so a placeholder key was sent"
@@ -492,19 +568,31 @@ class _Run:
             retry=False,
         )
 
-    def _parse(self, response: Any, url: str, attempts: int) -> Completion:
-        b, sampling = self.b, self.sampling
-        choices = response.get("choices") if isinstance(response, dict) else None
+    def _parse(self, response: Any, ep: _Endpoint, attempts: int) -> Completion | _Failure:
+        """The completion in a 200 answer, or the failure it amounts to.
+
+        A 200 without a choice or with empty content is what an overloaded or restarting server (or a proxy) sends
+        now and then, so both are retried; an answer cut at max_tokens is not, as the same request gets the same cut.
+        """
+        b, sampling, url = self.b, self.sampling, ep.shown
+        if not isinstance(response, dict):  # the client returns the text of a non-JSON body: not an API endpoint
+            return _Failure(
+                f"{url} answered with a body that is not a chat completion (got {_preview(response, self.secrets)})",
+                "check that the base URL points at an OpenAI-compatible /v1 endpoint",
+                retry=False,
+            )
+        choices = response.get("choices")
         choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
         if choice is None:
-            return b._finish_error(
-                f"{url} answered without a chat completion choice (got {_preview(response)})",
-                "check that the base URL points at an OpenAI-compatible /v1 endpoint",
-                attempts,
+            return _Failure(
+                f"{url} answered without a chat completion choice (got {_preview(response, self.secrets)})",
+                "check that the base URL points at an OpenAI-compatible /v1 endpoint and the server's logs",
+                retry=True,
             )
         message = choice.get("message")
         text = message.get("content") if isinstance(message, dict) else None
-        usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+        usage = response.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
         completion = Completion(
             text=text if isinstance(text, str) else None,
             finish_reason=choice.get("finish_reason"),
@@ -513,12 +601,13 @@ class _Run:
             attempts=attempts,
         )
         if not isinstance(text, str) or not text.strip():
-            completion.error = (
-                f"model {b.model!r} at {url} returned empty content (finish_reason={completion.finish_reason!r}). "
-                "Fix: raise max_tokens if the reason is 'length' (a reasoning model may spend them all on thinking); "
-                "otherwise check the chat template and the prompt"
+            return _Failure(
+                f"model {b.model!r} at {url} returned empty content (finish_reason={completion.finish_reason!r})",
+                "raise max_tokens if the reason is 'length' (a reasoning model may spend them all on thinking); "
+                "otherwise check the chat template and the prompt",
+                retry=completion.finish_reason != "length",
+                partial=completion,
             )
-            return completion
         if sampling.top_logprobs is not None:
             logprobs = choice.get("logprobs")
             tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
@@ -568,8 +657,8 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _preview(value: Any) -> str:
-    text = repr(value)
+def _preview(value: Any, secrets: Sequence[str] = ()) -> str:
+    text = scrub(repr(value), secrets)  # before cutting: a cut secret would no longer be found
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -599,14 +688,14 @@ def _is_validation_error(err: BaseException) -> bool:
     return type(err).__name__ == "ValidationError" and type(err).__module__.startswith("pydantic")
 
 
-def _server_message(err: Any) -> str:
+def _server_message(err: Any, secrets: Sequence[str] = ()) -> str:
     body = getattr(err, "body", None)
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
+            return scrub(str(inner["message"]), secrets)[:300]  # scrubbed before the cut, which would hide a secret
         if isinstance(inner, str):
-            return inner[:300]
+            return scrub(inner, secrets)[:300]
     return ""
 
 

@@ -8,10 +8,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from lioneval.errors import DataError
-from lioneval.types import Answer, CheckResult, Estimate, Judgment, Question
+from lioneval.store import jsonl_lines
+from lioneval.types import Answer, CheckResult, Estimate, Judgment, Question, Record
 
 log = logging.getLogger("lioneval.data")
 
@@ -33,6 +36,10 @@ class ImportBundle:
             self.warnings.append(msg)
             log.warning(msg)
         self.skipped[reason] += 1
+
+    def why_skipped(self, top: int = 2) -> str:
+        """The most frequent skip reasons with their counts, for an error that says why nothing was usable."""
+        return "; ".join(f"{n} x {reason}" for reason, n in self.skipped.most_common(top))
 
     def extend(self, other: ImportBundle) -> None:
         self.questions += other.questions
@@ -224,23 +231,59 @@ def write_jsonl_files(rows: dict[Path, list[dict]]) -> dict[str, int]:
 
 
 def read_jsonl(path: str | Path, bundle: ImportBundle) -> Iterator[tuple[str, dict]]:
-    """Yield (location, object) for each line; a line that is not a JSON object is skipped and counted."""
+    """Yield (location, object) for each line; a line that is not UTF-8 or not a JSON object is skipped and counted.
+    A UTF-8 byte-order mark is ignored; a file that cannot be opened (or is UTF-16) raises DataError."""
     path = Path(path)
+    for i, line in jsonl_lines(path):
+        where = f"{path.name}:{i}"
+        if line is None:
+            bundle.skip("line is not UTF-8 text (save the file as UTF-8)", where)
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            bundle.skip(f"not valid JSON ({e.msg})", where)
+            continue
+        if not isinstance(obj, dict):
+            bundle.skip("line is not a JSON object", where)
+            continue
+        yield where, obj
+
+
+def json_id(value: Any) -> str | None:
+    """An id read from JSON as text: a non-empty string, or an integer (FastChat numbers its questions); None for
+    anything else (a float, a bool, an object, a list), which the reader skips."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+R = TypeVar("R", bound=Record)
+
+
+def build(bundle: ImportBundle, what: str, where: str, cls: type[R], **fields: Any) -> R | None:
+    """``cls(**fields)``, or None with the line skipped and counted when a field has the wrong type or value (a
+    category that is a number, a NaN where the key hashes a number): what the loader did not check, the record does."""
     try:
-        fh = path.open(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror}", fix="check the path and its permissions") from e
-    with fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path.name}:{i}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                bundle.skip(f"not valid JSON ({e.msg})", where)
-                continue
-            if not isinstance(obj, dict):
-                bundle.skip("line is not a JSON object", where)
-                continue
-            yield where, obj
+        record = cls(**fields)
+        record.key  # noqa: B018 - the key hashes the fields: a NaN in them fails here, not later in the store
+    except ValidationError as e:
+        names = sorted({str(err["loc"][0]) for err in e.errors() if err.get("loc")})
+        bundle.skip(f"{what} with a malformed field ({', '.join(names) or 'value'})", where)
+        return None
+    except (TypeError, ValueError):
+        bundle.skip(f"{what} with a malformed value", where)
+        return None
+    return record
+
+
+def require(found: Sequence[Any], bundle: ImportBundle, path: str | Path, what: str) -> None:
+    """Raise DataError when a file gave none of the records it is read for: the whole file is unusable."""
+    if found:
+        return
+    if not bundle.skipped:
+        raise DataError(f"no {what} in {path} (the file is empty)", fix=f"pass a file that holds the {what}")
+    raise DataError(f"no usable {what} in {path}: every line was skipped ({bundle.why_skipped()})",
+                    fix="check the file is in the benchmark's official format, saved as UTF-8")

@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from lioneval.benchmarks.base import json_id
 from lioneval.checks.answers import check_answers
 from lioneval.checks.audit import audit_judgments
 from lioneval.checks.config import CheckConfig
 from lioneval.checks.runs import check_run
 from lioneval.errors import DataError, LionEvalError
+from lioneval.store import jsonl_lines
 from lioneval.types import Answer, CheckResult, Judgment, Question
 
 __all__ = [
@@ -157,38 +161,41 @@ def audit_answers_file(
     """Read a JSONL file of answers (``question_id``, ``question`` or ``turns``, ``answer`` or ``answer_turns``,
     optional ``model`` and ``finish_reasons``) and run the answer- and run-level checks on it."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise DataError(f"cannot read {path}: {e.strerror}", fix="check the path") from e
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e.reason})", fix="save the file as UTF-8 JSONL") from e
     questions: dict[str, Question] = {}
     answers: list[Answer] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, line in jsonl_lines(path, "answers file"):
         where = f"{path.name}:{n}"
+        if line is None:
+            raise DataError(f"{where} is not UTF-8 text", fix="save the file as UTF-8 JSONL")
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{where} is not valid JSON ({e.msg})", fix="write one JSON object per line") from e
-        if not isinstance(obj, dict) or obj.get("question_id") is None:
-            raise DataError(f"{where}: each line must be a JSON object with a question_id",
+        qid = json_id(obj.get("question_id")) if isinstance(obj, dict) else None
+        if qid is None:
+            raise DataError(f"{where}: each line must be a JSON object with a question_id (a string or an integer)",
                             fix="add question_id to every line")
-        qid = str(obj["question_id"])
         q_turns = _texts(obj, "question", "turns", where)
         a_turns = _texts(obj, "answer", "answer_turns", where)
-        questions.setdefault(qid, Question(id=qid, benchmark=bench, turns=q_turns, category=obj.get("category")))
+        model, category = obj.get("model") or path.stem, obj.get("category")
+        if not isinstance(model, str) or not (category is None or isinstance(category, str)):
+            raise DataError(f"{where}: model and category must be strings", fix="check the fields of this line")
         reasons = obj.get("finish_reasons")
         try:
+            questions.setdefault(qid, Question(id=qid, benchmark=bench, turns=q_turns, category=category))
             answers.append(Answer(
-                question_id=qid, benchmark=bench, model=str(obj.get("model") or path.stem), turns=a_turns,
+                question_id=qid, benchmark=bench, model=model, turns=a_turns,
                 finish_reasons=reasons if isinstance(reasons, list) and len(reasons) == len(a_turns) else None,
             ))
-        except ValueError as e:
-            raise DataError(f"{where}: not a valid answer ({e})", fix="check the fields of this line") from e
+        except ValidationError as e:
+            fields = sorted({str(err["loc"][0]) for err in e.errors() if err.get("loc")})
+            raise DataError(f"{where}: not a valid answer (bad {', '.join(fields) or 'value'})",
+                            fix="check the fields of this line") from e
     if not answers:
         raise LionEvalError(f"{path} holds no answers", fix="write one JSON object per answer")
-    checks = run_checks(list(questions.values()), answers, config=load_config(config))
+    try:
+        thresholds = load_config(config)
+    except UnicodeDecodeError as e:  # CheckConfig.from_yaml reads it as UTF-8 without saying which file failed
+        raise DataError(f"check config {config} is not UTF-8 text ({e.reason})", fix="save it as UTF-8") from e
+    checks = run_checks(list(questions.values()), answers, config=thresholds)
     return AnswersAudit(str(path), bench, checks, len(answers), sorted({a.model for a in answers}))

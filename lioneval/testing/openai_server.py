@@ -2,9 +2,10 @@
 
 It speaks the real wire format over real HTTP (``POST /v1/chat/completions``, ``GET /v1/models``), so the code under
 test runs the official ``openai`` client end to end. What it answers is scripted: a ``responder`` writes the content,
-and a ``Faults`` plan injects rate limits, server errors, slow answers, broken bodies, empty content and missing
-logprobs, either at a seeded rate or for the first attempts of each prompt. Every request is logged with a hash of
-its prompt, so a test can count attempts and prove that no prompt was answered twice.
+and a ``Faults`` plan injects rate limits, server errors, slow or trickled answers, broken or cut bodies, empty content
+or choices, missing logprobs and echoed credentials, either at a seeded rate or for the first attempts of each prompt.
+Every request is logged with a hash of its prompt, so a test can count attempts and prove that no prompt was answered
+twice.
 
     with ScriptedServer(responder=lambda req: "[[A>B]]", latency=0.1) as server:
         backend = OpenAICompatibleBackend("judge", server.base_url)
@@ -15,6 +16,8 @@ Run ``python -m lioneval.testing.openai_server --help`` to start one by hand.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import dataclasses
 import hashlib
 import importlib
@@ -49,6 +52,13 @@ FAULTS = {
     "no_logprobs": "200 without logprobs, even when they were asked for",
     "bad_request": "400 with an error body",
     "drop": "closes the connection without answering",
+    "truncated_json": "200 with the JSON of a real completion cut in half (Content-Length matches the cut body)",
+    "empty_choices": '200 with a well-formed completion whose "choices" is []',
+    "drop_mid_body": "200 headers and half the body, then the connection closes",
+    "trickle": "the answer a few bytes at a time, spread over Faults.trickle_s (each byte within any read timeout)",
+    "echo_key": "200 without choices, whose body echoes the Authorization credentials it was sent",
+    "echo_key_error": "400 whose error message echoes the Authorization credentials it was sent",
+    "echo_key_answer": "a normal answer whose text ends by echoing the Authorization credentials",
 }
 
 _ADMIN = "/_scripted"
@@ -83,6 +93,7 @@ class Faults:
     script: Script | None = None  # (request json, attempt number from 1) -> fault name or None; checked first
     retry_after: str | float | None = "1"  # Retry-After header on 429 (seconds or an HTTP date; None: no header)
     slow_s: float = 2.0
+    trickle_s: float = 5.0  # how long a trickled answer takes to arrive in full
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -209,15 +220,57 @@ class _Handler(BaseHTTPRequestHandler):
     # -- helpers ---------------------------------------------------------------------------------------------------
 
     def _send(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> int:
-        reason = self.responses.get(status, ("",))[0]
-        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {len(body)}"]
-        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         try:
-            self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+            self.wfile.write(self._head(status, len(body), headers) + body)
         except OSError:  # the client left
             self.close_connection = True
             return CLIENT_CLOSED
         return status
+
+    def _head(self, status: int, length: int, headers: Mapping[str, str] | None = None) -> bytes:
+        reason = self.responses.get(status, ("",))[0]
+        head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/json", f"Content-Length: {length}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
+    def _send_cut(self, body: bytes) -> int:
+        """Announce the whole body, send half of it, and hang up: the connection drops mid-body."""
+        self.close_connection = True
+        try:
+            self.wfile.write(self._head(200, len(body)) + body[: len(body) // 2])
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return CLIENT_CLOSED
+        return 0
+
+    def _send_trickle(self, body: bytes, seconds: float) -> int:
+        """The body a few bytes at a time over ``seconds``; a step every 50 ms, so no single read waits long."""
+        step_s = 0.05
+        steps = max(1, int(seconds / step_s))
+        chunk = max(1, -(-len(body) // steps))
+        try:
+            self.wfile.write(self._head(200, len(body)))
+            for start in range(0, len(body), chunk):  # bounded: at most `steps` rounds
+                if self._client_left_during(step_s):
+                    self.close_connection = True
+                    return CLIENT_CLOSED
+                self.wfile.write(body[start : start + chunk])
+        except OSError:
+            self.close_connection = True
+            return CLIENT_CLOSED
+        return 200
+
+    def _credentials(self) -> str:
+        """What the client presented in Authorization, as a careless server would quote it back: the header, and
+        for basic auth the decoded user:password as well."""
+        header = self.headers.get("Authorization") or ""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                return f"{header} ({base64.b64decode(value, validate=True).decode('utf-8', 'replace')})"
+            except (binascii.Error, ValueError):
+                return header
+        return header
 
     def _send_json(self, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> int:
         return self._send(status, json.dumps(obj).encode(), headers)
@@ -240,8 +293,14 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def _authorized(self) -> bool:
-        key = self.server.scripted.require_key
-        return key is None or self.headers.get("Authorization") == f"Bearer {key}"
+        srv = self.server.scripted
+        wanted = []
+        if srv.require_key is not None:
+            wanted.append(f"Bearer {srv.require_key}")
+        if srv.require_basic is not None:
+            token = base64.b64encode(":".join(srv.require_basic).encode()).decode("ascii")
+            wanted.append(f"Basic {token}")
+        return not wanted or self.headers.get("Authorization") in wanted
 
     def _unauthorized(self) -> int:
         body = _error_body("Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
@@ -338,6 +397,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(500, _error_body("The server had an error.", "server_error"))
         if fault == "bad_request":
             return self._send_json(400, _error_body("Scripted invalid request.", "invalid_request_error"))
+        if fault == "echo_key_error":
+            body = _error_body(f"Scripted invalid request sent with {self._credentials()}.", "invalid_request_error")
+            return self._send_json(400, body)
         if fault == "drop":
             self.close_connection = True
             try:
@@ -351,12 +413,28 @@ class _Handler(BaseHTTPRequestHandler):
             return CLIENT_CLOSED
         if fault == "malformed":
             return self._send(200, b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"ind')
+        if fault == "echo_key":
+            body = {"id": f"chatcmpl-{srv._next_id()}", "object": "chat.completion", "model": request["model"],
+                    "warning": f"request authorized by {self._credentials()}"}  # fmt: skip
+            return self._send_json(200, body)
         reply = srv.responder(request)
         if not isinstance(reply, Reply):
             reply = Reply(reply)
         if fault == "empty":
             reply = Reply("", reply.finish_reason)
-        return self._send_json(200, self._completion(request, reply, with_logprobs=fault != "no_logprobs"))
+        if fault == "echo_key_answer":
+            reply = dataclasses.replace(reply, text=f"{reply.text or ''} (you sent {self._credentials()})")
+        completion = self._completion(request, reply, with_logprobs=fault != "no_logprobs")
+        if fault == "empty_choices":
+            completion["choices"] = []
+        raw = json.dumps(completion).encode()
+        if fault == "truncated_json":
+            return self._send(200, raw[: len(raw) // 2])
+        if fault == "drop_mid_body":
+            return self._send_cut(raw)
+        if fault == "trickle":
+            return self._send_trickle(raw, faults.trickle_s)
+        return self._send(200, raw)
 
     def _completion(self, request: dict[str, Any], reply: Reply, *, with_logprobs: bool) -> dict[str, Any]:
         text, finish = reply.text, reply.finish_reason
@@ -412,7 +490,8 @@ class ScriptedServer(_LogViews):
 
     ``responder(request_json)`` returns the content (a str or a ``Reply``); ``latency`` delays every normal answer;
     ``faults`` (changeable between runs) injects failures; ``require_key`` makes requests without
-    ``Authorization: Bearer <key>`` fail with 401; ``models`` (when given) makes other model names 404.
+    ``Authorization: Bearer <key>`` fail with 401, ``require_basic=(user, password)`` those without that HTTP basic
+    auth (with both, either will do); ``models`` (when given) makes other model names 404.
     """
 
     def __init__(
@@ -422,6 +501,7 @@ class ScriptedServer(_LogViews):
         latency: float = 0.0,
         faults: Faults | None = None,
         require_key: str | None = None,
+        require_basic: tuple[str, str] | None = None,
         models: Sequence[str] = (),
         port: int = 0,
     ):
@@ -429,6 +509,7 @@ class ScriptedServer(_LogViews):
         self.latency = latency
         self.faults = faults or Faults()
         self.require_key = require_key
+        self.require_basic = require_basic
         self.models = tuple(models) or ("test-model",)
         self._check_models = bool(models)
         self._lock = threading.Lock()
@@ -641,6 +722,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--fail-with", default="server_error", help="fault kind for --fail-first")
     parser.add_argument("--retry-after", default="1", help="Retry-After header value on 429 ('' for none)")
     parser.add_argument("--slow", type=float, default=2.0, help="seconds a 'slow' answer takes")
+    parser.add_argument("--trickle", type=float, default=5.0, help="seconds a 'trickle' answer takes to arrive")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--require-key", default=None, help="answer 401 unless this bearer token is sent")
     parser.add_argument("--model", action="append", default=[], help="served model name (repeatable)")
@@ -652,6 +734,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         first_kind=args.fail_with,
         retry_after=args.retry_after or None,
         slow_s=args.slow,
+        trickle_s=args.trickle,
         seed=args.seed,
     )
     responder = _fixed(args.text) if args.text is not None else None
