@@ -120,16 +120,18 @@ def test_bad_inputs_exit_2_and_keep_what_was_computed(ckpt, tmp_path, capsys):
     assert main(["--store", str(db), "run", "--ckpt", str(plain), "--judge", "openai:x", "--bench", "mt-bench",
                  "--data", f"mt-bench={DEMO_DATA / 'mt_bench'}"]) == 2
     assert "chat template" in capsys.readouterr().err
-    # a judge endpoint that refuses connections: exit 2 with the fix, generated answers kept
+    # a judge endpoint that refuses connections: the run is incomplete (exit 3) with the fix, answers kept
     with ScriptedServer(judge_reply) as srv:
         url = srv.base_url
     args = ["--store", str(db), "run", "--ckpt", str(ckpt), "--judge", f"openai-compatible:judge@{url}",
             "--bench", "mt-bench", "--data", f"mt-bench={DEMO_DATA / 'mt_bench'}", "--max-new-tokens", "4"]
-    assert main(args) == 2
+    assert main(args) == 3
     err = capsys.readouterr().err
-    assert "lioneval: error:" in err and "Fix:" in err
+    assert "incomplete" in err and "Fix:" in err and "rerun the same command" in err
     with RunStore(db, readonly=True) as st:
         assert st.counts()["answers"] == 4 and st.counts()["judgments"] == 0
+        (spec,) = st.runs()
+        assert st.run_status(spec.key)[0] == "incomplete" and not st.reports(run=spec.key)[0].complete
 
 
 def test_paired_difference_is_tighter_than_independent():
