@@ -1,4 +1,4 @@
-"""Compare two runs: score differences with a paired bootstrap over the questions both runs answered.
+"""Compare two runs: score differences paired over the questions both runs answered (``lioneval.decisions``).
 
 Pairing matters: two checkpoints answer the same questions, and question difficulty is most of the variance, so the
 CI of a difference is much narrower than two independent CIs suggest. Each run contributes its own linked
@@ -7,6 +7,11 @@ different things to compare. Each benchmark states its headline as a ratio of su
 (``Benchmark.paired_units``), which keeps the paired resample one matrix product (MT-Bench: mean rating;
 Arena-Hard: strong-weighted win rate against the baseline; AlpacaEval: raw win rate). A metric that is a model fit
 (AlpacaEval's length-controlled rate) is reported from the two stored reports, without a paired CI.
+
+Each row is a ``Decision`` of A against B (``lioneval.decisions.compare``): a paired studentized-t interval at
+``level`` on the per-question differences, and a verdict (better / worse / inconclusive, in the direction the
+benchmark says is better) that promotion and early stopping would read the same way. ``paired_difference`` keeps
+the paired percentile bootstrap for parity with older outputs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lioneval import benchmarks
+from lioneval.decisions import compare
 from lioneval.errors import LionEvalError
 from lioneval.stats.bootstrap import resample_counts
 from lioneval.store import RunStore
@@ -40,8 +46,12 @@ def paired_difference(a: dict[str, tuple[float, float]], b: dict[str, tuple[floa
             "n": len(common), "rounds": rounds, "seed": seed, "unit": "question"}
 
 
-def compare_runs(store: RunStore, run_a: str, run_b: str, *, rounds: int = 1000, seed: int = 0) -> list[dict]:
-    """One row per benchmark and judge that judged both runs, each side from its own run's judgments."""
+def compare_runs(store: RunStore, run_a: str, run_b: str, *, rounds: int = 1000, seed: int = 0,
+                 level: float = 0.95) -> list[dict]:
+    """One row per benchmark and judge that judged both runs, each side from its own run's judgments.
+
+    ``rounds`` and ``seed`` are kept for callers of the bootstrap version; the paired-t interval draws nothing,
+    so a row carries ``rounds`` None and the seed it was asked for."""
     spec_a, spec_b = store.run(run_a), store.run(run_b)
     rows, skipped = [], []
     for name in [b for b in spec_a.benchmarks if b in spec_b.benchmarks]:
@@ -56,9 +66,15 @@ def compare_runs(store: RunStore, run_a: str, run_b: str, *, rounds: int = 1000,
             if len(set(ua) & set(ub)) < 2:
                 skipped.append(f"{name} by {judge}: {len(set(ua) & set(ub))} questions judged in both")
                 continue
-            diff = paired_difference(ua, ub, rounds=rounds, seed=seed, scale=bench.paired_scale)
+            d = compare(ua, ub, scale=bench.paired_scale, higher_is_better=bench.higher_is_better,
+                        alpha=1 - level, benchmark=name, metric=bench.paired_metric, candidate_run=spec_a.key,
+                        incumbent_run=spec_b.key)
             rows.append({"benchmark": name, "metric": bench.paired_metric, "judge": judge,
-                         "model_a": spec_a.model, "model_b": spec_b.model, **diff})
+                         "model_a": spec_a.model, "model_b": spec_b.model,
+                         "a": d.meta["candidate_score"], "b": d.meta["incumbent_score"], "diff": d.diff,
+                         "ci_low": d.ci_low, "ci_high": d.ci_high, "n": d.n, "rounds": None, "seed": seed,
+                         "unit": "question", "verdict": d.verdict, "method": d.method, "p_value": d.p_value,
+                         "level": level, "mde": d.meta["mde"]})
             if bench.headline != bench.paired_metric:
                 ha = _report_metric(store, spec_a.key, name, judge, bench.headline)
                 hb = _report_metric(store, spec_b.key, name, judge, bench.headline)

@@ -216,7 +216,8 @@ def test_callback_evaluates_on_save_logs_and_stops_when_scores_drop(tiny, tmp_pa
     trainer = _trainer(tiny, tmp_path, [CheckpointLinker("sft", tmp_path), cb])
     cb.attach(trainer)
     trainer.train()
-    # step 3 (5.8) is within the best's interval (6.0 - 0.3): no strike; steps 4 and 5 are below it: stop at 5
+    # step 3 (5.8) is not significantly worse than the best (6.0): no strike; steps 4 and 5 are: stop at 5. The
+    # scripted reports have no stored judgments, so the unpaired test on their estimates decides.
     assert trainer.state.global_step == 5 and cb.stopped_at == 5
     assert [e.in_contention for e in cb.evaluations] == [True, True, True, False, False]
     assert [(Path(c).name, s, ok) for c, s, ok in scripted.calls] == [(f"sft-step{i}", i, True) for i in range(1, 6)]
@@ -230,7 +231,9 @@ def test_callback_evaluates_on_save_logs_and_stops_when_scores_drop(tiny, tmp_pa
         assert st.runs() == []  # and no extra run stands for it
         assert (stop.stage, stop.step, stop.run, stop.model) == ("sft", 5, "run-5", "sft-step5@00000000")
         assert Path(stop.checkpoint).name == "sft-step5" and stop.metric == "mt-bench/overall"
-        assert stop.reason == cb.stop_reason and "did not beat the lower CI bound" in stop.reason
+        assert stop.reason == cb.stop_reason and "significantly worse than the best checkpoint" in stop.reason
+        assert stop.meta["decision"]["verdict"] == "worse" and stop.meta["decision"]["method"] == "unpaired-z"
+        assert stop.meta["alpha"] == 0.05 and "bonferroni over 4" in stop.meta["decision"]["correction"]
         assert st.early_stops(stage="sft", model="sft-step5@00000000") == [stop]
 
 
@@ -315,36 +318,57 @@ def _put(st: RunStore, step: int, value: float, half: float, length: int, *, fla
 
 
 def test_promotion_picks_by_policy_and_records_the_decision(tmp_path):
+    # Promotion decides on paired differences with the incumbent (tests/test_decisions.py covers them on stored
+    # judgments); these reports come without judgments, so the unpaired test on their estimates decides here.
     with RunStore(tmp_path / "p.db") as st:
-        _put(st, 100, 6.0, 0.5, 300)
-        best = _put(st, 200, 7.5, 0.3, 300)  # clear of step 100's interval
+        _put(st, 100, 6.0, 0.5, 300)  # the earliest: the incumbent
+        _put(st, 200, 7.5, 0.3, 300)  # significantly better than the incumbent
         _put(st, 300, 8.5, 0.2, 310, flag=True)  # the top score, but flagged
-        _put(st, 400, 7.7, 0.6, 420)  # higher than 200 but its interval overlaps: a tie, and longer answers
+        best = _put(st, 400, 7.7, 0.6, 420)  # significantly better too, by the most: it wins (no CI-overlap tie)
         _put(st, 500, 9.0, 0.2, 1000)  # answers 3.3x as long as the stage's first: length inflation
         d = promote(st, "dpo", PromotionPolicy(), out=None, mark=False)
-        assert [c.step for c in d.promoted] == [200]
+        assert [c.step for c in d.promoted] == [400] and d.incumbent.step == 100
         text = " | ".join(d.reasons)
         assert "dpo-step300: cheat checks flagged it (injection)" in text
         assert "dpo-step500: answers average 1000 characters" in text
-        assert "tied with the highest, dpo-step400" in d.reasons[0]
+        assert "significantly better than the incumbent dpo-step100" in d.reasons[0]
+        assert "incumbent: dpo-step100, the stage's earliest eligible checkpoint" in text
+        assert "holm over 2 candidate(s)" in text and "no per-question judgments" in text
         (rec,) = st.promotions("dpo")  # the decision is a Promotion record, not a check
         assert not [c for c in st.checks() if c.name == "promotion"]
-        assert (rec.run, rec.rank, rec.step, rec.model) == (best, 1, 200, "dpo-step200@00000200")
+        assert (rec.run, rec.rank, rec.step, rec.model) == (best, 1, 400, "dpo-step400@00000400")
         assert rec.reasons == d.reasons and rec.meta["why"] == d.reasons[0]
         assert rec.score == d.promoted[0].score and rec.ci_low < rec.score < rec.ci_high
         assert rec.judge == "openai:gpt-4o" and rec.policy["weights"] == PromotionPolicy().weights
+        assert (rec.meta["alpha"], rec.meta["margin"]) == (0.05, 1.0)
+        assert rec.meta["correction"] == "holm over 2 candidate(s)"
+        assert rec.meta["test"]["verdict"] == "better" and rec.meta["test"]["p_value"] <= 0.05
+        assert rec.meta["corrected_score"] is None  # the winner's-curse correction needs per-question units
         assert [c["step"] for c in rec.candidates] == [100, 200, 300, 400, 500]
         assert [c["excluded"] is not None for c in rec.candidates] == [False, False, True, False, True]
-        # preferring the earlier checkpoint among ties gives the same; a policy without tie-breaking by length and
-        # with no length bound lets the inflated one win
+        assert [c["incumbent"] for c in rec.candidates] == [True, False, False, False, False]
+        # the tie-break order does not change a significant win; a policy without a length bound and without
+        # cheat exclusion lets the inflated one win
         assert promote(st, "dpo", PromotionPolicy(tie_break=["earlier"]), record=False, mark=False
-                       ).promoted[0].step == 200
+                       ).promoted[0].step == 400
         loose = PromotionPolicy(max_length_growth=None, exclude_flagged=False)
         assert promote(st, "dpo", loose, record=False, mark=False).promoted[0].step == 500
-        # promoting two: ranks 1 and 2, each its own record, read back in the order they were decided
+        # promoting two: ranks 1 and 2 (the passing candidates, largest difference first), each its own record
         promote(st, "dpo", PromotionPolicy(count=2, tie_break=["earlier"]), mark=False)
-        assert [(p.rank, p.step) for p in st.promotions("dpo")[1:]] == [(1, 200), (2, 400)]
+        assert [(p.rank, p.step) for p in st.promotions("dpo")[1:]] == [(1, 400), (2, 200)]
         assert st.promotions("sft") == []
+
+        # the audit's case: a later, shorter checkpoint that scores lower but whose interval overlaps the incumbent's
+        # was promoted by the CI-overlap tie rule; now it must be non-inferior within the margin, and is not
+        _put(st, 10, 6.0, 0.5, 300, stage="kto")
+        _put(st, 20, 5.7, 0.5, 250, stage="kto")
+        kept = promote(st, "kto", PromotionPolicy(), record=False, mark=False)
+        assert [c.step for c in kept.promoted] == [10] and "(the incumbent; kept)" in kept.reasons[0]
+        assert kept.decisions[0].meta["rule"] == "non-inferiority" and kept.decisions[0].verdict == "inconclusive"
+        # the checkpoint the stage started from is the incumbent when it was evaluated
+        start = _put(st, 5, 6.5, 0.5, 300, stage="sft")
+        d = promote(st, "kto", PromotionPolicy(), start=start, record=False, mark=False)
+        assert d.incumbent.run == start and d.promoted[0].run == start and d.candidates[0].incumbent
 
 
 def test_promotion_refuses_a_flagged_checkpoint_and_marks_on_disk(tiny, tmp_path, capsys):

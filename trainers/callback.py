@@ -14,11 +14,20 @@ What it does, per saved checkpoint (``on_save``) and optionally per evaluation (
   metrics as ``eval_lioneval_<bench>_<metric>`` (``/`` becomes ``_``: ``eval_lioneval_mt-bench_overall``), so
   ``metric_for_best_model="lioneval_mt-bench_overall"``, ``load_best_model_at_end`` and transformers'
   ``EarlyStoppingCallback`` use them;
-* stops training (CI-aware early stopping) after ``patience`` consecutive evaluations whose score does not beat
-  the best checkpoint's lower CI bound (upper bound when lower is better), and at once when cheat checks flag the
-  policy (``lioneval.checks.is_cheat``). A dip inside the best score's noise does not count against patience, and
-  only a significant drop does; the stop is recorded in the store as an ``EarlyStop`` record
-  (``RunStore.early_stops()``: stage, the run that triggered it, model, checkpoint, step, reason, metric).
+* stops training after ``patience`` consecutive evaluations that are significantly worse than the best checkpoint
+  so far, and at once when cheat checks flag the policy (``lioneval.checks.is_cheat``). "Significantly worse" is a
+  paired decision (``lioneval.decisions.decline``): the new checkpoint and the best one are compared on per-question
+  differences of the watched metric, from each evaluation's own stored judgments (the store the evaluations are
+  written to), with a one-sided paired t-test Bonferroni-adjusted by the number of earlier evaluations the best
+  was chosen from, and an optional ``margin``. A strike needs the best to be significantly better than the new
+  one; a new checkpoint that is significantly better, or merely not distinguishable, resets the count. Each test
+  runs at ``alpha * patience / (horizon - 1)`` (``decisions.strike_level``; ``horizon``: the trainer's planned
+  number of evaluations, else 10), which holds the chance that a flat run stops within the horizon at ``alpha``
+  whatever the patience (``benchmarks/decision_sim.py`` measures it: about 3% at patience 1). When the
+  judgments are not in the store, an unpaired test on the two reports' estimates stands in. Every evaluation logs
+  the smallest difference its test can detect (``lioneval/<bench>/<metric>_mde``, and a log line). The stop is
+  recorded in the store as an ``EarlyStop`` record (``RunStore.early_stops()``: stage, the run that triggered it,
+  model, checkpoint, step, reason, metric, and the paired decision in ``meta``).
 
 Wiring it into a transformers or TRL trainer::
 
@@ -62,6 +71,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from lioneval import decisions
 from lioneval.checks import is_cheat
 from lioneval.errors import LionEvalError
 from lioneval.judges.judge import make_judge
@@ -224,8 +234,14 @@ class Evaluation:
     ci_low: float | None = None
     ci_high: float | None = None
     flagged: list[str] = field(default_factory=list)  # names of the checks that flagged it
-    in_contention: bool | None = None  # beat the best one's CI bound at the time
+    in_contention: bool | None = None  # not significantly worse than the best one at the time (no strike)
     error: str | None = None
+    se: float | None = None  # the watched metric's standard error (the unpaired fallback)
+    n: int | None = None
+    mde: float | None = None  # smallest difference with the best one its test detects (80% power)
+    decision: dict[str, Any] | None = None  # the paired Decision against the best one so far
+    run: str | None = None  # RunSpec key of the report of the watched metric
+    units: Any = field(default=None, repr=False)  # (per-question units, scale), or None when not stored
 
     @property
     def model(self) -> str | None:
@@ -233,7 +249,7 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("step", "checkpoint", "value", "ci_low", "ci_high", "flagged",
-                                           "in_contention", "error")}
+                                           "in_contention", "error", "mde", "decision")}
         return {**d, "model": self.model, "reports": [r.key for r in self.reports]}
 
 
@@ -409,10 +425,15 @@ class LionEvalCallback(TrainerCallback):
         for r in reports:
             if is_cheat(r.checks) or r.meta.get("cheat_flagged"):
                 ev.flagged += sorted({c.name for c in r.checks if c.status == "flag"}) or ["cheat_flagged"]
+            if not r.complete:  # an incomplete evaluation decides nothing: no best, no strike
+                ev.error = f"incomplete {r.benchmark} evaluation: {'; '.join(r.incomplete)}"
+                continue
             if r.benchmark == bench and metric in r.metrics:
                 est = r.metrics[metric]
                 ev.value = est.value
                 ev.ci_low, ev.ci_high = bounds(est)
+                ev.se, ev.n, ev.run = decisions.estimate_se(est), est.n, r.run
+                ev.units = self._units(r, metric)
         if reports and ev.value is None and "metric" not in self._warned:
             self._warned.add("metric")
             log.warning("lioneval: no %s in the reports; early stopping on scores is off", self.config.metric)
@@ -420,6 +441,30 @@ class LionEvalCallback(TrainerCallback):
         self.evaluations.append(ev)
         self._log(ev, state)
         return ev
+
+    def _units(self, report: Report, metric: str) -> Any:
+        """The report's per-question units (its run's stored judgments), or None when the store lacks them."""
+        store_path = getattr(self.evaluator, "store", None) or self.config.store
+        if not store_path or not Path(store_path).is_file():
+            return None
+        try:
+            with RunStore(store_path, readonly=True) as st:
+                return decisions.report_units(st, report, metric)
+        except Exception as e:  # noqa: BLE001 - without units the unpaired test decides; say so once
+            if "units" not in self._warned:
+                self._warned.add("units")
+                log.warning("lioneval: cannot read per-question judgments from %s (%s); early stopping falls "
+                            "back to unpaired tests", store_path, e)
+            return None
+
+    def _versus(self, ev: Evaluation, best: Evaluation) -> decisions.Stats:
+        """The new evaluation (candidate) against the best one (incumbent), paired when both have units."""
+        if ev.units is not None and best.units is not None:
+            (u_new, scale), (u_best, _) = ev.units, best.units
+            st = decisions.contrast([decisions.panel(u_best, [u_new], scale=scale)])
+            if int(st.n[0]) >= 2:
+                return st
+        return decisions.unpaired([[(ev.value, ev.se)]], [(best.value, best.se)], [1.0], [ev.n or 0])
 
     def _decide(self, ev: Evaluation, state: Any, control: Any) -> None:
         if ev.flagged:
@@ -429,24 +474,64 @@ class LionEvalCallback(TrainerCallback):
             return  # a flagged checkpoint is never the best
         if ev.value is None:
             return
-        sign = 1.0 if self.config.greater_is_better else -1.0
+        cfg = self.config
+        sign = 1.0 if cfg.greater_is_better else -1.0
         if self.best is None:
             ev.in_contention = True
             self.best = ev
+            if ev.se is not None:  # no partner yet: the unpaired bound, which pairing only lowers
+                ev.mde = decisions.mde_se(math.sqrt(2) * ev.se, math.inf, alpha=cfg.alpha)
+                log.info("lioneval: step %d: with %s questions and this judge's noise, the smallest difference "
+                         "detectable is %.3g %s (unpaired bound; paired from the next evaluation)", ev.step, ev.n,
+                         ev.mde, cfg.metric)
             return
         b = self.best
-        bar = b.ci_low if self.config.greater_is_better else b.ci_high
-        bar = b.value if bar is None else bar
-        ev.in_contention = sign * (ev.value - bar) > 0
+        earlier = sum(1 for e in self.evaluations if e.value is not None and not e.flagged)
+        horizon = self._horizon(state)
+        level = decisions.strike_level(cfg.alpha, cfg.patience, horizon)
+        st = self._versus(ev, b)
+        good = st if cfg.greater_is_better else st.negated()
+        strike, p_worse = decisions.decline(good, earlier, alpha=level, margin=cfg.margin)
+        p_better = float(decisions.p_greater(good, 0.0)[0])
+        strike = bool(strike[0])
+        verdict = "worse" if strike else ("better" if p_better <= cfg.alpha else "inconclusive")
+        ev.mde = decisions.mde_se(float(st.se[0]), float(st.df[0]), alpha=level / earlier)
+        bench, _, metric = cfg.metric.partition("/")
+        d = decisions.decision(
+            st, 0, kind="early_stop", verdict=verdict, alpha=level, margin=cfg.margin,
+            correction=f"bonferroni over {earlier} earlier evaluation(s)", p_value=float(p_worse[0]),
+            higher_is_better=bool(cfg.greater_is_better), benchmark=bench, metric=metric, candidate=ev.run,
+            incumbent=b.run, meta={"best_step": b.step, "step": ev.step, "p_better": p_better, "horizon": horizon,
+                                   "false_stop_rate": cfg.alpha, "patience": cfg.patience,
+                                   "rule": "strike when the best is significantly better by more than the margin"})
+        ev.decision = d.model_dump(mode="json")
+        log.info("lioneval: step %d: with %d questions and this judge's noise, the smallest difference detectable is "
+                 "%.3g %s (%s, one-sided alpha %.3g, 80%% power); vs best step %d: %+.3g, %s", ev.step, d.n, ev.mde,
+                 cfg.metric, d.method, level / earlier, b.step, d.diff, verdict)
+        ev.in_contention = not strike
         if sign * (ev.value - b.value) > 0:
             self.best = ev
-        self.strikes = 0 if ev.in_contention else self.strikes + 1
-        patience = self.config.patience
+        self.strikes = self.strikes + 1 if strike else 0
+        patience = cfg.patience
         if patience is not None and self.strikes >= patience:
-            side = "lower" if self.config.greater_is_better else "upper"
-            self._stop(ev, f"{self.strikes} evaluation(s) in a row did not beat the {side} CI bound "
-                           f"{bar:.3g} of the best checkpoint (step {b.step}, {self.config.metric}={b.value:.3g})",
-                       control, metric=self.config.metric)
+            self._stop(ev, f"{self.strikes} evaluation(s) in a row significantly worse than the best checkpoint "
+                           f"(step {b.step}, {cfg.metric}={b.value:.3g}): this one {ev.value:.3g}, difference "
+                           f"{d.diff:+.3g} [{_num(d.ci_low)}, {_num(d.ci_high)}], one-sided p={d.p_value:.2g} "
+                           f"({d.correction}) <= {level:.3g} (plateau false-stop rate {cfg.alpha:g} over {horizon} "
+                           f"evaluations, patience {patience}), margin {cfg.margin:g}, {d.method}",
+                       control, metric=cfg.metric)
+
+    def _horizon(self, state: Any) -> int:
+        """Evaluations the false-stop rate is held over: the config's, else the trainer's planned number."""
+        if self.config.horizon:
+            return self.config.horizon
+        every = getattr(state, "save_steps", 0) if self.config.on_save else getattr(state, "eval_steps", 0)
+        total = getattr(state, "max_steps", 0)
+        if isinstance(every, float) and 0 < every < 1:  # a fraction of the run
+            every = every * total
+        if total and every and total > 0 and every > 0:
+            return max(2, math.ceil(total / every))
+        return 10
 
     def _stop(self, ev: Evaluation, reason: str, control: Any, *, metric: str | None = None) -> None:
         control.should_training_stop = True
@@ -467,7 +552,8 @@ class LionEvalCallback(TrainerCallback):
                 meta={"cause": "cheat" if ev.flagged else "patience", "flagged": sorted(set(ev.flagged)),
                       "value": ev.value, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
                       "best_step": self.best.step if self.best is not None else None,
-                      "patience": self.config.patience},
+                      "patience": self.config.patience, "alpha": self.config.alpha, "margin": self.config.margin,
+                      "decision": ev.decision if metric else None},
             )
             with RunStore(store_path) as st:
                 st.put_early_stop(stop)
@@ -490,6 +576,8 @@ class LionEvalCallback(TrainerCallback):
                 if lo is not None and hi is not None:
                     logs[f"lioneval/{r.benchmark}/{m}_ci_low"] = lo
                     logs[f"lioneval/{r.benchmark}/{m}_ci_high"] = hi
+                if ev.mde is not None and math.isfinite(ev.mde) and f"{r.benchmark}/{m}" == self.config.metric:
+                    logs[f"lioneval/{r.benchmark}/{m}_mde"] = ev.mde
             logs[f"lioneval/{r.benchmark}/cheat_flagged"] = float(bool(r.meta.get("cheat_flagged")))
         if ev.error:
             logs["lioneval/failed"] = 1.0
@@ -514,6 +602,10 @@ class LionEvalCallback(TrainerCallback):
             state.log_history.append({**logs, "step": state.global_step})
         shown = ", ".join(f"{k.removeprefix('lioneval/')}={v:.3g}" for k, v in logs.items() if "_ci_" not in k)
         log.info("lioneval: %s: %s", ev.checkpoint, shown or ev.error)
+
+
+def _num(x: float | None) -> str:
+    return "?" if x is None else f"{x:+.3g}"
 
 
 # -- what the stages share -----------------------------------------------------------------------------------------

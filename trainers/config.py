@@ -261,8 +261,19 @@ class EvalConfig(Checked):
                                      "the headline metric of the suite's first benchmark.")
     greater_is_better: bool | None = _help(None, "Whether a higher `metric` is better; default: what the "
                                                  "benchmark says of its metric.")
-    patience: int | None = _help(None, "Stop after this many consecutive evaluations below the best one's lower CI "
-                                       "bound (None: never on scores).", minimum=1)
+    patience: int | None = _help(None, "Stop after this many consecutive evaluations significantly worse than the "
+                                       "best one so far, on paired per-question differences (see alpha, margin, "
+                                       "horizon; None: never on scores). A plateau does not stop training.",
+                                 minimum=1)
+    alpha: float = _help(0.05, "Plateau false-stop rate: the chance that early stopping stops a run whose "
+                               "checkpoints are all equally good, within `horizon` evaluations (each strike test runs "
+                               "at alpha * patience / (horizon - 1), Bonferroni-adjusted for the evaluations the best "
+                               "one was chosen from). Between 0 and 1.", minimum=0)
+    horizon: int | None = _help(None, "Evaluations the false-stop rate is held over (None: the trainer's planned "
+                                      "number, max_steps / save_steps, else 10).", minimum=2)
+    margin: float = _help(0.0, "An evaluation counts against patience only when the best one is significantly better "
+                               "by more than this (in the watched metric's units, e.g. 0.1 MT-Bench point).",
+                          minimum=0)
     stop_on_cheat: bool = _help(True, "Stop at once when cheat checks flag an evaluated checkpoint.")
     log_metrics: list[str] | None = _help(None, "BENCH/METRIC names to log; default every metric of each report "
                                                 "except per-category ones.")
@@ -282,6 +293,8 @@ class EvalConfig(Checked):
 
     def check(self, where: str) -> None:
         self._where = where
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"{where}.alpha must be between 0 and 1, not {self.alpha!r}", fix="e.g. alpha: 0.05")
         suite = self._suite()
         if not suite.bench:
             raise ConfigError(f"{where}.suite.bench names no benchmark", fix="e.g. bench: [mt-bench]")

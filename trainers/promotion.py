@@ -12,11 +12,23 @@
    a weighted metric that other candidates have.
 4. Score: the weighted sum of the metrics in ``weights`` (default puts MT-Bench's 1-10 on the 0-100 scale of the
    others), over the metrics every remaining candidate has. Its confidence interval assumes independent errors:
-   half-width sqrt(sum((w * half-width_i)^2)), a half-width being half the CI (1.96 SE without one).
-5. Pick: the highest score wins unless other candidates' intervals overlap its interval; then those are tied with
-   it, and ``tie_break`` picks among them: ``shorter`` (lower mean answer length), ``earlier`` (lower step), in
-   the given order, the score last. So noise never promotes a longer-winded or later checkpoint over an
-   equivalent one. ``count`` > 1 repeats the pick on the rest.
+   half-width sqrt(sum((w * half-width_i)^2)), a half-width being half the CI (1.96 SE without one). It is shown
+   in the candidates table; the decision itself is made on paired differences (5).
+5. Decide (``lioneval.decisions``): the incumbent is the checkpoint the stage started from (``start``) when it was
+   evaluated by the same judge and is eligible, else the stage's earliest eligible candidate. Every other
+   candidate is compared with it on paired per-question differences of the weighted metrics (weighted sum of
+   each benchmark's paired difference; metrics without per-question units, such as a length-controlled win rate
+   fitted by a model, are left out of the test and the reasons say so; without any stored judgments, an unpaired
+   test on the reports' estimates is the fallback). One-sided tests at ``alpha``, adjusted across the candidates
+   by ``correction`` (Holm by default), so the chance of promoting any checkpoint that is not better than the
+   incumbent is at most ``alpha``. The tie-break is a non-inferiority margin: a candidate that ``tie_break``
+   prefers to the incumbent (``shorter``: lower mean answer length; ``earlier``: lower step; in the given order)
+   needs only to be significantly not worse by ``margin``; any other must be significantly better. The passing
+   candidate with the largest paired difference is promoted; none passing keeps the incumbent. ``count`` > 1
+   adds the other passing candidates (largest difference first), then the incumbent.
+6. The promoted checkpoint's score is also given corrected for the winner's curse (conditional cross-fitting on
+   seeded half-splits of the questions, ``lioneval.decisions.crossfit``), with the method, margin, alpha and
+   correction in the record's ``meta`` and the reasons.
 
 The decision is recorded in the store as :class:`lioneval.types.Promotion` records, one per promoted checkpoint
 (rank 1..count: stage, run, model, checkpoint, step, judge, score and interval, the reasons, the candidates table
@@ -37,13 +49,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lioneval import decisions
 from lioneval.checkpoint import weights_hash
 from lioneval.checks import is_cheat
 from lioneval.errors import ConfigError, LionEvalError
 from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
 from lioneval.trainers.config import Checked, _help, check_stage_name, config_from_dict
-from lioneval.types import Estimate, Promotion, Report, RunSpec
+from lioneval.types import Decision, Estimate, Promotion, Report, RunSpec
 
 __all__ = ["Candidate", "PromotionDecision", "PromotionPolicy", "promote"]
 
@@ -59,8 +72,9 @@ class PromotionPolicy(Checked):
     """How promote() chooses (the `promotion:` block of a recipe; a YAML file for `lioneval promote --policy`)."""
 
     weights: dict[str, float] = _help(DEFAULT_WEIGHTS, "BENCH/METRIC -> weight of the combined score.")
-    tie_break: list[str] = _help(list(TIE_BREAKS), "Order of preferences among checkpoints whose score "
-                                                   "intervals overlap the best one's: shorter, earlier.")
+    tie_break: list[str] = _help(list(TIE_BREAKS), "Order of preferences between a candidate and the incumbent: "
+                                                   "shorter, earlier. A preferred candidate needs only to be "
+                                                   "non-inferior (see margin); any other must be better.")
     max_length_growth: float | None = _help(1.5, "Exclude checkpoints whose mean answer length exceeds the "
                                                  "stage's earliest candidate's by this factor (None: no bound).",
                                             minimum=0)
@@ -70,8 +84,21 @@ class PromotionPolicy(Checked):
     judge: str | None = _help(None, "Only reports of this judge (id or spec label); default: the judge that "
                                     "scored the most candidates.")
     count: int = _help(1, "How many checkpoints to promote.", minimum=1)
+    alpha: float = _help(0.05, "Family-wise error rate: the chance of promoting any checkpoint that is not "
+                               "better than the incumbent (not non-inferior, for one the tie-break prefers), "
+                               "however many candidates there are. One-sided, between 0 and 1.", minimum=0)
+    margin: float = _help(1.0, "Non-inferiority margin, in units of the weighted score (the default weights put "
+                               "every metric on 0-100: 1.0 is 0.1 MT-Bench point or 1 win-rate point). A candidate "
+                               "the tie-break prefers to the incumbent is promoted when significantly not worse "
+                               "by this much.", minimum=0)
+    correction: str = _help("holm", "Multiplicity correction across the candidates tested against the incumbent: "
+                                    "holm (step-down), bonferroni, or none (no family-wise control).",
+                            choices=decisions.CORRECTIONS)
+    seed: int = _help(0, "Seed of the question half-splits behind the winner's-curse-corrected score.")
 
     def check(self, where: str) -> None:
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"{where}.alpha must be between 0 and 1, not {self.alpha!r}", fix="e.g. alpha: 0.05")
         bad = [t for t in self.tie_break if t not in TIE_BREAKS]
         if bad:
             raise ConfigError(f"{where}.tie_break: unknown {bad}", fix=f"use {', '.join(TIE_BREAKS)}")
@@ -112,6 +139,13 @@ class Candidate:
     ci_high: float | None = None
     length: float | None = None  # mean answer characters
     excluded: str | None = None
+    incumbent: bool = False  # the checkpoint every other is compared with
+    diff: float | None = None  # paired difference with the incumbent (tested metrics, weighted)
+    diff_low: float | None = None  # one-sided bound at alpha (two-sided 1 - 2 alpha interval)
+    diff_high: float | None = None
+    p_value: float | None = None  # one-sided, adjusted across the candidates
+    verdict: str | None = None
+    corrected_score: float | None = None
 
     def label(self) -> str:
         return Path(self.checkpoint).name if self.checkpoint else self.model
@@ -125,6 +159,9 @@ class PromotionDecision:
     reasons: list[str]
     policy: PromotionPolicy
     marker: str | None = None
+    incumbent: Candidate | None = None
+    decisions: list[Decision] = field(default_factory=list)  # each candidate against the incumbent
+    meta: dict[str, Any] = field(default_factory=dict)  # method, margin, alpha, correction, corrected score
 
     @property
     def checkpoint(self) -> str:
@@ -140,6 +177,9 @@ class PromotionDecision:
             "marker": self.marker,
             "candidates": [dataclasses.asdict(c) for c in self.candidates],
             "policy": dataclasses.asdict(self.policy),
+            "incumbent": self.incumbent.run if self.incumbent else None,
+            "decisions": [d.model_dump(mode="json") for d in self.decisions],
+            "meta": self.meta,
         }
 
 
@@ -171,8 +211,12 @@ def _mean_length(store: RunStore, model: str, benches: list[str]) -> float | Non
 
 
 def promote(store: RunStore, stage: str, policy: PromotionPolicy | None = None, *, out: str | Path | None = None,
-            checkpoints: list[str] | None = None, record: bool = True, mark: bool = True) -> PromotionDecision:
-    """Pick the checkpoint(s) of ``stage`` to promote from stored reports (see the module docstring)."""
+            checkpoints: list[str] | None = None, record: bool = True, mark: bool = True,
+            start: str | None = None) -> PromotionDecision:
+    """Pick the checkpoint(s) of ``stage`` to promote from stored reports (see the module docstring).
+
+    ``start``: the checkpoint the stage started from (a path, model id or run key); when it was evaluated, by the
+    same judge and eligible, it is the incumbent every candidate must beat, else the stage's earliest candidate is."""
     check_stage_name(stage)  # it names the marker files written into `out`
     policy = policy or PromotionPolicy()
     specs = [s for s in store.runs() if s.stage == stage]
@@ -196,20 +240,34 @@ def promote(store: RunStore, stage: str, policy: PromotionPolicy | None = None, 
     judge = policy.judge or _most_common_judge(specs)
     cands: list[Candidate] = []
     estimates: dict[str, dict[str, Estimate]] = {}
-    for s in specs:
+    judged: dict[str, list[Report]] = {}
+    check_files = checkpoints is not None or out is not None
+
+    def candidate(s: RunSpec) -> Candidate:
         c = Candidate(run=s.key, model=s.model, checkpoint=s.checkpoint, step=s.step)
         mine = [r for r in reports[s.key] if not judge or judge in (r.judge, s.judge, r.judge.split("#")[0])]
         if not mine:
             c.excluded = f"not judged by {judge}"
-        elif (checkpoints is not None or out is not None) and (why := _stale(s)):
+        elif check_files and (why := _stale(s)):
             c.excluded = why
         else:
+            judged[s.key] = mine
             estimates[s.key] = _fill(store, c, mine, policy)
             if c.excluded is None and not any(m in c.metrics for m in policy.weights):
                 c.excluded = f"has none of the weighted metrics ({', '.join(policy.weights)})"
-        cands.append(c)
+        return c
+
+    for s in specs:
+        cands.append(candidate(s))
     cands.sort(key=lambda c: (c.step if c.step is not None else -1, c.model))
     _exclude_length_growth(cands, policy)
+    base = _start_run(store, start) if start else None
+    if base is not None and base.key not in reports:
+        reports[base.key] = store.reports(run=base.key)
+    start_cand = next((c for c in cands if base is not None and c.run == base.key), None)
+    if start_cand is None and base is not None and reports.get(base.key):
+        start_cand = candidate(base)  # evaluated before the stage (e.g. as the previous stage's checkpoint)
+        cands.insert(0, start_cand)
     live = [c for c in cands if c.excluded is None]
     used = [m for m in policy.weights if live and all(m in c.metrics for c in live)]
     partial = [m for m in policy.weights if m not in used and any(m in c.metrics for c in live)]
@@ -223,15 +281,21 @@ def promote(store: RunStore, stage: str, policy: PromotionPolicy | None = None, 
     for c in cands:
         if c.excluded:
             reasons.append(f"excluded {c.label()}: {c.excluded}")
+    incumbent = None
+    if live:
+        incumbent, note = _incumbent(live, start, start_cand)
+        if note:
+            reasons.append(note)
     promoted: list[Candidate] = []
-    while live and len(promoted) < policy.count:
-        pick, why = _pick(live, policy)
-        promoted.append(pick)
-        reasons.insert(len(promoted) - 1, why)
-        live = [c for c in live if c is not pick]
+    tests: list[Decision] = []
+    meta: dict[str, Any] = {}
+    if incumbent is not None:
+        promoted, why, tests, meta = _decide(store, incumbent, live, used, judged, estimates, policy)
+        reasons[:0] = why
     if not promoted:
         reasons.insert(0, f"no checkpoint of stage {stage!r} is eligible for promotion")
-    decision = PromotionDecision(stage, promoted, cands, reasons, policy)
+    decision = PromotionDecision(stage, promoted, cands, reasons, policy, incumbent=incumbent, decisions=tests,
+                                 meta=meta)
     if promoted and record:
         _record(store, decision, judge)
     if promoted and mark:
@@ -248,7 +312,11 @@ def _most_common_judge(specs: list[RunSpec]) -> str:
 
 
 def _fill(store: RunStore, c: Candidate, reports: list[Report], policy: PromotionPolicy) -> dict[str, Estimate]:
-
+    unfinished = [r for r in reports if not r.complete]
+    if unfinished:
+        c.excluded = "incomplete evaluation (" + "; ".join(
+            f"{r.benchmark}: {', '.join(r.incomplete)}" for r in unfinished) + "); finish it by rerunning it"
+        return {}
     # stores written before Promotion records kept decisions as checks named "promotion": not cheat checks
     checks = [x for r in reports for x in r.checks] + [x for x in store.checks(run=c.run) if x.name != "promotion"]
     flagged = sorted({x.name for x in checks if x.status == "flag" and x.scope in ("answer", "run")})
@@ -285,36 +353,168 @@ def _score(c: Candidate, used: list[str], policy: PromotionPolicy, est: dict[str
     c.ci_low, c.ci_high = c.score - hw, c.score + hw
 
 
-def _pick(live: list[Candidate], policy: PromotionPolicy) -> tuple[Candidate, str]:
-    top = max(live, key=lambda c: (c.score, -(c.step or 0)))
-    tied = [c for c in live if c is top or (c.ci_high is not None and c.ci_high >= top.ci_low)]
+def _start_run(store: RunStore, start: str) -> RunSpec | None:
+    """The evaluated run of the checkpoint the stage started from (a run key, model id or checkpoint path)."""
+    runs = store.runs()
+    places = {str(Path(start).absolute()), str(Path(start).resolve())}
+    found = [r for r in runs if start in (r.key, r.model) or (r.checkpoint and _same_place(r.checkpoint, places))]
+    if not found and Path(start).exists():
+        try:
+            h = weights_hash(start)
+        except LionEvalError:
+            h = None
+        found = [r for r in runs if h and r.weights_hash == h]
+    found = [r for r in found if store.reports(run=r.key)]
+    return found[-1] if found else None
 
-    def key(c: Candidate) -> tuple:
-        parts: list[float] = []
-        for t in policy.tie_break:
-            if t == "shorter":
-                parts.append(c.length if c.length is not None else math.inf)
-            elif t == "earlier":
-                parts.append(c.step if c.step is not None else math.inf)
-        return (*parts, -c.score)
 
-    pick = min(tied, key=key) if len(tied) > 1 else top
-    line = f"promoted {pick.label()}: score {pick.score:.3g} [{pick.ci_low:.3g}, {pick.ci_high:.3g}]"
-    if pick is top and len(tied) == 1:
-        line += "; the highest, and no other checkpoint's interval reaches its own"
-    elif pick is top:
-        line += f"; the highest, and preferred ({' then '.join(policy.tie_break)}) among the tied " + \
-                ", ".join(c.label() for c in tied if c is not pick)
+def _incumbent(live: list[Candidate], start: str | None, start_cand: Candidate | None) -> tuple[Candidate, str]:
+    if start_cand is not None and any(c is start_cand for c in live):
+        start_cand.incumbent = True
+        return start_cand, f"incumbent: {start_cand.label()}, the checkpoint the stage started from"
+    inc = live[0]  # the earliest eligible candidate (candidates are sorted by step)
+    inc.incumbent = True
+    if start is None:
+        why = "no start checkpoint given"
+    elif start_cand is None:
+        why = f"the start checkpoint {start} was not evaluated"
     else:
-        line += (f"; tied with the highest, {top.label()} ({top.score:.3g} [{top.ci_low:.3g}, {top.ci_high:.3g}]), "
-                 f"whose interval overlaps, and preferred as {' then '.join(policy.tie_break)}"
-                 f" (mean length {_num(pick.length)} vs {_num(top.length)} characters, step {pick.step} vs "
-                 f"{top.step})")
-    return pick, line
+        why = f"the start checkpoint {start_cand.label()} is not eligible ({start_cand.excluded or 'not scored'})"
+    return inc, f"incumbent: {inc.label()}, the stage's earliest eligible checkpoint ({why})"
 
 
-def _num(x: float | None) -> str:
-    return "?" if x is None else f"{x:.0f}"
+def _prefers(c: Candidate, inc: Candidate, policy: PromotionPolicy) -> bool:
+    """Whether the tie-break prefers ``c`` to the incumbent: the first criterion that tells them apart decides."""
+    for t in policy.tie_break:
+        a, b = (c.length, inc.length) if t == "shorter" else (c.step, inc.step)
+        if a is not None and b is not None and a != b:
+            return a < b
+    return False
+
+
+def _paired_panels(store: RunStore, inc: Candidate, others: list[Candidate], used: list[str],
+                   judged: dict[str, list[Report]], policy: PromotionPolicy) -> tuple[list[decisions.Panel], list[str]]:
+    """One panel per weighted metric that has per-question units for the incumbent and every candidate."""
+    panels, paired = [], []
+    for m in used:
+        bench, _, metric = m.partition("/")
+        units = []
+        for c in [inc, *others]:
+            rep = next((r for r in judged.get(c.run, []) if r.benchmark == bench and metric in r.metrics), None)
+            got = decisions.report_units(store, rep, metric) if rep is not None else None
+            if got is None:
+                break
+            units.append(got)
+        if len(units) == len(others) + 1:
+            scale = units[0][1]
+            panels.append(decisions.panel(units[0][0], [u for u, _ in units[1:]], scale=scale,
+                                          weight=policy.weights[m], name=m))
+            paired.append(m)
+    return panels, paired
+
+
+def _decide(store: RunStore, inc: Candidate, live: list[Candidate], used: list[str],
+            judged: dict[str, list[Report]], estimates: dict[str, dict[str, Estimate]],
+            policy: PromotionPolicy) -> tuple[list[Candidate], list[str], list[Decision], dict[str, Any]]:
+    """Every candidate against the incumbent, family-wise controlled; the promoted, the reasons, the tests."""
+    others = [c for c in live if c is not inc]
+    if not others:
+        inc.corrected_score = inc.score
+        return [inc], [f"promoted {inc.label()}: score {_g(inc.score)}; the only eligible checkpoint"], [], {
+            "incumbent": inc.run, "method": None, "corrected_score": inc.score}
+    panels, paired = _paired_panels(store, inc, others, used, judged, policy)
+    reasons: list[str] = []
+    if panels:
+        st = decisions.contrast(panels)
+        method = f"{decisions.METHOD} on per-question differences of {', '.join(paired)}"
+        left = [m for m in used if m not in paired]
+        if left:
+            reasons.append(f"tested on {', '.join(paired)} only: {', '.join(left)} "
+                           "has no per-question units (it stays in the score)")
+    else:
+        st = decisions.unpaired(
+            [[(estimates[c.run][m].value, decisions.estimate_se(estimates[c.run][m])) for m in used] for c in others],
+            [(estimates[inc.run][m].value, decisions.estimate_se(estimates[inc.run][m])) for m in used],
+            [policy.weights[m] for m in used], [min(estimates[c.run][m].n for m in used) for c in others])
+        method = f"{decisions.UNPAIRED} on the reported {', '.join(used)} (no per-question judgments stored)"
+        reasons.append("no per-question judgments are stored for these runs: an unpaired test on the reports' "
+                       "estimates decides, and no winner's-curse correction is possible")
+    preferred = [_prefers(c, inc, policy) for c in others]
+    sel = decisions.select(st, preferred, alpha=policy.alpha, margin=policy.margin, correction=policy.correction)
+    corr = f"{policy.correction} over {len(others)} candidate(s)"
+    tests: list[Decision] = []
+    for j, c in enumerate(others):
+        lo, hi = decisions.interval(st, j, policy.alpha)
+        c.diff, c.diff_low, c.diff_high, c.p_value = float(st.diff[j]), lo, hi, float(sel.p_adjusted[j])
+        if sel.passed[j]:
+            c.verdict = "non-inferior" if preferred[j] and not (lo is not None and lo > 0) else "better"
+        else:
+            c.verdict = "worse" if hi is not None and hi < -policy.margin and st.n[j] >= decisions.MIN_QUESTIONS \
+                else "inconclusive"
+        tests.append(decisions.decision(
+            st, j, kind="promotion", verdict=c.verdict, alpha=policy.alpha, margin=policy.margin, correction=corr,
+            p_value=c.p_value, benchmark="+".join(dict.fromkeys(m.partition("/")[0] for m in (paired or used))),
+            metric="+".join(paired or used), candidate=c.run, incumbent=inc.run,
+            meta={"rule": "non-inferiority" if preferred[j] else "superiority", "raw_p": float(sel.p[j]),
+                  "preferred_by_tie_break": preferred[j], "weights": {m: policy.weights[m] for m in paired or used}}))
+    pick = int(sel.pick)
+    order = sorted((j for j in range(len(others)) if sel.passed[j]), key=lambda j: (-float(st.diff[j]), j))
+    promoted = [others[j] for j in order] + [inc]
+    promoted = promoted[:policy.count]
+    # the winner's curse: the chosen one's score, corrected by conditional cross-fitting on half-splits
+    top = promoted[0]
+    if panels:
+        corrected, support = decisions.crossfit(panels, pick, preferred, alpha=policy.alpha, margin=policy.margin,
+                                                correction=policy.correction, seed=policy.seed)
+        naive = float(st.diff[pick]) if pick >= 0 else 0.0
+        top.corrected_score = float(top.score - naive + float(corrected))
+        support_n = int(support)
+        if pick >= 0:
+            tests[pick] = tests[pick].model_copy(update={"corrected_score": top.corrected_score})
+    else:
+        support_n = 0
+    rule = (f"{method}; one-sided tests at alpha {policy.alpha:g}, {corr}; a candidate the tie-break "
+            f"({' then '.join(policy.tie_break) or 'none'}) prefers to the incumbent needs non-inferiority within "
+            f"margin {policy.margin:g}, any other superiority")
+    if top is inc:
+        tested = "; ".join(f"{c.label()} {_signed(c.diff)} [{_signed(c.diff_low)}, {_signed(c.diff_high)}] "
+                           f"p={_p(c.p_value)}" for c in others)
+        mdes = [t.meta.get("mde") for t in tests if t.meta.get("mde") is not None]
+        smallest = f"; smallest difference detectable (80% power): {min(mdes):.3g}" if mdes else ""
+        why = (f"promoted {inc.label()} (the incumbent; kept): score {_g(inc.score)}; no candidate is significantly "
+               f"better ({tested}){smallest}")
+    else:
+        how = "significantly better than" if top.verdict == "better" else \
+            f"preferred by the tie-break and non-inferior (margin {policy.margin:g}) to"
+        why = (f"promoted {top.label()}: score {_g(top.score)}, {how} the incumbent {inc.label()} "
+               f"({_g(inc.score)}): paired difference {_signed(top.diff)}, one-sided bound "
+               f"{_signed(top.diff_low)}, adjusted p={_p(top.p_value)}")
+        if top.corrected_score is not None:
+            why += (f"; winner's-curse-corrected score {_g(top.corrected_score)} (cross-fit: {support_n} of "
+                    f"{2 * decisions.SPLITS} held-out halves reproduce the pick)")
+    reasons.insert(0, why)
+    reasons.insert(1, f"decision: {rule}")
+    for c in promoted[1:]:
+        reasons.insert(promoted.index(c), f"promoted {c.label()} (rank {promoted.index(c) + 1}): score "
+                                          f"{_g(c.score)}, {c.verdict or 'the incumbent'}")
+    meta = {"incumbent": inc.run, "method": method, "alpha": policy.alpha, "margin": policy.margin,
+            "correction": corr, "tie_break": list(policy.tie_break), "tested_metrics": paired or used,
+            "corrected_score": top.corrected_score,
+            "corrected_method": f"conditional cross-fit over {decisions.SPLITS} seeded half-splits" if panels else None,
+            "crossfit_support": support_n, "seed": policy.seed}
+    return promoted, reasons, tests, meta
+
+
+def _g(x: float | None) -> str:
+    return "?" if x is None else f"{x:.3g}"
+
+
+def _signed(x: float | None) -> str:
+    return "?" if x is None else f"{x:+.3g}"
+
+
+def _p(x: float | None) -> str:
+    return "?" if x is None else (f"{x:.2g}" if x >= 1e-4 else "<1e-4")
 
 
 def _record(store: RunStore, d: PromotionDecision, judge: str) -> None:
@@ -326,7 +526,9 @@ def _record(store: RunStore, d: PromotionDecision, judge: str) -> None:
                   judge=judge or None, score=c.score, ci_low=c.ci_low, ci_high=c.ci_high, reasons=d.reasons,
                   candidates=table, policy=policy,
                   # a decision is an event: the same choice made again is a new record, and so the latest one
-                  meta={"why": d.reasons[rank - 1], "metrics": c.metrics, "decision": decision})
+                  meta={"why": d.reasons[rank - 1], "metrics": c.metrics, "decision": decision, **d.meta,
+                        "test": next((t.model_dump(mode="json") for t in d.decisions if t.candidate == c.run), None),
+                        "tests": [t.model_dump(mode="json") for t in d.decisions]})
         for rank, c in enumerate(d.promoted, 1)
     ])
 

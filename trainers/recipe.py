@@ -226,7 +226,8 @@ def train(config: str | Path | Recipe, *, store: str | None = None) -> RecipeRes
         decision = None
         if cfg.eval is not None and result.evaluations:
             with RunStore(store_path) as st:
-                decision = promote(st, cfg.stage, policy, checkpoints=result.checkpoints, out=cfg.output_dir)
+                decision = promote(st, cfg.stage, policy, checkpoints=result.checkpoints, out=cfg.output_dir,
+                                   start=cfg.model)
             if decision.promoted:
                 current = decision.checkpoint
             elif recipe.on_no_promotion == "last":
