@@ -12,14 +12,29 @@ Speed: LC of every model, ours against a reference that follows the official rec
 (``LogisticRegressionCV``: liblinear, L1, 10 strengths, 5 grouped folds, weighted log-loss scorer, tol 1e-4,
 random_state 123, refit), on the same inputs; both must give the same numbers.
 
+End to end (the acceptance figure): the AlpacaEval leaderboard of the 57 validation models with official LC and
+its bootstrap intervals (the default 1000 rounds), as a CLI process, ``lioneval leaderboard --bench alpaca-eval --json
+--data EVAL_SET --lc-data LC_DIR`` run after ``lioneval import alpaca-eval FILE --model M`` of every model into a
+temporary store, against a per-model scikit-learn process: for each model, read its ``annotations.json`` with pandas
+and fit the official GLM (the recipe above), as the reference implementation does. Both are subprocesses, timed by
+wall clock (best of ``REPEATS``) with their peak resident memory from ``os.wait4`` (the child's own ``ru_maxrss``,
+what ``resource.getrusage(RUSAGE_CHILDREN)`` reports for one child). Target: >= 10x, no more peak memory.
+
+Coverage (``--coverage``): how often the LC bootstrap interval of a random subset of n questions covers the model's
+LC on all 805, for validation models across the LC range; it sets ``LC_MIN_QUESTIONS`` and ``LC_MIN_OUTCOMES``.
+
 Run: ``python benchmarks/speed_alpaca.py [VALIDATION_DIR]`` (``VALIDATION_DIR`` holds ``alpaca_eval/``; without it
-only a synthetic speed case runs). The last line printed is one JSON object with the figures.
+only a synthetic speed case runs), or ``python benchmarks/speed_alpaca.py --coverage VALIDATION_DIR``. The last line
+printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +52,7 @@ from lioneval.stats.alpaca import GamedRows, LCRows, length_controlled_win_rates
 LAMBDA = 0.2  # length_controlled_v1: weight of the gamed-baseline rows, split over the two gamed models
 REPEATS = 2  # timings: best of this many runs, for both implementations
 TOL = 1e-6
+BOOT_ROUNDS = 1000  # the leaderboard's default bootstrap rounds
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -98,16 +114,26 @@ def speed_case(inputs: list[tuple], df_gamed: pd.DataFrame) -> dict:
     )
     rows = [LCRows(pref, l1, l2, diff) for pref, l1, l2, diff in inputs]
     # Wall and CPU time of the calling process, best of REPEATS, alternating so that both see the same load.
-    ours_t, ref_t = [], []
+    ours_t, ref_t, boot_t = [], [], []
     for _ in range(REPEATS):
         t, c = time.perf_counter(), time.process_time()
         ours = [r.estimate.value for r in length_controlled_win_rates(rows, gamed)]
         ours_t.append((time.perf_counter() - t, time.process_time() - c))
         t, c = time.perf_counter(), time.process_time()
+        boot = length_controlled_win_rates(rows, gamed, rounds=BOOT_ROUNDS, seed=0)
+        boot_t.append((time.perf_counter() - t, time.process_time() - c))
+        t, c = time.perf_counter(), time.process_time()
         ref = [reference_lc(pref, l1, l2, diff, df_gamed) for pref, l1, l2, diff in inputs]
         ref_t.append((time.perf_counter() - t, time.process_time() - c))
     (ours_s, ours_cpu), (ref_s, ref_cpu) = np.min(ours_t, axis=0), np.min(ref_t, axis=0)
+    boot_s, boot_cpu = np.min(boot_t, axis=0)
+    ratios = [r.estimate.meta["bootstrap"]["sd"] / r.estimate.se for r in boot if "bootstrap" in r.estimate.meta]
     return {
+        "boot_rounds": BOOT_ROUNDS,
+        "ours_with_boot_s": round(float(boot_s), 3),
+        "ours_with_boot_cpu_s": round(float(boot_cpu), 3),
+        "boot_sd_over_official_se": [round(float(min(ratios)), 2), round(float(max(ratios)), 2)] if ratios else None,
+        "boot_unconverged": int(sum(r.estimate.meta.get("bootstrap", {}).get("unconverged", 0) for r in boot)),
         "models": len(rows),
         "ref_s": round(float(ref_s), 3),
         "ours_s": round(float(ours_s), 3),
@@ -293,10 +319,186 @@ def run(validation_dir: str | None) -> dict:
         f"Speed: LC of {speed['models']} models, reference = official recipe with sklearn (best of {REPEATS})",
         [["", "ref_s", "ours_s", "ratio", "max_abs_diff"],
          ["wall", speed["ref_s"], speed["ours_s"], speed["ratio"], speed["max_abs_diff"]],
-         ["cpu (this process)", speed["ref_cpu_s"], speed["ours_cpu_s"], speed["cpu_ratio"], ""]],
+         ["cpu (this process)", speed["ref_cpu_s"], speed["ours_cpu_s"], speed["cpu_ratio"], ""],
+         [f"ours + {BOOT_ROUNDS} bootstrap refits", "", speed["ours_with_boot_s"], "", ""]],
     )
+    if vdir is not None and (vdir / "annotations.jsonl").is_file():
+        figures["lc_cli"] = cli = cli_case(vdir)
+        _table(
+            f"End to end: alpaca-eval leaderboard of {cli['models']} models with official LC and "
+            f"{cli['rounds']}-round bootstrap intervals, CLI process vs per-model sklearn process (best of {REPEATS})",
+            [["", "wall_s", "peak_rss_mb"],
+             ["lioneval leaderboard (CLI)", cli["ours_s"], cli["ours_rss_mb"]],
+             ["per-model sklearn recipe", cli["ref_s"], cli["ref_rss_mb"]],
+             ["ratio (ref / ours)", cli["ratio"], cli["rss_ratio"]]],
+        )
+        print(f"  LC max |ours - reference| = {cli['max_abs_diff']:.2e}; models with an LC interval: "
+              f"{cli['models_with_lc_interval']}; targets: ratio >= 10 ({'met' if cli['ratio'] >= 10 else 'NOT met'}),"
+              f" peak memory <= reference ({'met' if cli['rss_ratio'] <= 1 else 'NOT met'})")
     return figures
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# End to end: the CLI leaderboard against a per-model scikit-learn process
+
+
+def reference_leaderboard(root: Path) -> dict[str, dict[str, float]]:
+    """The per-model reference: every ``results/<model>/annotations.json`` read with pandas, its win rate and the
+    official LC GLM fitted with scikit-learn, difficulty looked up by row position as the official code does."""
+    df_gamed = pd.read_csv(root / "lc" / "df_gamed.csv")
+    table = df_gamed.drop_duplicates("index").set_index("index")["instruction_difficulty"]
+    out = {}
+    for path in sorted((root / "results").glob("*/annotations.json")):
+        ann = pd.read_json(path)
+        pref = ann["preference"].astype(float).replace({0.0: 1.5})
+        out[path.parent.name] = {
+            "win_rate": float((pref - 1).mean() * 100), "standard_error": float((pref - 1).sem() * 100),
+            # the official code skips the fit for the baseline against itself: 50
+            "length_controlled_winrate": 50.0 if path.parent.name == DEFAULT_BASELINE else reference_lc(
+                ann["preference"].to_numpy(dtype=float), ann["output_1"].str.len().to_numpy(),
+                ann["output_2"].str.len().to_numpy(), table.loc[np.arange(len(ann))].to_numpy(), df_gamed),
+        }
+    return out
+
+
+# Runs the command as its child and reports the child's wall time and peak memory. The measured process must be the
+# child of a small process: Linux counts the memory a process had when it was forked in its ru_maxrss, so a child of
+# this (large) benchmark process would report at least this process's size.
+_MEASURE = """
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.run(sys.argv[1:], capture_output=True)
+wall = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+sys.stderr.buffer.write(proc.stderr)
+sys.stdout.buffer.write(proc.stdout)
+sys.stdout.write("\\n" + json.dumps({"wall": wall, "maxrss": rss, "code": proc.returncode}) + "\\n")
+"""
+
+
+def _timed(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak resident memory (MB, ``getrusage(RUSAGE_CHILDREN).ru_maxrss``) and stdout of ``cmd``."""
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True)
+    out, _, last = proc.stdout.rstrip("\n").rpartition("\n")
+    m = json.loads(last)
+    if proc.returncode != 0 or m["code"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {m['code']}: {proc.stderr[-2000:]}")
+    # ru_maxrss is in kilobytes on Linux (bytes on macOS)
+    return m["wall"], m["maxrss"] / (1024 * 1024 if sys.platform == "darwin" else 1024), out
+
+
+def cli_case(vdir: Path) -> dict:
+    from lioneval.cli import main as lioneval
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        paths = write_official(vdir, root / "official")
+        # The official tree has results/<model>/<annotator>/annotations.json; the reference reads one per model.
+        for model, path in paths.items():
+            if model not in ("eval_set", "lc"):
+                dst = root / "official" / "results" / model / "annotations.json"
+                shutil.move(path, dst)
+                paths[model] = dst
+        store = str(root / "store.db")
+        for model, path in paths.items():  # `lioneval import alpaca-eval FILE --model M`, in this process
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = 0 if model in ("eval_set", "lc") else lioneval(
+                    ["--store", store, "import", "alpaca-eval", str(path), "--model", model])
+            if code:
+                raise SystemExit(f"lioneval import of {path} failed")
+        ours_cmd = [sys.executable, "-m", "lioneval.cli", "--store", store, "leaderboard", "--bench", "alpaca-eval",
+                    "--json", "--data", str(paths["eval_set"]), "--lc-data", str(paths["lc"])]
+        ref_cmd = [sys.executable, str(Path(__file__).resolve()), "--reference", str(root / "official")]
+        ours_runs, ref_runs = [], []
+        for _ in range(REPEATS):  # alternating, so that both see the same load
+            ours_runs.append(_timed(ours_cmd))
+            ref_runs.append(_timed(ref_cmd))
+    rows = json.loads(ours_runs[0][2])
+    ref = json.loads(ref_runs[0][2].strip().splitlines()[-1])
+    ours_lc = {r["model"]: r["length_controlled_winrate"] for r in rows if r["model"] != DEFAULT_BASELINE}
+    diffs = [abs(ours_lc[m]["value"] - ref[m]["length_controlled_winrate"]) for m in ref if m != DEFAULT_BASELINE]
+    ours_s, ref_s = min(r[0] for r in ours_runs), min(r[0] for r in ref_runs)
+    ours_rss, ref_rss = max(r[1] for r in ours_runs), max(r[1] for r in ref_runs)
+    return {
+        "models": len(rows),
+        "rounds": next(iter(ours_lc.values()))["rounds"],
+        "models_with_lc_interval": sum(v["lower"] is not None for v in ours_lc.values()),
+        "ours_s": round(ours_s, 2),
+        "ref_s": round(ref_s, 2),
+        "ratio": round(ref_s / ours_s, 2),
+        "ours_rss_mb": round(ours_rss, 1),
+        "ref_rss_mb": round(ref_rss, 1),
+        "rss_ratio": round(ours_rss / ref_rss, 2),
+        "max_abs_diff": float(max(diffs)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Coverage of the LC bootstrap interval
+
+
+GAMING_MODELS = ("NullModel", "gpt4_gamed")
+COVERAGE_MODELS = ("oasst-sft-pythia-12b", "chatglm2-6b", "gemma-2b-it", "oasst-rlhf-llama-33b", "gemma-7b-it",
+                   "gpt4_gamed", "jina-chat", "gpt4_0613_concise", "claude-2", "FuseChat-Llama-3.2-3B-Instruct",
+                   "FuseChat-Gemma-2-9B-Instruct", "NullModel")
+
+
+def coverage(validation_dir: str, sizes=(30, 50, 100, 200, 300), subsets: int = 150, rounds: int = 400,
+             seed: int = 2) -> dict:
+    """Share of random n-question subsets whose LC interval covers the model's LC on all its questions.
+
+    Each subset is scored as lioneval scores a run on n questions: the official GLM refitted (CV included) on the
+    subset, then the question bootstrap. The "truth" is the same estimator on every question of the model, the
+    number a full run reports. Intervals are computed for every subset (no minimum) and then split by whether the
+    stated rule (``LC_MIN_QUESTIONS`` questions, ``LC_MIN_OUTCOMES`` expected of the rarer outcome) claims them.
+    """
+    from lioneval.stats.alpaca import LC_MIN_OUTCOMES, LC_MIN_QUESTIONS, claims_interval
+
+    root = Path(validation_dir)
+    vdir = root / "alpaca_eval" if (root / "alpaca_eval").is_dir() else root
+    df_gamed = pd.read_csv(vdir / "df_gamed_calibrated.csv")
+    gamed = GamedRows(df_gamed["std_delta_len"].to_numpy(), df_gamed["instruction_difficulty"].to_numpy(),
+                      df_gamed["preference"].to_numpy(), df_gamed["index"].to_numpy(), n_models=2)
+    table = gamed.difficulty_by_index()
+    ann = pd.read_json(vdir / "annotations.jsonl", lines=True).sort_values(["model", "row"])
+    rng = np.random.default_rng(seed)
+    cells, claimed_hits, honest_hits = [], [], []
+    t0 = time.perf_counter()
+    for model in COVERAGE_MODELS:
+        g = ann[ann["model"] == model]
+        P, LB, LM = (g[c].to_numpy(dtype=float) for c in ("preference", "len_1", "len_2"))
+        D = table[g["row"].to_numpy()]
+        truth = length_controlled_win_rates([LCRows(P, LB, LM, D)], gamed)[0].estimate.value
+        for n in sizes:
+            subs = [np.sort(rng.choice(P.size, n, replace=False)) for _ in range(subsets)]
+            res = length_controlled_win_rates([LCRows(P[i], LB[i], LM[i], D[i]) for i in subs], gamed,
+                                              rounds=rounds, seed=0, min_questions=0, min_outcomes=0)
+            est = [r.estimate for r in res]
+            hit = np.array([e.ci_low is not None and e.ci_low <= truth <= e.ci_high for e in est])
+            claim = np.array([claims_interval(n, e.value) for e in est])
+            claimed_hits += hit[claim].tolist()
+            if model not in GAMING_MODELS:
+                honest_hits += hit[claim].tolist()
+            cells.append({"model": model, "lc": round(truth, 2), "n": n, "coverage": round(float(hit.mean()), 3),
+                          "claimed": round(float(claim.mean()), 2),
+                          "coverage_claimed": round(float(hit[claim].mean()), 3) if claim.any() else None})
+            print(f"  {model[:30]:<30} LC {truth:6.2f}  n {n:4d}  coverage {hit.mean():.3f}  "
+                  f"claimed {claim.mean():.2f}  coverage of claimed "
+                  f"{hit[claim].mean() if claim.any() else float('nan'):.3f}", flush=True)
+    summary = {"rule": {"min_questions": LC_MIN_QUESTIONS, "min_outcomes": LC_MIN_OUTCOMES},
+               "claimed_intervals": len(claimed_hits), "coverage_of_claimed": round(float(np.mean(claimed_hits)), 3),
+               # the length-gaming models' subset LC is biased (see LC_MIN_QUESTIONS in lioneval/stats/alpaca.py)
+               "claimed_intervals_other_models": len(honest_hits),
+               "coverage_of_claimed_other_models": round(float(np.mean(honest_hits)), 3),
+               "subsets_per_cell": subsets, "rounds": rounds, "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps(summary))
+    return {"cells": cells, **summary}
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else None), default=str))
+    if len(sys.argv) > 2 and sys.argv[1] == "--reference":
+        print(json.dumps(reference_leaderboard(Path(sys.argv[2]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--coverage":
+        print(json.dumps(coverage(sys.argv[2] if len(sys.argv) > 2 else "../shared/validation")))
+    else:
+        print(json.dumps(run(sys.argv[1] if len(sys.argv) > 1 else None), default=str))

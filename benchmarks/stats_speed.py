@@ -3,7 +3,13 @@
 Times, in one run, lioneval's Arena-Hard scoring (100 bootstrap rounds; the validation set, a synthetic
 50-model x 500-question set, and style control) and the AlpacaEval length-controlled win rate for 57 models, each
 against a reference that refits scikit-learn models the way the official scripts do. Prints the ratios; the last
-line is one JSON object. Targets: Arena-Hard >= 20x, LC >= 5x, same numbers.
+line is one JSON object. Targets: Arena-Hard >= 20x, LC >= 5x, same numbers. AlpacaEval end to end
+(``lc_cli_*``): the leaderboard of the 57 validation models with official LC and its bootstrap intervals, as a CLI
+process after ``lioneval import``, >= 10x faster than a per-model scikit-learn process with no more peak memory
+(see speed_alpaca.py). Arena-Hard with style control and
+question-unit intervals: >= 100x the per-round refits (``arena_cpu_ratio_style_question``, on the two validation
+models, and ``arena_cpu_ratio_style_question_10_models``: CPU time, BLAS on one thread for both sides; the wall-time
+ratios are printed beside them, and swing with the machine's load).
 
 Run: ``python benchmarks/stats_speed.py [VALIDATION_DIR]`` (default ../shared/validation).
 """
@@ -28,9 +34,20 @@ def main() -> None:
         "arena_ratio_validation": arena["arena_speed"]["ratio"],
         "arena_ratio_synthetic": arena["arena_synthetic_speed"]["ratio"],
         "arena_ratio_style": arena["arena_style_speed"]["ratio"],
+        "arena_ratio_style_question": arena["arena_style_question_speed"]["ratio"],
+        "arena_cpu_ratio_style": arena["arena_style_speed"]["cpu_ratio"],
+        "arena_cpu_ratio_style_question": arena["arena_style_question_speed"]["cpu_ratio"],
+        "arena_cpu_ratio_question": arena["arena_question_speed"]["cpu_ratio"],
+        "arena_cpu_ratio_style_question_10_models": arena["arena_synthetic_style_question_speed"]["cpu_ratio"],
         "lc_ratio": alpaca["lc_speed"]["ratio"],
+        "lc_with_boot_s": alpaca["lc_speed"]["ours_with_boot_s"],
+        **({"lc_cli_ratio": alpaca["lc_cli"]["ratio"], "lc_cli_ours_s": alpaca["lc_cli"]["ours_s"],
+            "lc_cli_ref_s": alpaca["lc_cli"]["ref_s"], "lc_cli_rss_ours_mb": alpaca["lc_cli"]["ours_rss_mb"],
+            "lc_cli_rss_ref_mb": alpaca["lc_cli"]["ref_rss_mb"]} if "lc_cli" in alpaca else {}),
         "arena_max_abs_diff": max(arena[k]["max_abs_diff"] for k in
-                                  ("arena_speed", "arena_synthetic_speed", "arena_style_speed")),
+                                  ("arena_speed", "arena_synthetic_speed", "arena_style_speed",
+                                   "arena_question_speed", "arena_style_question_speed",
+                                   "arena_synthetic_style_question_speed")),
         "lc_max_abs_diff": alpaca["lc_speed"]["max_abs_diff"],
     }
     print("\n== summary")

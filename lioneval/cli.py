@@ -716,15 +716,18 @@ def train_cmd(ctx: _Ctx, config: str, as_json: bool) -> None:
               help="Checkpoint folder: only its checkpoints compete, and the `<stage>-promoted` marker goes there.")
 @click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False),
               help="PromotionPolicy YAML (weights, tie_break, length bounds); default: the documented policy.")
+@click.option("--start", help="The checkpoint (path, model id or run id) the stage started from: when it was "
+              "evaluated, every candidate must beat it (default: the stage's earliest evaluated checkpoint).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @pass_ctx
-def promote_cmd(ctx: _Ctx, stage: str, out: str | None, policy_path: str | None, as_json: bool) -> None:
+def promote_cmd(ctx: _Ctx, stage: str, out: str | None, policy_path: str | None, start: str | None,
+                as_json: bool) -> None:
     """Pick the checkpoint of a stage to promote from stored reports; record the decision and mark it."""
     from lioneval.trainers.promotion import PromotionPolicy, promote
 
     policy = PromotionPolicy.from_yaml(policy_path) if policy_path else PromotionPolicy()
     with ctx.store() as st:
-        decision = promote(st, stage, policy, out=out)
+        decision = promote(st, stage, policy, out=out, start=start)
     if as_json:
         click.echo(json.dumps(decision.to_json(), indent=1, default=str))
     else:

@@ -165,26 +165,32 @@ def test_strong_weight_is_configurable(bundle):
 
 
 def test_summarize(bundle):
-    out = ArenaHard(DATA).summarize(bundle.judgments, bundle.answers, rounds=200, seed=3)
+    out = ArenaHard(DATA).summarize(bundle.judgments, bundle.answers, rounds=200, seed=3, unit="battle")
     assert set(out) == {"model-x", "model-y"}
     sx = out["model-x"]
     assert sx.counts == {
         "judgments": 7,
+        "failed": 3,  # judgments with a failed game: one failed game is enough
+        "dropped": 1,  # judgments with a game missing
         "judgments_failed": 1,
+        "judgments_partial": 3,
         "games_failed": 4,
         "games_dropped": 1,
         "battles": 15,
     }
     est = sx.metrics["score"]
     assert est.value == pytest.approx(100 * X_SHARE)
-    assert est.ci_low < est.value < est.ci_high
     assert (est.method, est.rounds, est.seed, est.unit, est.n) == ("bradley-terry", 200, 3, "battle", 15)
+    # 6 questions: fewer than the minimum for an interval, and half the judgments lost a game
+    assert est.ci_low is None and est.ci_high is None and not est.reliable
+    assert "minimum" in est.meta["note"] and "lost a game" in est.meta["unreliable"][0]
     assert "score_style_controlled" not in sx.metrics
     assert out["model-y"].meta["avg_tokens"] == pytest.approx(125.0)
     assert sx.meta["baseline"] == BASE and sx.meta["judge"] == "judge-a"
-    by_question = ArenaHard(DATA).summarize(bundle.judgments, bundle.answers, rounds=50, seed=3, unit="question")
+    by_question = ArenaHard(DATA).summarize(bundle.judgments, bundle.answers, rounds=50, seed=3)
     q = by_question["model-x"].metrics["score"]
-    assert q.unit == "question" and q.n == 6 and q.value == est.value
+    assert q.unit == "question" and q.n == 6 and q.value == est.value  # question unit by default
+    assert ArenaHard().report_options(bundle.answers)["unit"] == "question"
 
 
 def test_summarize_rejects_mixed_inputs_and_unknown_options(bundle):
@@ -222,7 +228,7 @@ def _naive_share(bt: Battles, rows: np.ndarray, model: int) -> float:
 def test_battle_bootstrap_matches_a_per_round_recount(bundle):
     bt = battles_from_judgments(bundle.judgments, bundle.answers)
     idx = resample_indices(bt, 30, seed=5, unit="battle")
-    res = arena_scores(bt, BASE, indices=idx)
+    res = arena_scores(bt, BASE, indices=idx, min_units=1)
     expanded = bt.expanded_rows()
     for model in ("model-x", "model-y"):
         col = bt.models.index(model)
@@ -248,9 +254,9 @@ def test_question_bootstrap_keeps_games_together(bundle):
 
 def test_seeded_bootstrap_is_reproducible(bundle):
     bt = battles_from_judgments(bundle.judgments, bundle.answers)
-    one = arena_scores(bt, BASE, rounds=100, seed=11)
-    two = arena_scores(bt, BASE, rounds=100, seed=11)
-    other = arena_scores(bt, BASE, rounds=100, seed=12)
+    one = arena_scores(bt, BASE, rounds=100, seed=11, min_units=1)
+    two = arena_scores(bt, BASE, rounds=100, seed=11, min_units=1)
+    other = arena_scores(bt, BASE, rounds=100, seed=12, min_units=1)
     assert one.scores == two.scores
     assert one.scores["model-x"].ci_low != other.scores["model-x"].ci_low
     assert one.scores[BASE].ci_low == one.scores[BASE].ci_high == 50.0
@@ -374,7 +380,12 @@ def test_style_control_on_the_official_layout():
     only_x = load_official(DATA, models=["model-x"])
     out = ArenaHard().summarize(only_x.judgments, only_x.answers, rounds=50, seed=0, style_control=True)
     sc = out["model-x"].metrics["score_style_controlled"]
-    assert sc.method == "bradley-terry-style-control" and sc.ci_low <= sc.value <= sc.ci_high
+    assert sc.method == "bradley-terry-style-control" and sc.unit == "question"
+    assert sc.ci_low is None and not sc.reliable  # 6 questions: no interval claimed
+    bt = battles_from_judgments(only_x.judgments, only_x.answers)
+    wide = arena_scores(bt, BASE, rounds=50, seed=0, unit="question", style_control=True, min_units=1)
+    sc = wide.scores["model-x"]
+    assert sc.ci_low <= sc.value <= sc.ci_high and sc.meta["ci"] == "bootstrap-percentile" and "ci_note" in sc.meta
     assert set(out["model-x"].meta["style_coefs"]) == set(arena.STYLE_FEATURES)
     assert out["model-x"].metrics["score"].value == pytest.approx(100 * X_SHARE)
 

@@ -35,26 +35,38 @@ def test_summary_excludes_failures_and_matches_hand_computed(fixtures):
     cats = {q.id: q.category for q in load_questions(fixtures / "mt_bench").questions}
     s = MTBench().summarize(js, rounds=200, seed=1, categories=cats)
     a = s["tiny-a"]
-    assert a.counts == {"judgments": 6, "failed": 1}
+    assert a.counts == {"judgments": 6, "failed": 1, "dropped": 0}
     assert a.metrics["turn1"].value == pytest.approx((8 + 9 + 6) / 3)
     assert a.metrics["turn2"].value == pytest.approx((7 + 5) / 2)
     assert a.metrics["overall"].value == pytest.approx((8 + 9 + 6 + 7 + 5) / 5)
     assert a.metrics["category/math"].value == 9.0
     o = a.metrics["overall"]
-    assert o.ci_low <= o.value <= o.ci_high and o.rounds == 200 and o.seed == 1 and o.unit == "question"
+    assert o.rounds == 200 and o.seed == 1 and o.unit == "question" and o.method == "bootstrap-t"
+    # 3 questions: no interval is claimed, the estimate says so and is not reliable; its SE is still given
+    assert o.ci_low is None and o.ci_high is None and not o.reliable and "minimum" in o.meta["note"]
+    assert o.se is not None and o.se > 0
+    # and 1 of 6 ratings failed: above the 10% limit
+    assert "1 of 6 judgments failed" in o.meta["unreliable"][0] and a.meta["unreliable"]
     assert s["tiny-b"].metrics["overall"].value == 4.0 and s["tiny-b"].counts["failed"] == 1
-    # seeded: same seed same interval, other seed another one
-    again = MTBench().summarize(js, rounds=200, seed=1)["tiny-a"].metrics["overall"]
-    other = MTBench().summarize(js, rounds=200, seed=2)["tiny-a"].metrics["overall"]
-    assert (again.ci_low, again.ci_high) == (o.ci_low, o.ci_high)
-    assert other.se != o.se
+
+
+def test_grouped_mean_is_seeded():
+    rng = np.random.default_rng(3)
+    vals, groups = rng.integers(1, 11, 60).astype(float), np.repeat(np.arange(30), 2)
+    one = grouped_mean(vals, groups, rounds=300, seed=1, bounds=(1, 10))
+    assert one.ci_low < one.value < one.ci_high and one.reliable and one.method == "bootstrap-t"
+    again = grouped_mean(vals, groups, rounds=300, seed=1, bounds=(1, 10))
+    other = grouped_mean(vals, groups, rounds=300, seed=2, bounds=(1, 10))
+    assert (again.ci_low, again.ci_high) == (one.ci_low, one.ci_high)
+    assert (other.ci_low, other.ci_high) != (one.ci_low, one.ci_high)
 
 
 def test_grouped_bootstrap_matches_a_per_round_loop():
     rng = np.random.default_rng(0)
     vals = rng.integers(1, 11, size=40).astype(float)
     groups = np.repeat(np.arange(20), 2)
-    est = grouped_mean(vals, groups, rounds=300, seed=7)
+    est = grouped_mean(vals, groups, rounds=300, seed=7, method="percentile")
+    assert est.method == "bootstrap-percentile"
     # the same draws, one round at a time
     draws = np.random.default_rng(7).integers(0, 20, size=(300, 20))
     loop = [np.concatenate([vals[groups == g] for g in d]).mean() for d in draws]

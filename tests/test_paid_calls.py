@@ -119,7 +119,7 @@ def test_a_failed_game_does_not_throw_away_its_paid_twin(arena, store):
     # only the two failed games are asked again: no paid call is bought twice
     assert _asked(srv, judge) == Counter({("demo-1", "A", False): 1, ("demo-3", "B", False): 1})
     line = second.judge_lines[0]
-    assert "2 judged, 1 cached" in line and "2 calls (+2 stored calls reused)" in line
+    assert "2 judged (0 unparsed), 1 cached" in line and "2 calls (+2 stored calls reused)" in line
     judged = _judgments(store)
     assert set(judged) == {"demo-1", "demo-2", "demo-3"}
     for j in judged.values():
@@ -183,7 +183,7 @@ def test_a_crash_after_a_follow_up_does_not_buy_it_again(arena, tmp_path):
         again = _run(st, srv)
         assert not srv.chat_requests()  # demo-2 is judged from its stored games and follow-ups alone
         line = again.judge_lines[0]
-        assert "1 judged, 2 cached" in line and "0 calls (+4 stored calls reused)" in line
+        assert "1 judged (0 unparsed), 2 cached" in line and "0 calls (+4 stored calls reused)" in line
         j = _judgments(st)["demo-2"]
         assert [g.label for g in j.games] == ["B>A", "A>B"] and j.value == 1.0
         assert all("cannot decide" in g.raw and "Final verdict" in g.raw for g in j.games)

@@ -31,10 +31,10 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from lioneval.benchmarks.base import (
     JudgeTask,
     Summary,
     read_jsonl,
+    require,
 )
 from lioneval.benchmarks.base import (
     safe_name as _safe,
@@ -124,11 +125,19 @@ def question_id(instruction: str) -> str:
 
 
 def _records(path: Path, bundle: ImportBundle) -> Iterator[tuple[int, str, Any]]:
-    """(row position, location, row) for each row of a JSON list file or a JSONL file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {path}: {e}", fix="pass a UTF-8 JSON or JSONL file") from e
+    """(row position, location, row) for each row of a JSON list file or a JSONL file (a line of JSONL that is not
+    UTF-8 is skipped and counted; a JSON file is one document, so it must be UTF-8 throughout)."""
+    text = ""
+    if path.suffix != ".jsonl":
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DataError(f"cannot read {path}: {e.strerror}", fix="check the path and its permissions") from e
+        try:
+            text = data.decode("utf-8-sig")  # a byte-order mark is not part of the JSON
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path} is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})",
+                            fix="save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)") from e
     if path.suffix == ".jsonl" or text.lstrip().startswith("{"):  # one JSON object per line
         for pos, (where, obj) in enumerate(read_jsonl(path, bundle)):
             yield pos, where, obj
@@ -554,6 +563,7 @@ class AlpacaEval(Benchmark):
             )
         if self._eval is None:
             self._eval = load_outputs(self.eval_set)
+            require(self._eval.questions, self._eval, self.eval_set, "AlpacaEval instructions")
         return self._eval
 
     def questions(self) -> list[Question]:
@@ -582,7 +592,7 @@ class AlpacaEval(Benchmark):
         answers: Sequence[Answer] = (),
         *,
         questions: Sequence[Question] | None = None,
-        rounds: int | None = 0,
+        rounds: int | None = None,
         seed: int = 0,
         **options: Any,
     ) -> dict[str, Summary]:
@@ -590,7 +600,13 @@ class AlpacaEval(Benchmark):
         ``lc_from_weights`` for models with given weights), ``avg_length``, with the official counts.
 
         Options: ``difficulty_lookup``, ``weights``, ``lc_data`` (override the constructor's), ``lc=False`` to skip
-        the GLM. ``rounds > 0`` adds seeded bootstrap intervals (by question) to the win rates.
+        the GLM. ``rounds`` (default ``default_rounds``; 0 for points only) seeded bootstrap rounds by question give
+        percentile intervals of the win rates and of the LC win rate (each replicate refits the GLM; see
+        :func:`length_controlled_win_rates`).
+
+        Nothing depends on the order of the records: each model's judgments are put in eval order (eval index, then
+        question id and content) before the CV folds, the difficulty lookup and the resampling see them. Official
+        annotation files are written in eval order, so this is their row order and the official numbers stay.
         """
         rounds = self.default_rounds if rounds is None else rounds
         if questions and self._index is None and any("eval_idx" in q.meta for q in questions):
@@ -609,23 +625,22 @@ class AlpacaEval(Benchmark):
         if not judgments:
             return {}
         baseline = judgments[0].baseline or self.baseline
-        # Keyed by (question, model); the baseline looked up in it may be None (then its lengths are unknown).
-        chars: dict[tuple[str, str | None], float] = {
-            (a.question_id, a.model): float(len(a.turns[0])) for a in answers if a.benchmark == BENCHMARK
-        }
+        # Keyed by (question, model); the baseline looked up in it may be None (then its lengths are unknown). Of
+        # several answers to one question by one model the longest counts, whatever order they come in.
+        chars: dict[tuple[str, str | None], float] = {}
+        for a in answers:
+            if a.benchmark == BENCHMARK:
+                key, size = (a.question_id, a.model), float(len(a.turns[0]))
+                if size > chars.get(key, -1.0):
+                    chars[key] = size
 
         by_model: dict[str, list[Judgment]] = defaultdict(list)
         for j in judgments:
             by_model[j.model].append(j)
         out: dict[str, Summary] = {}
         tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[Judgment]]] = {}
-        for model, js in by_model.items():
-            # The official fit sees the rows in file order; judgments made by lioneval have no file, so eval order.
-            if all(isinstance(j.meta.get("row"), int) for j in js):
-                js.sort(key=lambda j: j.meta["row"])
-            elif all(self._eval_idx(j) is not None for j in js):
-                # Every index is known (checked just above); the cast only says so to the type checker.
-                js.sort(key=cast("Callable[[Judgment], int]", self._eval_idx))
+        for model in sorted(by_model):
+            js = sorted(by_model[model], key=self._order_key)
             pref = np.array([np.nan if j.value is None else j.value + 1 for j in js])
             len_m = np.array([chars.get((j.question_id, model), np.nan) for j in js])
             len_b = np.array([chars.get((j.question_id, baseline), np.nan) for j in js])
@@ -644,25 +659,38 @@ class AlpacaEval(Benchmark):
             tables[model] = (pref, len_b, len_m, js)
 
         if options.get("lc", True):
-            self._length_controlled(out, tables, baseline, lookup, options)
+            self._length_controlled(out, tables, baseline, lookup, options, rounds, seed)
         return out
 
-    def _difficulties(self, js: list[Judgment], table: np.ndarray | None, lookup: str) -> tuple[np.ndarray, int]:
-        """Each row's difficulty by the chosen lookup, with unknown ones set to 0 (counted)."""
+    def _order_key(self, j: Judgment) -> tuple:
+        """Eval order: the eval index (judgments without one last), then the question id and the judgment's content,
+        so that equal keys mean interchangeable judgments."""
+        idx = self._eval_idx(j)
+        return (idx is None, -1 if idx is None else idx, j.question_id, j.inputs,
+                -1.0 if j.value is None else j.value, j.raw, j.error or "")
+
+    def _difficulties(self, js: list[Judgment], table: np.ndarray | None, lookup: str) -> tuple[np.ndarray, int, int]:
+        """Each row's difficulty by the chosen lookup, with unknown ones set to 0: (difficulties, unknown, of which
+        without an eval index). ``js`` is in eval order (:meth:`_order_key`).
+
+        "position" is the official lookup, by the row's position in its annotations file; the file is in eval order,
+        so a row read from a file takes its rank in the eval order of the model's rows (the same number, whatever
+        order the records arrive in), and one of lioneval's own judgments its eval index. A row without an eval index
+        has no position to go by: its difficulty is unknown (never guessed from the order of the records).
+        """
+        idx = [self._eval_idx(j) for j in js]
+        no_index = sum(k is None for k in idx)
         if table is None:
-            return np.zeros(len(js)), len(js)
-        keys: list[int | None]
-        if lookup == "position":  # the row in the annotations file, else (lioneval's own judgments) the eval order
-            keys = [j.meta["row"] if isinstance(j.meta.get("row"), int) else self._eval_idx(j) for j in js]
-            keys = [i if k is None else k for i, k in enumerate(keys)]
-        else:
-            keys = [self._eval_idx(j) for j in js]
-        idx = np.array([-1 if k is None else k for k in keys], dtype=int)
-        ok = (idx >= 0) & (idx < table.size)
+            return np.zeros(len(js)), len(js), no_index
+        if lookup == "position":
+            idx = [k if k is None or not isinstance(j.meta.get("row"), int) else rank
+                   for rank, (j, k) in enumerate(zip(js, idx, strict=True))]
+        keys = np.array([-1 if k is None else k for k in idx], dtype=int)
+        ok = (keys >= 0) & (keys < table.size)
         diff = np.full(len(js), np.nan)
-        diff[ok] = table[idx[ok]]
+        diff[ok] = table[keys[ok]]
         unknown = ~np.isfinite(diff)
-        return np.where(unknown, 0.0, diff), int(unknown.sum())
+        return np.where(unknown, 0.0, diff), int(unknown.sum()), no_index
 
     def _eval_idx(self, j: Judgment) -> int | None:
         """The eval index of a judgment's instruction: from the loader, else from the eval set (None if unknown)."""
@@ -672,7 +700,7 @@ class AlpacaEval(Benchmark):
             self._index = _eval_index(self.questions()) if self.eval_set is not None else {}
         return self._index.get(j.question_id)
 
-    def _length_controlled(self, out, tables, baseline, lookup, options) -> None:
+    def _length_controlled(self, out, tables, baseline, lookup, options, rounds: int = 0, seed: int = 0) -> None:
         data = self.lc_data(options.get("lc_data"))
         comparable = data.gamed is not None
         fit_table = data.fit_difficulty()
@@ -692,26 +720,35 @@ class AlpacaEval(Benchmark):
             if model == baseline:  # the official code skips the fit: every prediction is 1/2
                 s.metrics["length_controlled_winrate"] = Estimate(
                     value=50.0, se=0.0, n=len(js), method="glm-lc",
-                    meta={"note": "the baseline against itself", "comparable": True},
+                    meta={"note": "the baseline against itself: 50 by construction", "comparable": True},
                 )
                 continue
             n_gamed = 0 if data.gamed is None else int(np.isfinite(data.gamed.preference).sum())
             if n_ok == 0 or n_ok + n_gamed < 5:
                 s.meta["lc_error"] = f"{n_ok} usable rows (a preference and both lengths): too few to fit the GLM"
                 continue
-            diff, unknown = self._difficulties(js, fit_table, lookup)
+            diff, unknown, no_index = self._difficulties(js, fit_table, lookup)
             s.counts["lc_difficulty_unknown"] = unknown if fit_table is not None else 0
+            s.counts["lc_no_eval_index"] = no_index
             rows.append(LCRows(pref, len_b, len_m, diff if fit_table is not None else None))
             fitted.append(model)
         if rows:
-            results = length_controlled_win_rates(rows, data.gamed)
+            results = length_controlled_win_rates(rows, data.gamed, rounds=rounds, seed=seed)
             for model, res in zip(fitted, results, strict=True):
-                unknown = out[model].counts.get("lc_difficulty_unknown", 0)
-                meta = {**res.estimate.meta, "comparable": comparable and not unknown, "difficulty_lookup": lookup}
+                counts = out[model].counts
+                unknown, no_index = counts.get("lc_difficulty_unknown", 0), counts["lc_no_eval_index"]
+                meta = {**res.estimate.meta, "comparable": comparable and not unknown and not no_index,
+                        "difficulty_lookup": lookup}
+                notes = [meta["note"]] if "note" in meta else []
                 if not comparable:
-                    meta["note"] = f"fallback GLM without {GAMED_FILE}: not comparable with the official leaderboard"
+                    notes.append(f"fallback GLM without {GAMED_FILE}: not comparable with the official leaderboard")
+                if no_index:
+                    notes.append(f"{no_index} rows without an eval index (pass the eval set): their place in the eval "
+                                 "order, and so their difficulty and CV fold, is unknown; not comparable")
                 elif unknown:
-                    meta["note"] = f"{unknown} rows without a known instruction difficulty (taken as 0)"
+                    notes.append(f"{unknown} rows without a known instruction difficulty (taken as 0)")
+                if notes:
+                    meta["note"] = "; ".join(notes)
                 out[model].metrics["length_controlled_winrate"] = res.estimate.model_copy(update={"meta": meta})
 
         weights = options.get("weights", self.weights)
@@ -722,7 +759,7 @@ class AlpacaEval(Benchmark):
         for model, (_, _, _, js) in tables.items():
             if model not in weights or wtable is None:
                 continue
-            diff, unknown = self._difficulties(js, wtable, lookup)
+            diff, unknown, _ = self._difficulties(js, wtable, lookup)
             est = lc_from_weights(weights[model], diff, weights.get(baseline))
             est = est.model_copy(update={"meta": {**est.meta, "difficulty_lookup": lookup, "unknown": unknown}})
             out[model].metrics["lc_from_weights"] = est

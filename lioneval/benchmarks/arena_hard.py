@@ -31,6 +31,7 @@ from lioneval.benchmarks.base import (
     JudgeTask,
     Summary,
     read_jsonl,
+    require,
     write_jsonl_files,
 )
 from lioneval.benchmarks.base import (
@@ -39,6 +40,7 @@ from lioneval.benchmarks.base import (
 from lioneval.benchmarks.prompts import template_for
 from lioneval.errors import DataError
 from lioneval.stats.arena import STYLE_FEATURES, Battles, arena_scores
+from lioneval.stats.bootstrap import failure_note, mark_unreliable
 from lioneval.types import Answer, CheckResult, Game, Judgment, Question
 
 __all__ = ["ArenaHard", "battles_from_judgments", "load_official", "normalize_label", "DEFAULT_BASELINE"]
@@ -175,7 +177,7 @@ def _read_answers(path: Path, model: str, bundle: ImportBundle) -> None:
 
 
 def _read_judgments(path: Path, judge: str, baseline: str, bundle: ImportBundle) -> None:
-    for where, obj in read_jsonl(path, bundle):
+    for row, (where, obj) in enumerate(read_jsonl(path, bundle)):
         qid, games = obj.get("question_id") or obj.get("uid"), obj.get("games")
         if not isinstance(qid, str) or not qid:
             bundle.skip("judgment without a question_id", where)
@@ -203,6 +205,8 @@ def _read_judgments(path: Path, judge: str, baseline: str, bundle: ImportBundle)
                 value=float(np.mean(values)) if values else None,
                 games=parsed,
                 error=None if values else "; ".join(f"game {i + 1}: {g.error}" for i, g in enumerate(parsed)),
+                # the line in the official file: the battle-row bootstrap replays the official draws in that order
+                meta={"row": row},
             )
         )
 
@@ -257,6 +261,14 @@ def load_official(
     return bundle
 
 
+def _judgment_order(j: Judgment) -> tuple:
+    """A stable sort key: by model, then by the line of the official file the judgment came from when the reader
+    recorded it (``meta["row"]``), then by question; the content hash breaks any remaining tie."""
+    row = j.meta.get("row")
+    has_row = isinstance(row, int) and not isinstance(row, bool)
+    return (j.model, not has_row, row if has_row else 0, j.question_id, j.key)
+
+
 def battles_from_judgments(
     judgments: Sequence[Judgment], answers: Sequence[Answer] = (), *, strong_weight: int = 3
 ) -> Battles:
@@ -264,20 +276,28 @@ def battles_from_judgments(
 
     A strong verdict stands for ``strong_weight`` battles, a slight one or a tie for one; failed or missing games
     contribute nothing. Answer ``meta["style"]`` counts are attached for style control (NaN where missing).
+
+    The table does not depend on the order of ``judgments``: the baseline comes first, then the models by name;
+    questions are indexed by id; rows follow the models by name and, within a model, the official file's line order
+    when the judgments carry it (``meta["row"]``, which the battle-row bootstrap needs to replay the official
+    draws) and the question id otherwise, each judgment's games in their order.
     """
+    pairwise = sorted((j for j in judgments if j.kind == "pairwise" and j.baseline), key=_judgment_order)
+    usable = [j for j in pairwise if any(g.value is not None for g in j.games)]
     models: dict[str, int] = {}
-    questions: dict[str, int] = {}
+    for name in [*sorted({j.baseline for j in pairwise if j.baseline}), *sorted({j.model for j in usable})]:
+        models.setdefault(name, len(models))
+    questions = {q: i for i, q in enumerate(sorted({j.question_id for j in usable}))}
     rows: list[tuple[int, int, float, int, int, int]] = []
-    for j in judgments:
-        if j.kind != "pairwise" or not j.baseline:
-            continue
-        base = models.setdefault(j.baseline, len(models))
+    for j in pairwise:
+        assert j.baseline is not None  # filtered above
+        base = models[j.baseline]
         for order, g in enumerate(j.games):
             if g.value is None:
                 continue
             strong = g.label is not None and (">>" in g.label or "<<" in g.label)
-            model = models.setdefault(j.model, len(models))
-            q = questions.setdefault(j.question_id, len(questions))
+            model = models[j.model]
+            q = questions[j.question_id]
             game = order if g.model_position == "single" else int(g.model_position == "A")
             rows.append((base, model, 1.0 - g.value, strong_weight if strong else 1, q, game))
     names, qids = tuple(models), tuple(questions)
@@ -366,8 +386,12 @@ class ArenaHard(Benchmark):
         return out
 
     def report_options(self, answers: Sequence[Answer]) -> dict[str, Any]:
-        """Style control when every answer carries its style counts (generated ones do; official files do)."""
-        return {"style_control": True} if answers and all("style" in a.meta for a in answers) else {}
+        """Intervals by question (a run's own reports: both games and every copy of a strong verdict move together),
+        and style control when every answer carries its style counts (generated ones do; official files do)."""
+        style = {"style_control": True} if answers and all("style" in a.meta for a in answers) else {}
+        # The studentized interval reads its 2.5% tails off the rounds: 100 rounds put a run's coverage near 93%,
+        # 1000 at 95% (benchmarks/interval_coverage.py).
+        return {"unit": "question", "min_rounds": 1000, **style}
 
     def paired_units(self, judgments: Sequence[Judgment]) -> dict[str, tuple[float, float]]:
         """Per question: strong-weighted wins over weighted games (the Bradley-Terry win rate when every battle is
@@ -437,6 +461,7 @@ class ArenaHard(Benchmark):
             raise DataError(f"no question.jsonl in {self.data_dir}", fix="point data_dir at the arena-hard-v0.1 folder")
         bundle = ImportBundle()
         _read_questions(path, bundle)
+        require(bundle.questions, bundle, path, "Arena-Hard questions")
         return bundle.questions
 
     def load(self, judge: str | None = None, models: list[str] | None = None) -> ImportBundle:
@@ -453,14 +478,25 @@ class ArenaHard(Benchmark):
         questions: Sequence[Question] | None = None,
         rounds: int | None = None,
         seed: int = 0,
-        unit: str = "battle",
+        unit: str = "question",
         style_control: bool | Sequence[str] = False,
+        min_rounds: int = 0,
         **options: Any,
     ) -> dict[str, Summary]:
-        """Score per judged model: ``score`` (and ``score_style_controlled`` when asked), with counts of losses."""
+        """Score per judged model: ``score`` (and ``score_style_controlled`` when asked), with counts of losses.
+
+        ``unit``: "question" (the default: a drawn question brings both its games and every copy of a strong
+        verdict, with a studentized interval) or "battle" (the official battle-row bootstrap with percentile
+        intervals, for parity with the published numbers). Counts: ``judgments``; ``failed``, judgments with a game
+        that failed (one failed game is enough: the judgment is then scored on its other game); ``dropped``,
+        judgments with a game missing; ``judgments_failed`` (no usable game), ``judgments_partial`` (one usable
+        game), ``games_failed``, ``games_dropped`` and ``battles``. When more than MAX_FAILED_SHARE of a model's
+        judgments failed or were dropped, its estimates are marked unreliable. ``min_rounds`` raises the rounds to at
+        least that many (a run's reports ask for 1000: the studentized interval needs them for its tails).
+        """
         if options:
-            raise TypeError(f"unknown arena-hard option(s) {sorted(options)}; known: unit, style_control")
-        rounds = self.default_rounds if rounds is None else rounds
+            raise TypeError(f"unknown arena-hard option(s) {sorted(options)}; known: unit, style_control, min_rounds")
+        rounds = max(self.default_rounds if rounds is None else rounds, min_rounds)
         judgments = [j for j in judgments if j.kind == "pairwise"]
         for attr in ("judge", "baseline"):
             seen = sorted({getattr(j, attr) for j in judgments})
@@ -469,12 +505,19 @@ class ArenaHard(Benchmark):
         baseline = judgments[0].baseline if judgments else self.baseline
 
         counts: dict[str, Counter] = defaultdict(Counter)
-        for j in judgments:
+        for j in sorted(judgments, key=lambda j: j.model):
             c = counts[j.model]
+            failed = sum(g.value is None for g in j.games)
+            missing = max(0, 2 - len(j.games))
+            usable = len(j.games) - failed
             c["judgments"] += 1
-            c["judgments_failed"] += j.value is None
-            c["games_failed"] += sum(g.value is None for g in j.games)
-            c["games_dropped"] += max(0, 2 - len(j.games))
+            c["failed"] += failed > 0
+            c["dropped"] += missing > 0
+            c["unusable"] += failed > 0 or missing > 0
+            c["judgments_failed"] += j.value is None or usable == 0
+            c["judgments_partial"] += usable == 1 and (failed > 0 or missing > 0)
+            c["games_failed"] += failed
+            c["games_dropped"] += missing
         tokens: dict[str, list[int]] = defaultdict(list)
         for a in answers:
             if a.token_counts:
@@ -491,7 +534,9 @@ class ArenaHard(Benchmark):
                     battles, baseline, rounds=rounds, seed=seed, unit=unit, style_control=style_control
                 )
         out = {}
-        for model, c in counts.items():
+        for model in sorted(counts):
+            c = counts[model]
+            unusable = c.pop("unusable")
             metrics = {k: r.scores[model] for k, r in scored.items() if model in r.scores}
             meta: dict[str, Any] = {"baseline": baseline, "judge": judgments[0].judge}
             if "score" in scored and model in scored["score"].battles:
@@ -502,6 +547,11 @@ class ArenaHard(Benchmark):
                 meta["avg_tokens"] = float(np.mean(tokens[model]))
             if not metrics:
                 meta["error"] = "no usable games: every game failed or was dropped"
+            reason = failure_note(unusable, c["judgments"])
+            if reason:
+                reason = reason.replace("judgments failed", "judgments lost a game (failed or missing)")
+                metrics = {k: mark_unreliable(e, reason) for k, e in metrics.items()}
+                meta["unreliable"] = reason
             out[model] = Summary(metrics=metrics, counts=dict(c), meta=meta)
         return out
 
@@ -513,6 +563,7 @@ def load_answers(data_dir: str | Path, model: str) -> ImportBundle:
         raise DataError(f"no answers of {model!r} at {path}", fix="pass the Arena-Hard data folder that holds them")
     bundle = ImportBundle()
     _read_answers(path, model, bundle)
+    require(bundle.answers, bundle, path, f"answers of {model!r}")
     return bundle
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
+import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -31,7 +33,10 @@ from lioneval.benchmarks.base import (
     ImportBundle,
     JudgeTask,
     Summary,
+    build,
+    json_id,
     read_jsonl,
+    require,
     write_jsonl_files,
 )
 from lioneval.benchmarks.base import (
@@ -39,7 +44,7 @@ from lioneval.benchmarks.base import (
 )
 from lioneval.benchmarks.prompts import PromptTemplate, mtbench_template_name, template_for
 from lioneval.errors import DataError
-from lioneval.stats.bootstrap import grouped_mean
+from lioneval.stats.bootstrap import failure_note, grouped_mean, mark_unreliable
 from lioneval.types import Answer, Judgment, Question, content_hash
 
 NAME = "mt-bench"
@@ -125,20 +130,22 @@ def load_questions(path: str | Path | None = None, reference_model: str = "gpt-4
     ref_file = data / "reference_answer" / f"{reference_model}.jsonl"
     if ref_file.is_file():
         for where, obj in read_jsonl(ref_file, bundle):
-            turns = _turns(obj)
-            if turns is None:
-                bundle.skip("reference answer without choices[0].turns", where)
+            turns, ref_id = _turns(obj), json_id(obj.get("question_id"))
+            if turns is None or ref_id is None:
+                bundle.skip("reference answer without question_id or choices[0].turns", where)
                 continue
-            refs[str(obj.get("question_id"))] = turns
+            refs[ref_id] = turns
     for where, obj in read_jsonl(qfile, bundle):
-        qid, turns = obj.get("question_id"), obj.get("turns")
+        qid, turns = json_id(obj.get("question_id")), obj.get("turns")
         if qid is None or not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
             bundle.skip("question without question_id or a list of turns", where)
             continue
-        ref = obj.get("reference") or refs.get(str(qid))
-        bundle.questions.append(
-            Question(id=str(qid), benchmark=NAME, turns=turns, category=obj.get("category"), reference=ref)
-        )
+        ref = obj.get("reference") or refs.get(qid)
+        question = build(bundle, "question", where, Question, id=qid, benchmark=NAME, turns=turns,
+                         category=obj.get("category"), reference=ref)
+        if question is not None:
+            bundle.questions.append(question)
+    require(bundle.questions, bundle, qfile, "MT-Bench questions")
     missing = [q.id for q in bundle.questions if q.category in REFERENCE_CATEGORIES and not q.reference]
     if missing:
         bundle.warnings.append(
@@ -169,17 +176,18 @@ def load_answers(path: str | Path, model: str | None = None) -> ImportBundle:
     for f in files:
         for where, obj in read_jsonl(f, bundle):
             turns = _turns(obj)
-            qid = obj.get("question_id")
+            qid = json_id(obj.get("question_id"))
             name = model or obj.get("model") or obj.get("model_id") or f.stem
             if qid is None or turns is None:
                 bundle.skip("answer without question_id or choices[0].turns", where)
                 continue
-            bundle.answers.append(
-                Answer(
-                    question_id=str(qid), benchmark=NAME, model=str(name), turns=turns,
-                    generation={"source": "import", "file": f.name},
-                )
-            )
+            if not isinstance(name, str):
+                bundle.skip("answer whose model is not a string", where)
+                continue
+            answer = build(bundle, "answer", where, Answer, question_id=qid, benchmark=NAME, model=name, turns=turns,
+                           generation={"source": "import", "file": f.name})
+            if answer is not None:
+                bundle.answers.append(answer)
     return bundle
 
 
@@ -192,19 +200,23 @@ def load_judgments(path: str | Path, judge: str | None = None) -> ImportBundle:
     """
     bundle = ImportBundle()
     for where, obj in read_jsonl(path, bundle):
-        qid, model, turn, score = obj.get("question_id"), obj.get("model"), obj.get("turn"), obj.get("score")
-        if qid is None or not model or turn not in (1, 2):
+        qid, model, turn, score = json_id(obj.get("question_id")), obj.get("model"), obj.get("turn"), obj.get("score")
+        if qid is None or not isinstance(model, str) or not model or isinstance(turn, bool) or turn not in (1, 2):
             bundle.skip("judgment without question_id, model or turn 1/2", where)
             continue
         judge_field = obj.get("judge")
         if judge is not None:
             judge_name = judge
-        elif isinstance(judge_field, list) and judge_field:
-            judge_name = str(judge_field[0])
+        elif isinstance(judge_field, list) and judge_field and isinstance(judge_field[0], str):
+            judge_name = judge_field[0]
+        elif isinstance(judge_field, str) or judge_field is None:
+            judge_name = judge_field or Path(path).stem.removesuffix("_single")
         else:
-            judge_name = str(judge_field or Path(path).stem.removesuffix("_single"))
+            bundle.skip("judgment whose judge is neither a name nor [name, prompt]", where)
+            continue
         prompt = judge_field[1] if isinstance(judge_field, list) and len(judge_field) > 1 else obj.get("judge_prompt")
         raw = obj.get("judgment") or ""
+        raw = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
         value, error = None, None
         if not isinstance(score, (int, float)) or isinstance(score, bool):
             error = f"score is not a number ({score!r})"
@@ -216,14 +228,21 @@ def load_judgments(path: str | Path, judge: str | None = None) -> ImportBundle:
             value = float(score)
         if error:
             bundle.skipped[f"failed rating: {error.split(' (')[0]}"] += 1
-        bundle.judgments.append(
-            Judgment(
-                question_id=str(qid), benchmark=NAME, judge=judge_name, model=str(model), kind="rating",
-                turn=int(turn), value=value, error=error, raw=raw,
-                inputs=content_hash({"prompt": prompt, "judgment": raw, "score": score}),
-                meta={k: obj[k] for k in ("category", "tstamp", "source", "date") if k in obj} | {"prompt": prompt},
-            )
+        # a NaN or infinite score is hashed as its text (a number would not hash); every other score as it was
+        hashed = repr(score) if isinstance(score, float) and not math.isfinite(score) else score
+        try:
+            inputs = content_hash({"prompt": prompt, "judgment": raw, "score": hashed})
+        except ValueError:
+            bundle.skip("judgment with a NaN or infinite number in its prompt", where)
+            continue
+        judgment = build(
+            bundle, "judgment", where, Judgment, question_id=qid, benchmark=NAME, judge=judge_name, model=model,
+            kind="rating", turn=int(turn), value=value, error=error, raw=raw, inputs=inputs,
+            meta={k: obj[k] for k in ("category", "tstamp", "source", "date")
+                  if k in obj and (k != "category" or isinstance(obj[k], str))} | {"prompt": prompt},
         )
+        if judgment is not None:
+            bundle.judgments.append(judgment)
     return bundle
 
 
@@ -332,7 +351,13 @@ class MTBench(Benchmark):
         seed: int = 0,
         categories: dict[str, str] | None = None,
     ) -> dict[str, Summary]:
-        """Per model: turn1, turn2, overall and per-category means with question-bootstrap CIs."""
+        """Per model: turn1, turn2, overall and per-category means with question-bootstrap CIs.
+
+        Intervals are studentized bootstrap intervals over questions on the 1-10 scale (see lioneval.stats.bootstrap:
+        none below its minimum number of questions, the rule of three when every question got the same ratings).
+        Failed ratings are left out and counted (``failed``; ``dropped`` counts ratings left out for any other
+        reason); when more than MAX_FAILED_SHARE of a model's ratings failed, its estimates are marked unreliable.
+        """
         rounds = self.default_rounds if rounds is None else rounds
         cats = {q.id: q.category for q in questions or () if q.category}
         cats.update(categories or {})
@@ -340,28 +365,41 @@ class MTBench(Benchmark):
         for j in judgments:
             if j.benchmark == NAME and j.kind == "rating":
                 by_model[j.model].append(j)
-                if j.meta.get("category") and j.question_id not in cats:
-                    cats[j.question_id] = j.meta["category"]
+        # A category from a judgment's meta fills in for a question the caller did not categorise; the judgments of a
+        # question agree in practice, and the smallest name wins when they do not, whatever their order.
+        from_meta: dict[str, str] = {}
+        for js in by_model.values():
+            for j in js:
+                c = j.meta.get("category")
+                if c and j.question_id not in cats:
+                    from_meta[j.question_id] = min(c, from_meta.get(j.question_id, c))
+        cats.update(from_meta)
         out = {}
         for model, js in sorted(by_model.items()):
             ok = [j for j in js if j.value is not None]
-            counts = {"judgments": len(js), "failed": len(js) - len(ok)}
+            counts = {"judgments": len(js), "failed": len(js) - len(ok), "dropped": 0}
             if not ok:
                 out[model] = Summary(metrics={}, counts=counts, meta={"reason": "no parsed ratings"})
                 continue
             vals = np.array([j.value for j in ok])
             qids = np.array([j.question_id for j in ok])
             turn = np.array([j.turn or 1 for j in ok])
-            metrics = {"overall": grouped_mean(vals, qids, rounds=rounds, seed=seed)}
+            kw: dict[str, Any] = {"rounds": rounds, "seed": seed, "bounds": (1.0, 10.0)}
+            metrics = {"overall": grouped_mean(vals, qids, **kw)}
             for t in (1, 2):
                 m = turn == t
                 if m.any():
-                    metrics[f"turn{t}"] = grouped_mean(vals[m], qids[m], rounds=rounds, seed=seed)
+                    metrics[f"turn{t}"] = grouped_mean(vals[m], qids[m], **kw)
             cat = np.array([cats.get(q, "") for q in qids])
             for c in sorted(set(cat) - {""}):
                 m = cat == c
-                metrics[f"category/{c}"] = grouped_mean(vals[m], qids[m], rounds=rounds, seed=seed)
-            out[model] = Summary(metrics=metrics, counts=counts)
+                metrics[f"category/{c}"] = grouped_mean(vals[m], qids[m], **kw)
+            meta: dict[str, Any] = {}
+            reason = failure_note(counts["failed"], counts["judgments"])
+            if reason:
+                metrics = {k: mark_unreliable(e, reason) for k, e in metrics.items()}
+                meta["unreliable"] = reason
+            out[model] = Summary(metrics=metrics, counts=counts, meta=meta)
         return out
 
 

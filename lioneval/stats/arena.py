@@ -8,20 +8,31 @@ differences as extra columns, fitted jointly with an L2 penalty.
 Everything is vectorized over bootstrap rounds: the resampled index sets are drawn at once and turned into per-row
 counts, so a round is a weighting of the same rows rather than a new table. With only baseline battles (the usual
 case) the unpenalised fit has a closed form and no round needs a solver; otherwise all rounds share batched Newton
-steps.
+steps, warm-started from the full-data fit (dense products when the design is small, sparse ones otherwise).
+
+Intervals. ``unit="battle"`` is the official scheme (battle rows drawn independently, percentile interval of the
+ratings) and reproduces the official numbers; it treats the copies of a strong verdict and the two games of a question
+as independent, which makes it too narrow. ``unit="question"`` draws questions (every game and copy of a drawn question
+moves with it); with the closed form the interval is the studentized bootstrap of the win share (a ratio of sums over
+questions, see lioneval.stats.bootstrap), otherwise the percentile interval of the refits. Both units follow the
+stated rules of lioneval.stats.bootstrap: no interval below MIN_UNITS questions, and no zero-width interval presented
+as exact (a model that won, lost or tied every game gets the rule-of-three interval on the 0-100 scale). The baseline's
+50 is exact by definition (``meta["anchor"]``).
 """
 
 from __future__ import annotations
 
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import sparse
-from scipy.special import expit
 
 from lioneval.errors import DataError
+from lioneval.stats.bootstrap import MIN_UNITS, ratio_intervals, rule_of_three
 from lioneval.types import Estimate
 
 __all__ = [
@@ -36,6 +47,24 @@ __all__ = [
 STYLE_FEATURES = ("token_len", "header_count", "list_count", "bold_count")
 SCALE, BASE, INIT_RATING = 400.0, 10.0, 1000.0
 _LN_BASE = np.log(BASE)
+# Largest design (groups x coefficients^2) kept dense in the Newton steps: 4M doubles, 32 MB.
+_DENSE_LIMIT = 4_000_000
+# Work arrays of the Newton steps up to this many doubles (4 MB) are kept per thread and reused from call to call:
+# fresh memory of that size costs a page fault per 4 kB on first touch, more than the arithmetic done on it.
+_KEEP_DOUBLES = 500_000
+_work = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, int]) -> np.ndarray:
+    """An uninitialised (rows, cols) float array, from this thread's reusable buffer ``name`` when small enough."""
+    size = shape[0] * shape[1]
+    if size > _KEEP_DOUBLES:
+        return np.empty(shape)
+    bufs = _work.__dict__.setdefault("bufs", {})
+    buf = bufs.get(name)
+    if buf is None or buf.size < size:
+        buf = bufs[name] = np.empty(_KEEP_DOUBLES)
+    return buf[:size].reshape(shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -167,10 +196,117 @@ def _scatter(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(flat, weights=values.ravel(), minlength=size * rounds).reshape(size, rounds)
 
 
+class _Prepared:
+    """What the Newton steps need of a battle table, built once for the full-data fit and the rounds alike."""
+
+    def __init__(self, battles: Battles, feats: np.ndarray):
+        a, b = battles.a, battles.b
+        self.n = len(battles)
+        self.m = m = len(battles.models)
+        k = feats.shape[1]
+        self.d = d = m + k
+        # The log-loss is linear in the outcome, so rows with the same design row (the same pair, and with style
+        # control the same question) merge into one group carrying their summed counts and summed wins.
+        key = (a * m + b) * (len(battles.questions) if k else 1) + (battles.question if k else 0)
+        _, first, group = np.unique(key, return_index=True, return_inverse=True)
+        self.group = group.ravel()
+        self.first = first  # a row of each group
+        self.g = g = len(first)
+        self.outcome = battles.outcome
+        # With style control a group lies within one question: a question draw then scales whole groups.
+        self.group_question = battles.question[first] if k else None
+        # Every design row has the same shape (two model entries, then the features). A small design is kept dense
+        # (BLAS products: the fast path for a few models with style control); a large one sparse, with the per-row
+        # outer products that make up the Hessian built directly as a sparse matrix.
+        self.dense = g * d * d <= _DENSE_LIMIT
+        self.blocks: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
+        rows = np.arange(g)
+        if self.dense:
+            design = np.zeros((g, d))
+            design[rows, a[first]] = _LN_BASE
+            design[rows, b[first]] = -_LN_BASE
+            design[:, m:] = feats[first]
+            self.design: Any = design
+            self.design_t: Any = np.ascontiguousarray(design.T)
+            # The Hessian is symmetric: only its upper triangle is summed, then mirrored.
+            self.iu, self.ju = np.triu_indices(d)
+            self.model_abs: Any = np.abs(self.design_t[:m])
+            # A group touches its pair's two models and the features only. With many models the Hessian is summed
+            # block by block, one block per pair (the groups are sorted by pair, so each is a slice), over just
+            # those columns: (2 + k)(3 + k)/2 products a group instead of d(d+1)/2.
+            pair = a[first] * m + b[first]
+            local = 2 + k
+            if k and d * (d + 1) > 3 * local * (local + 1):
+                starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]])
+                li, lj = np.triu_indices(local)
+                for lo, hi in zip(starts, [*starts[1:], g], strict=True):
+                    c = np.r_[a[first[lo]], b[first[lo]], m + np.arange(k)]
+                    v = design[lo:hi][:, c]
+                    up, low = c[li] * d + c[lj], c[lj] * d + c[li]
+                    off = li != lj
+                    self.blocks.append((int(lo), int(hi), np.ascontiguousarray((v[:, li] * v[:, lj]).T), up,
+                                        np.stack([low[off], np.flatnonzero(off)])))
+                self.outer = None
+            else:
+                self.outer = np.ascontiguousarray((design[:, self.iu] * design[:, self.ju]).T)
+        else:
+            cols = np.column_stack([a[first], b[first], np.broadcast_to(m + np.arange(k), (g, k))])
+            vals = np.column_stack([np.full(g, _LN_BASE), np.full(g, -_LN_BASE), feats[first]])
+            width = cols.shape[1]
+            self.design = sparse.csr_matrix((vals.ravel(), (np.repeat(rows, width), cols.ravel())), shape=(g, d))
+            self.design_t = self.design.T.tocsr()
+            self.outer = sparse.csr_matrix(
+                (
+                    (vals[:, :, None] * vals[:, None, :]).ravel(),
+                    ((cols[:, :, None] * d + cols[:, None, :]).ravel(), np.repeat(rows, width * width)),
+                ),
+                shape=(d * d, g),
+            )
+            self.model_abs = abs(self.design_t[:m])
+        self._merge: tuple[Any, Any] | None = None
+
+    def merges(self) -> tuple[Any, Any]:
+        """Sparse (groups, rows) sums: of the counts, and of the counts weighted by side A's win share."""
+        if self._merge is None:
+            n, g, grp = self.n, self.g, self.group
+            self._merge = (sparse.csr_matrix((np.ones(n), (grp, np.arange(n))), shape=(g, n)),
+                           sparse.csr_matrix((self.outcome, (grp, np.arange(n))), shape=(g, n)))
+        return self._merge
+
+    def weights(self, counts: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per group and round: the battles ``w``, and side A's win share among them ``r``, (groups, 1) when it is the
+        same in every round (each group within one unit) and (groups, rounds) otherwise."""
+        if isinstance(counts, tuple):
+            row_unit, row_mult, draws = counts
+            if self.group_question is not None:
+                # Every group lies in one unit: a gather, not a product, and a win share fixed across rounds.
+                total = np.bincount(self.group, weights=row_mult, minlength=self.g)
+                won = np.bincount(self.group, weights=row_mult * self.outcome, minlength=self.g)
+                w = _scratch("w", (self.g, draws.shape[1]))
+                np.take(draws, row_unit[self.first], axis=0, out=w)
+                w *= total[:, None]
+                return w, (won / total)[:, None]
+            counts = row_mult[:, None] * draws[row_unit]
+        assert isinstance(counts, np.ndarray)
+        if counts.shape[1] == 1:  # the full-data fit: one weighting, group sums without building the merge matrices
+            w = np.bincount(self.group, weights=counts[:, 0], minlength=self.g)[:, None]
+            won = np.bincount(self.group, weights=counts[:, 0] * self.outcome, minlength=self.g)[:, None]
+            return w, np.divide(won, w, out=np.zeros_like(w), where=w > 0)
+        merge, wins = self.merges()
+        w = merge @ counts
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.where(w > 0, (wins @ counts) / w, 0.0)
+        return w, r
+
+
+def _prepare(battles: Battles, feats: np.ndarray) -> _Prepared:
+    return _Prepared(battles, feats)
+
+
 def _fit_bt(
     battles: Battles,
     feats: np.ndarray,
-    counts: np.ndarray,
+    counts: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
     pin: int,
     C: float | None,
@@ -178,8 +314,13 @@ def _fit_bt(
     damped: bool = False,
     max_iter: int = 100,
     tol: float = 1e-8,
+    prepared: _Prepared | None = None,
 ) -> np.ndarray:
     """Newton's method on all weightings (rounds) at once; returns (rounds, models + features) coefficients.
+
+    ``counts``: how many battles each row stands for in each round, (rows, rounds); or factored as
+    ``(row_unit, row_mult, K)``: row i stands for ``row_mult[i] * K[row_unit[i], r]`` battles in round r, with ``K``
+    the (units, rounds) draws of each unit (a question draw moves all the question's rows; no table is built).
 
     Coefficients follow the official parametrisation: logit = ln(10) * (theta_a - theta_b) + feats @ beta, so
     rating = 1000 + 400 * theta. Penalised (C given): sklearn's objective 0.5*||w||^2 + C * sum of log-losses over
@@ -191,39 +332,19 @@ def _fit_bt(
     Plain Newton steps first: from the full-data fit a bootstrap round converges in three or four. Rounds that do
     not settle are redone with step halving on the objective, which is monotone from any start.
     """
-    a, b = battles.a, battles.b
-    n, rounds = counts.shape
-    m, k = len(battles.models), feats.shape[1]
-    d = m + k
+    prep = prepared if prepared is not None else _prepare(battles, feats)
+    rounds = counts[2].shape[1] if isinstance(counts, tuple) else counts.shape[1]
+    m, d, g = prep.m, prep.d, prep.g
+    design, design_t, outer, dense = prep.design, prep.design_t, prep.outer, prep.dense
     # The doubled table gives each battle 2 * log-loss; dividing the objective by 2C leaves this ridge.
     ridge = 1.0 / (2.0 * C) if C is not None else 0.0
     theta = np.zeros((rounds, d)) if theta0 is None else np.array(np.broadcast_to(theta0, (rounds, d)))
+    # All rounds start from the same point when theta0 is one vector: the first step shares its probabilities.
+    shared = theta0 is None or np.ndim(theta0) == 1
+    w, r = prep.weights(counts)
+    model_abs = prep.model_abs
 
-    # The log-loss is linear in the outcome, so rows with the same design row (the same pair, and with style
-    # control the same question) merge into one carrying their summed counts and summed wins.
-    key = (a * m + b) * (len(battles.questions) if k else 1) + (battles.question if k else 0)
-    _, first, group = np.unique(key, return_index=True, return_inverse=True)
-    g = len(first)
-    merge = sparse.csr_matrix((np.ones(n), (group.ravel(), np.arange(n))), shape=(g, n))
-    w = merge @ counts  # (groups, rounds)
-    wy = merge @ (counts * battles.outcome[:, None])
-
-    # Every design row has the same shape (two model entries, then the features), so the design matrix and the
-    # per-row outer products that make up the Hessian are built directly as sparse matrices.
-    cols = np.column_stack([a[first], b[first], np.broadcast_to(m + np.arange(k), (g, k))])
-    vals = np.column_stack([np.full(g, _LN_BASE), np.full(g, -_LN_BASE), feats[first]])
-    width = cols.shape[1]
-    design = sparse.csr_matrix((vals.ravel(), (np.repeat(np.arange(g), width), cols.ravel())), shape=(g, d))
-    design_t = design.T.tocsr()
-    outer = sparse.csr_matrix(
-        (
-            (vals[:, :, None] * vals[:, None, :]).ravel(),
-            ((cols[:, :, None] * d + cols[:, None, :]).ravel(), np.repeat(np.arange(g), width * width)),
-        ),
-        shape=(d * d, g),
-    )
-
-    present = (abs(design_t[:m]) @ w > 0).T  # (rounds, models)
+    present = (model_abs @ w > 0).T  # (rounds, models)
     # Unpenalised, an absent model and the anchor are held fixed (their row and column of the Newton system become
     # the identity); penalised, the ridge alone sends an absent model to 0, as sklearn does with an all-zero column.
     frozen = np.zeros((rounds, d), dtype=bool)
@@ -231,48 +352,128 @@ def _fit_bt(
         frozen[:, :m] = ~present
         frozen[:, pin] = True
         theta[frozen] = 0.0
-    fr_rounds, fr_cols = np.nonzero(frozen)
+    frozen_pairs = frozen[:, :, None] | frozen[:, None, :]
     # A whisker of curvature keeps the system solvable when every probability saturates (separated data); it
     # scales the step only, so the fixed point, where the gradient vanishes, is unchanged.
     shift = (ridge + 1e-10) * np.eye(d)
 
-    def objective(th: np.ndarray) -> np.ndarray:
+    def objective(th: np.ndarray, w: np.ndarray, r: np.ndarray) -> np.ndarray:
         z = design @ th.T
         softplus = np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
-        return (w * softplus - wy * z).sum(axis=0) + 0.5 * ridge * (th * th).sum(axis=1)
+        return (w * (softplus - r * z)).sum(axis=0) + 0.5 * ridge * (th * th).sum(axis=1)
 
-    obj = objective(theta) if damped else None
+    # Newton converges quadratically: the next step is about kappa * s^2 after a step s, with kappa read off the last
+    # two steps. A round is done once that predicted remaining error is below tol / 10 (or its step is below
+    # ``done`` outright); done rounds leave the working set.
+    done = np.sqrt(tol) / 100 if not damped else tol
+    prev = np.full(rounds, np.nan)
+    finished = np.zeros(rounds, dtype=bool)
+    theta_all = theta
+    active = np.arange(rounds)
+    theta = theta_all.copy()
+    w_act, r_act = w, r
+    fr_act, frp_act = frozen, frozen_pairs
+    obj = objective(theta, w_act, r_act) if damped else None
     moved = np.full(rounds, np.inf)
-    for _ in range(max_iter if damped else 30):
-        p = expit(design @ theta.T)
-        grad = (design_t @ (w * p - wy)).T + ridge * theta
-        hess = (outer @ (w * p * (1.0 - p))).T.reshape(rounds, d, d) + shift
-        if len(fr_rounds):
-            grad[frozen] = 0.0
-            hess[frozen[:, :, None] | frozen[:, None, :]] = 0.0
-            hess[fr_rounds, fr_cols, fr_cols] = 1.0
-        step = np.linalg.solve(hess, grad[..., None])[..., 0]
-        if damped:
-            assert obj is not None  # computed before the loop when damped
-            t = np.ones(rounds)
-            for _ in range(60):
-                cand_obj = objective(theta - t[:, None] * step)
-                worse = cand_obj > obj + 1e-12 * np.abs(obj)
-                if not worse.any():
-                    break
-                t = np.where(worse, t / 2, t)
-            step *= t[:, None]
-            obj = cand_obj
-        theta -= step
-        moved = np.abs(step).max(axis=1)
-        # Newton converges quadratically: after a step this small the remaining error is far below it.
-        if not (moved >= tol).any():
-            break
-    unsettled = ~(moved < tol)  # NaN counts as unsettled
+    # Work arrays for the (groups, rounds) products, reused across steps: fresh temporaries of this size cost more
+    # in allocation than in arithmetic.
+    z = _scratch("z", (g, rounds))
+    p = _scratch("p", (g, rounds))
+    # exp overflows to inf for very negative z and p is then exactly 0, as it should be; kappa is NaN (0/0, inf)
+    # before the second step or after a zero one.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for _ in range(max_iter if damped else 30):
+            na = len(active)
+            if z.shape[1] != na:
+                z, p = _scratch("z", (g, na)), _scratch("p", (g, na))
+            zb, pb = z, p
+            if shared and len(theta) and (theta == theta[:1]).all():
+                # Every round at the same point (the first step from a common start): one column of probabilities.
+                shared = False
+                zc = design @ theta[0]
+                pc = 1.0 / (1.0 + np.exp(-zc))
+                np.multiply(w_act, pc[:, None] - r_act, out=zb)  # z holds the residual w * (p - r)
+                grad = (design_t @ zb).T + ridge * theta
+                np.multiply(w_act, (pc * (1.0 - pc))[:, None], out=pb)  # p holds the curvature w * p * (1 - p)
+            else:
+                shared = False
+                if dense:
+                    np.matmul(design, theta.T, out=zb)
+                else:
+                    zb[...] = design @ theta.T
+                # p = expit(z) in place; exp overflows to inf for very negative z and p is then exactly 0, as it should.
+                np.negative(zb, out=pb)
+                np.exp(pb, out=pb)
+                pb += 1.0
+                np.reciprocal(pb, out=pb)
+                np.subtract(pb, r_act, out=zb)
+                zb *= w_act  # z now holds the residual w * (p - r)
+                grad = (design_t @ zb).T + ridge * theta
+                np.multiply(pb, pb, out=zb)  # z is free again: p^2
+                pb -= zb
+                pb *= w_act  # p now holds the curvature w * p * (1 - p)
+            if dense and prep.blocks:
+                flat = np.zeros((na, d * d))
+                for lo, hi, block, up, (low, off) in prep.blocks:
+                    part = (block @ pb[lo:hi]).T  # (rounds, local upper triangle)
+                    flat[:, up] += part
+                    flat[:, low] += part[:, off]
+                hess = flat.reshape(na, d, d) + shift
+            elif dense:
+                upper = (outer @ pb).T  # (rounds, d(d+1)/2)
+                hess = np.empty((na, d, d))
+                hess[:, prep.iu, prep.ju] = upper
+                hess[:, prep.ju, prep.iu] = upper
+                hess += shift
+            else:
+                hess = (outer @ pb).T.reshape(na, d, d) + shift
+            if fr_act.any():
+                grad[fr_act] = 0.0
+                hess[frp_act] = 0.0
+                fr_r, fr_c = np.nonzero(fr_act)
+                hess[fr_r, fr_c, fr_c] = 1.0
+            step = np.linalg.solve(hess, grad[..., None])[..., 0]
+            if damped:
+                assert obj is not None  # computed before the loop when damped
+                t = np.ones(na)
+                for _ in range(60):
+                    cand_obj = objective(theta - t[:, None] * step, w_act, r_act)
+                    worse = cand_obj > obj + 1e-12 * np.abs(obj)
+                    if not worse.any():
+                        break
+                    t = np.where(worse, t / 2, t)
+                step *= t[:, None]
+                obj = cand_obj
+            theta -= step
+            now = np.abs(step).max(axis=1)
+            before = prev[active]
+            predicted = now / before**2 * now**2  # kappa * s^2, NaN before the second step
+            settled = now < done  # NaN counts as unsettled
+            if not damped:
+                settled |= (now < 1e-3) & (predicted < tol / 10)
+            moved[active], prev[active], finished[active] = now, now, settled
+            if settled.all():
+                theta_all[active] = theta
+                break
+            if settled.sum() * 4 >= na:
+                # Enough rounds are done to make shrinking the working set pay.
+                theta_all[active[settled]] = theta[settled]
+                keep = ~settled
+                active, theta = active[keep], theta[keep]
+                w_act = w_act[:, keep]
+                r_act = r_act if r_act.shape[1] == 1 else r_act[:, keep]
+                fr_act, frp_act = fr_act[keep], frp_act[keep]
+                if obj is not None:
+                    obj = obj[keep]
+        else:
+            theta_all[active] = theta
+    theta = theta_all
+    unsettled = ~finished
     if unsettled.any() and not damped:
         start = theta0 if theta0 is None or np.ndim(theta0) == 1 else theta0[unsettled]
+        sub = (counts[0], counts[1], counts[2][:, unsettled]) if isinstance(counts, tuple) else counts[:, unsettled]
         theta[unsettled] = _fit_bt(
-            battles, feats, counts[:, unsettled], pin=pin, C=C, theta0=start, damped=True, max_iter=max_iter, tol=tol
+            battles, feats, sub, pin=pin, C=C, theta0=start, damped=True, max_iter=max_iter, tol=tol, prepared=prep
         )
     theta[:, :m][~present] = np.nan
     return theta
@@ -291,6 +492,24 @@ def _closed_form(battles: Battles, counts: np.ndarray, pin: int) -> np.ndarray:
     return p
 
 
+def _question_draws(indices: np.ndarray, n_questions: int) -> np.ndarray:
+    """(questions, rounds) multiplicity of each question in each round of question draws (rounds, questions)."""
+    rounds = indices.shape[0]
+    flat = (indices * rounds + np.arange(rounds)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_questions * rounds).reshape(n_questions, rounds).astype(float)
+
+
+def _per_question(battles: Battles, pin: int) -> tuple[np.ndarray, np.ndarray]:
+    """(questions, models) strong-weighted win shares against the baseline and weights: the closed form's sums."""
+    opponent = np.where(battles.a == pin, battles.b, battles.a)
+    share = np.where(battles.a == pin, 1.0 - battles.outcome, battles.outcome)
+    nq, m = len(battles.questions), len(battles.models)
+    cell = battles.question * m + opponent
+    wins = np.bincount(cell, weights=battles.weight * share, minlength=nq * m).reshape(nq, m)
+    total = np.bincount(cell, weights=battles.weight.astype(float), minlength=nq * m).reshape(nq, m)
+    return wins, total
+
+
 def arena_scores(
     battles: Battles,
     baseline: str,
@@ -301,15 +520,24 @@ def arena_scores(
     style_control: bool | Sequence[str] = False,
     C: float = 1.0,
     indices: np.ndarray | None = None,
+    interval: str | None = None,
+    min_units: int = MIN_UNITS,
 ) -> ArenaResult:
-    """Bradley-Terry win rates against ``baseline`` with bootstrap percentile intervals.
+    """Bradley-Terry win rates against ``baseline`` with bootstrap intervals.
 
     ``style_control``: True for all STYLE_FEATURES, or a subset of their names (``("token_len",)`` is the
     official length-only control). ``C`` is the inverse L2 strength of the style-controlled fit. ``indices``
     replaces the seeded draw with given index sets (rounds, units), e.g. to share them with another implementation.
+    ``interval``: "percentile" (the official method, the default with ``unit="battle"``) or "bootstrap-t" (the
+    default with ``unit="question"``; it needs the closed form, so a style-controlled or non-baseline fit falls back
+    to the percentile interval and says so in ``meta["ci"]``). ``min_units``: fewest questions a model needs for an
+    interval (below it none is claimed and the estimate is not ``reliable``).
     """
     if unit not in ("battle", "question"):
         raise DataError(f"unknown resampling unit {unit!r}", fix="use unit='battle' (official) or unit='question'")
+    interval = interval or ("bootstrap-t" if unit == "question" else "percentile")
+    if interval not in ("bootstrap-t", "percentile"):
+        raise DataError(f"unknown interval method {interval!r}", fix="use interval='percentile' or 'bootstrap-t'")
     if baseline not in battles.models:
         raise DataError(
             f"the baseline {baseline!r} has no battles", fix="pass the baseline the judgments were made against"
@@ -327,53 +555,126 @@ def arena_scores(
         indices = resample_indices(battles, rounds, seed, unit)
     rounds = indices.shape[0]
     full = battles.weight[:, None].astype(float)
-    boot = _round_counts(battles, indices, unit)
+    boot: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]
+    if unit == "question":
+        draws = _question_draws(indices, len(battles.questions))
+        boot = (battles.question, battles.weight.astype(float), draws)
+    else:
+        boot = _round_counts(battles, indices, unit)
 
     star = bool(np.all((battles.a == pin) ^ (battles.b == pin)))
+    closed = star and not features
     coefs: dict[str, float] = {}
     coefs_boot: dict[str, float] = {}
-    if star and not features:
+    ratio = None
+    if closed:
         point = _closed_form(battles, full, pin)[0]
         ratings = _rating(point)
+        if unit == "question":
+            # The win share is a ratio of sums over questions: the rounds are one matrix product, and the
+            # studentized interval comes from the same sums.
+            wins, total = _per_question(battles, pin)
+            ratio = ratio_intervals(
+                wins, total, draws.T if rounds else None, method=interval, bounds=(0.0, 1.0), min_units=min_units
+            )
+            shares = ratio.boot if ratio.boot is not None else np.empty((0, m))
+            shares[:, pin] = 0.5
+            if interval == "percentile":
+                ratio = None  # the rounds only: the interval comes from their ratings, as the official one does
+        else:
+            assert isinstance(boot, np.ndarray)  # the tuple form is the question unit's, handled above
+            shares = _closed_form(battles, boot, pin) if rounds else np.empty((0, m))
         # Clipped so that a round a model wins (or loses) outright still has a finite rating to interpolate.
-        samples = _rating(np.clip(_closed_form(battles, boot, pin), 1e-12, 1 - 1e-12))
+        samples = _rating(np.clip(shares, 1e-12, 1 - 1e-12))
     else:
         _check_connected(battles, pin)
         c = C if features else None
-        theta = _fit_bt(battles, feats, full, pin=pin, C=c)
+        prep = _prepare(battles, feats)
+        theta = _fit_bt(battles, feats, full, pin=pin, C=c, prepared=prep)
         ratings = SCALE * (theta[0, :m] - theta[0, pin]) + INIT_RATING
         point = win_rate(ratings)
         samples = np.empty((0, m))
         if rounds:
-            theta_boot = _fit_bt(battles, feats, boot, pin=pin, C=c, theta0=theta[0])
+            theta_boot = _fit_bt(battles, feats, boot, pin=pin, C=c, theta0=theta[0], prepared=prep)
             samples = SCALE * (theta_boot[:, :m] - theta_boot[:, pin : pin + 1]) + INIT_RATING
             coefs_boot = dict(zip(features, np.nanmean(theta_boot[:, m:], axis=0).tolist(), strict=True))
         coefs = dict(zip(features, theta[0, m:].tolist(), strict=True))
 
     n_battles = (_scatter(battles.a, full, m) + _scatter(battles.b, full, m))[:, 0].astype(int)
-    units = _units_per_model(battles, m) if unit == "question" else n_battles
+    questions_per_model = _units_per_model(battles, m)
+    units = questions_per_model if unit == "question" else n_battles
     # Percentiles are taken on ratings and then mapped to win rates, as the official code does: the order
     # statistics are the same either way, only the interpolation between two of them differs (by ~1e-4 points).
-    lo, hi = 100 * win_rate(np.nanpercentile(samples, [2.5, 97.5], axis=0)) if rounds else (None, None)
+    lo = hi = boot_se = None
+    if rounds:
+        finite = not np.isnan(samples).any()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a model absent from every round: NaN, said below
+            pct = np.percentile(samples, [2.5, 97.5], axis=0) if finite else np.nanpercentile(
+                samples, [2.5, 97.5], axis=0)
+            lo, hi = 100 * win_rate(pct)
+            if rounds > 1:
+                wr = 100 * win_rate(samples)
+                boot_se = wr.std(axis=0, ddof=1) if finite else np.nanstd(wr, axis=0, ddof=1)
     method = "bradley-terry-style-control" if features else "bradley-terry"
+    ci_method = "bootstrap-t" if ratio is not None and interval == "bootstrap-t" else "bootstrap-percentile"
     scores = {}
     for i, name in enumerate(battles.models):
-        # lo and hi are both set (rounds) or both None.
-        ci: dict[str, Any] = {} if lo is None or hi is None else {"ci_low": float(lo[i]), "ci_high": float(hi[i])}
         # A model that lost (or won) every battle has an infinite rating; records only hold finite numbers.
         rating = float(ratings[i]) if np.isfinite(ratings[i]) else None
-        meta: dict[str, Any] = {"rating": rating, "baseline": baseline, "ci": "bootstrap-percentile"}
+        meta: dict[str, Any] = {"rating": rating, "baseline": baseline, "ci": ci_method}
         if features:
             meta["style_features"] = list(features)
+        if features and unit == "question" and interval == "bootstrap-t":
+            meta["ci_note"] = "the style-controlled fit has no closed form: percentile interval over questions"
+        ci_low: float | None = None
+        ci_high: float | None = None
+        se: float | None = None
+        reliable = True
+        if i == pin:
+            # The anchor: 50 by construction, exactly, in every round.
+            meta["anchor"] = True
+            if rounds:
+                ci_low = ci_high = 50.0
+        elif ratio is not None:
+            lo_i, hi_i, se_i = ratio.ci_low[i], ratio.ci_high[i], ratio.se[i]
+            ci_low = None if lo_i is None else 100 * lo_i
+            ci_high = None if hi_i is None else 100 * hi_i
+            se = None if se_i is None else 100 * se_i
+            reliable = ratio.reliable[i]
+            if rounds and ratio.method[i] == "rule-of-three":
+                meta["ci"] = "rule-of-three"
+            if ratio.notes[i]:
+                meta["note"] = ratio.notes[i]
+        else:
+            se = None if boot_se is None or not np.isfinite(boot_se[i]) else float(boot_se[i])
+            if lo is not None and hi is not None:
+                ci_low, ci_high = float(lo[i]), float(hi[i])
+                if not ci_high > ci_low:
+                    # Every round gave the same number (a model that won, lost or tied every game): the rule of
+                    # three over its questions instead of a zero-width interval.
+                    r_lo, r_hi = rule_of_three(float(point[i]), int(questions_per_model[i]), (0.0, 1.0))
+                    ci_low, ci_high = 100 * r_lo, 100 * r_hi
+                    se = 100 * max(point[i] - r_lo, r_hi - point[i]) / 1.959963984540054
+                    meta["ci"] = "rule-of-three"
+                    meta["note"] = "the resamples did not vary; the interval follows the rule of three"
+            if questions_per_model[i] < min_units:
+                ci_low = ci_high = None
+                reliable = False
+                meta["note"] = (f"{int(questions_per_model[i])} questions, fewer than the minimum of {min_units} "
+                                "for an interval: none claimed")
         scores[name] = Estimate(
             value=float(100 * point[i]),
+            ci_low=ci_low,
+            ci_high=ci_high,
+            se=se,
             n=int(units[i]),
             method=method,
             rounds=rounds,
             seed=seed,
             unit=unit,
+            reliable=reliable,
             meta=meta,
-            **ci,
         )
     return ArenaResult(
         baseline=baseline,
@@ -389,9 +690,10 @@ def arena_scores(
 
 def _units_per_model(battles: Battles, m: int) -> np.ndarray:
     """Distinct questions each model has battles on."""
-    nq = len(battles.questions)
-    pairs = np.unique(np.concatenate([battles.a * nq + battles.question, battles.b * nq + battles.question]))
-    return np.bincount(pairs // nq, minlength=m)
+    seen = np.zeros((m, len(battles.questions)), dtype=bool)
+    seen[battles.a, battles.question] = True
+    seen[battles.b, battles.question] = True
+    return seen.sum(axis=1)
 
 
 def _check_connected(battles: Battles, pin: int) -> None:
