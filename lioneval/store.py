@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from lioneval.errors import DataError, LionEvalError, StoreError
 from lioneval.types import (
     SCHEMA_VERSION,
@@ -641,7 +643,7 @@ class RunStore:
                 params.append(val)
         sql = (f"SELECT t.record FROM run_records r JOIN {table} t ON t.key = r.key WHERE "
                + " AND ".join(clauses) + " ORDER BY t.rowid")
-        return [rtype.model_validate_json(row[0]) for row in self._db.execute(sql, params)]
+        return [self._parse(table, row[0]) for row in self._db.execute(sql, params)]
 
     def promotions(self, stage: str | None = None) -> list[Promotion]:
         """Promotion decisions, oldest first (by the order they were stored, not by a clock)."""
@@ -666,7 +668,20 @@ class RunStore:
                 params.append(val)
         sql = f"SELECT record FROM {table}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         rows = self._db.execute(sql + f" ORDER BY {order}", params).fetchall()
-        return [rtype.model_validate_json(r[0]) for r in rows]
+        return [self._parse(table, r[0]) for r in rows]
+
+    def _parse(self, table: str, text: str) -> Record:
+        """A stored record; a damaged one (edited by hand, written by a broken tool) is an error that says so."""
+        rtype, _ = _TABLES[table]
+        try:
+            return rtype.model_validate_json(text)
+        except ValidationError as e:
+            raise StoreError(
+                f"a stored {table} record in {self.path} is damaged ({e.error_count()} invalid field(s), e.g. "
+                f"{' '.join(str(e.errors()[0].get('msg', '')).split())})",
+                fix="`lioneval export FILE` leaves damaged records out: export, then `lioneval import jsonl FILE` "
+                    "into a new store",
+            ) from e
 
     def runs(self, model: str | None = None) -> list[RunSpec]:
         return self._select("runs", {"model": model})  # type: ignore[return-value]
@@ -710,13 +725,12 @@ class RunStore:
 
     def get(self, table: str, keys: Iterable[str]) -> list[Record]:
         """The stored records with these keys, in the order of ``keys`` (missing ones left out)."""
-        rtype, _ = _TABLES[table]
         keys = list(dict.fromkeys(keys))
         found: dict[str, Record] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             sql = f"SELECT key, record FROM {table} WHERE key IN ({','.join('?' * len(chunk))})"
-            found.update((k, rtype.model_validate_json(r)) for k, r in self._db.execute(sql, chunk))
+            found.update((k, self._parse(table, r)) for k, r in self._db.execute(sql, chunk))
         return [found[k] for k in keys if k in found]
 
     def existing(self, table: str, keys: Iterable[str], *, ok_only: bool = False) -> set[str]:

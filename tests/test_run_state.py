@@ -58,3 +58,28 @@ def test_a_failed_run_says_so(tmp_path, capsys):
                  "--bench", "mt-bench", "--data", f"mt-bench={DEMO_DATA / 'mt_bench'}", "--limit", "2"])
     assert code == 2
     assert "no scripted backend" in capsys.readouterr().err
+
+
+def test_a_damaged_record_and_unreadable_configs_exit_2_with_one_line(tmp_path, capsys):
+    import sqlite3
+
+    db = str(tmp_path / "s.db")
+    assert main(["--store", db, *ARGS]) == 0
+    with RunStore(db) as st:
+        (spec,) = st.runs()
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"max_failed_share: \xff\xfe\n")
+    for argv in (["report", spec.key, "--recompute", "--checks", str(bad)],
+                 ["promote", "--stage", "dpo", "--policy", str(bad)]):
+        capsys.readouterr()
+        assert main(["--store", db, *argv]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "UTF-8" in err or "utf-8" in err
+    con = sqlite3.connect(db)
+    con.execute("UPDATE reports SET record = '{\"run\": 5}'")
+    con.commit()
+    con.close()
+    capsys.readouterr()
+    assert main(["--store", db, "report", spec.key]) == 2
+    err = capsys.readouterr().err
+    assert "damaged" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

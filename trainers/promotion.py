@@ -119,9 +119,11 @@ class PromotionPolicy(Checked):
         import yaml
 
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise LionEvalError(f"cannot read promotion policy {path}: {e}", fix="pass a YAML file") from e
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            why = " ".join(str(e).split())
+            raise LionEvalError(f"cannot read promotion policy {path}: {why}",
+                                fix="pass a UTF-8 YAML file of PromotionPolicy fields") from e
         if isinstance(data, dict) and "promotion" in data:
             return config_from_dict(cls, data["promotion"], f"{path}: promotion")
         return config_from_dict(cls, data, str(path))

@@ -212,6 +212,8 @@ class CheckConfig:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except OSError as e:
             raise DataError(f"cannot read check config {path}: {e.strerror}", fix="check the path") from e
+        except UnicodeDecodeError as e:
+            raise DataError(f"check config {path} is not UTF-8 text ({e.reason})", fix="save it as UTF-8") from e
         except yaml.YAMLError as e:
             raise DataError(f"check config {path} is not valid YAML: {e}", fix="fix the YAML syntax") from e
         if loaded is not None and not isinstance(loaded, dict):
