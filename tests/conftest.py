@@ -29,3 +29,14 @@ def store(tmp_path: Path):
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
+
+
+@pytest.fixture
+def toy(monkeypatch: pytest.MonkeyPatch):
+    """The third-party toy benchmark of tests/plugins, registered through the registry API as "toy"."""
+    from lioneval.registry import BENCHMARKS
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))
+    BENCHMARKS.register("toy", "toy_bench:ToyBench", "toy benchmark")
+    yield "toy"
+    BENCHMARKS.unregister("toy")

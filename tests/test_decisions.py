@@ -5,7 +5,6 @@ winner's-curse correction)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +13,11 @@ from scipy import stats
 from lioneval import decisions as D
 from lioneval.compare import compare_runs
 from lioneval.pipeline import RunConfig, run
-from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
 from lioneval.testing.scripted import ScriptedBackend
 from lioneval.trainers.promotion import PromotionPolicy, promote
 from lioneval.types import Answer, Decision, Estimate, Judgment, Report, RunSpec
 
-PLUGINS = Path(__file__).parent / "plugins"
 JUDGE = "openai:gpt-4o#abc"
 
 
@@ -283,14 +280,6 @@ def test_policy_fields_are_checked():
 
 
 # -- compare_runs -----------------------------------------------------------------------------------------------
-@pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.syspath_prepend(str(PLUGINS))
-    BENCHMARKS.register("toy", "toy_bench:ToyBench", "toy benchmark")
-    yield "toy"
-    BENCHMARKS.unregister("toy")
-
-
 def test_compare_rows_carry_the_decision(toy, tmp_path):
     with RunStore(tmp_path / "s.db") as st:
         keys = [run(RunConfig(bench=("toy",), judge="scripted:fair-judge", limit=10, max_new_tokens=m), st,

@@ -6,28 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from lioneval.cli import main
-from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
 from lioneval.testing.openai_server import Faults, ScriptedServer
 from lioneval.testing.scripted import ScriptedBackend
 from lioneval.trainers.promotion import PromotionPolicy, promote
 from lioneval.types import RunSpec
 
-PLUGINS = Path(__file__).parent / "plugins"
 
-
-@pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.syspath_prepend(str(PLUGINS))
+@pytest.fixture(autouse=True)
+def _no_key_needed(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "unused")
-    BENCHMARKS.register("toy", "toy_bench:ToyBench", "toy benchmark")
-    yield "toy"
-    BENCHMARKS.unregister("toy")
 
 
 def _rating(req: dict) -> str:

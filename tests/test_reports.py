@@ -5,7 +5,6 @@ run's own answers. Everything here runs in-process on scripted backends (no torc
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -13,13 +12,10 @@ from lioneval.cli import main
 from lioneval.compare import compare_runs
 from lioneval.judges.judge import make_judge
 from lioneval.pipeline import DEMO_DATA, RunConfig, recompute, rejudge, run
-from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
 from lioneval.testing.scripted import ScriptedBackend, script
 from lioneval.trainers.promotion import PromotionPolicy, promote
 from lioneval.types import RunSpec
-
-PLUGINS = Path(__file__).parent / "plugins"
 
 
 @script("harsh-judge")
@@ -30,14 +26,6 @@ def _harsh(chat, sampling) -> str:
 @script("mute-judge")
 def _mute(chat, sampling) -> str:
     return "I cannot decide."
-
-
-@pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.syspath_prepend(str(PLUGINS))
-    BENCHMARKS.register("toy", "toy_bench:ToyBench", "toy benchmark")
-    yield "toy"
-    BENCHMARKS.unregister("toy")
 
 
 def _run(store: RunStore, step: int = 10, judge: str = "scripted:fair-judge", **cfg) -> str:
