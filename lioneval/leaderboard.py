@@ -29,9 +29,11 @@ def summarize_store(
     data: str | None = None,
     settings: dict[str, Any] | None = None,
     unit: str | None = None,
+    answers: list[Answer] | None = None,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
-    """{judge: {model: Summary}} computed from the store's judgments and answers for one benchmark.
+    """{judge: {model: Summary}} computed from the store's judgments and answers for one benchmark (``answers``: the
+    benchmark's stored answers when the caller has read them already).
 
     ``data`` is the benchmark's data (AlpacaEval: the eval set, for the instruction order); ``settings`` are the
     benchmark's own constructor settings (AlpacaEval: ``lc_data`` and ``weights``, its official LC inputs);
@@ -53,7 +55,8 @@ def summarize_store(
     # The null-model probe stores its constant answers' judgments beside real ones; they are not contenders.
     judgments = [j for j in store.judgments(benchmark=bench, judge=judge, model=models)
                  if not j.model.startswith(NULL_MODEL_PREFIX)]
-    answers = store.answers(benchmark=bench)
+    if answers is None:
+        answers = store.answers(benchmark=bench)
     by_judge = defaultdict(list)
     for j in judgments:
         by_judge[j.judge].append(j)
@@ -94,8 +97,10 @@ def leaderboard(
     many failures), or when more than MAX_FAILED_SHARE of the model's judgments failed; ``unreliable`` gives the
     reasons. ``unit``: see summarize_store.
     """
-    summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, unit=unit, **options)
-    lengths = _lengths(store.answers(benchmark=bench))
+    answers = store.answers(benchmark=bench)  # read once: the summaries and the length columns both need them
+    summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, unit=unit, answers=answers,
+                                **options)
+    lengths = _lengths(answers)
     found = benchmarks.find(bench)
     key = found.headline if found is not None else None
     rows = []
