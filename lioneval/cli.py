@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -126,14 +127,18 @@ def _import_command(name: str, cls: type) -> click.Command:
     import inspect
 
     params: list[click.Parameter] = [click.Argument(["path"], type=click.Path(exists=True))]
+    helps = getattr(cls, "import_help", {}) or {}
     for p in inspect.signature(cls.import_official).parameters.values():
         if p.kind is inspect.Parameter.KEYWORD_ONLY:
-            params.append(click.Option([f"--{p.name.replace('_', '-')}"], help=f"{name} importer setting {p.name}."))
+            many = str(p.annotation).startswith("list")  # list[str] settings take the option repeatedly
+            params.append(click.Option([f"--{p.name.replace('_', '-')}"], multiple=many,
+                                       help=helps.get(p.name, f"{name} importer setting {p.name}.")
+                                       + (" (repeatable)" if many else "")))
     doc = (cls.import_official.__doc__ or "").strip().split("\n\n")[0]
 
     @pass_ctx
-    def callback(ctx: _Ctx, path: str, **options: str | None) -> None:
-        _import(ctx, name, path, **options)
+    def callback(ctx: _Ctx, path: str, **options: Any) -> None:
+        _import(ctx, name, path, **{k: (list(v) or None) if isinstance(v, tuple) else v for k, v in options.items()})
 
     return click.Command(name, params=params, callback=callback,
                          help=f"Import official {name} files. {' '.join(doc.split())}")

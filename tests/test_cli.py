@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -59,3 +60,15 @@ def test_list_and_export_import_round_trip(tmp_path, capsys):
 def test_console_script_runs():
     exe = [sys.executable, "-m", "lioneval.cli", "list", "judges"]
     assert subprocess.run(exe, capture_output=True, text=True).returncode == 0
+
+
+def test_import_subcommands_come_from_the_benchmarks_with_their_settings(tmp_path, capsys):
+    from lioneval.store import RunStore
+
+    db = str(tmp_path / "s.db")
+    fixtures = Path(__file__).parent / "fixtures" / "arena_hard"
+    assert main(["import", "arena-hard", "--help"]) == 0
+    assert "Judge folder under model_judgment/" in capsys.readouterr().out
+    assert main(["--store", db, "import", "arena-hard", str(fixtures), "--models", "model-x"]) == 0
+    with RunStore(db, readonly=True) as st:
+        assert {j.model for j in st.judgments()} == {"model-x"}

@@ -516,6 +516,12 @@ class AlpacaEval(Benchmark):
         )]
 
     # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
+    import_help = {
+        "judge": "Keep only this annotator's rows.",
+        "model": "Model name to store (default: generator_2 of each row).",
+        "eval_set": "The eval set (reference model_outputs.json), to attach eval indices.",
+    }
+
     def import_official(  # type: ignore[override]
         self, path: str | Path, *, judge: str | None = None, model: str | None = None,
         eval_set: str | Path | None = None,

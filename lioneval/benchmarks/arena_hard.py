@@ -421,6 +421,12 @@ class ArenaHard(Benchmark):
         )]
 
     # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
+    import_help = {
+        "judge": "Judge folder under model_judgment/ (default: the only one).",
+        "baseline": f"Baseline model of the judgments (default: {DEFAULT_BASELINE}).",
+        "models": "Only these judged models (default: every judgment file).",
+    }
+
     def import_official(  # type: ignore[override]
         self, path: str | Path, *, judge: str | None = None, baseline: str | None = None,
         models: list[str] | None = None,

@@ -199,6 +199,9 @@ class Benchmark:
         """Benchmark-specific run checks, read from the summary the report computed (never a refit)."""
         return []
 
+    # Help text of import_official's keyword settings, shown by `lioneval import <benchmark> --help`.
+    import_help: dict[str, str] = {}
+
     def import_official(self, path: str | Path, **options: Any) -> ImportBundle:
         """Records from the benchmark's official files (answers, judgments, questions)."""
         raise NotImplementedError

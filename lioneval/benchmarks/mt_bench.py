@@ -307,6 +307,12 @@ class MTBench(Benchmark):
         return out
 
     # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
+    import_help = {
+        "judge": "Judge id to store (default: the judge named in the file).",
+        "answers": "A model_answer/ folder or file to import too.",
+        "questions": "A FastChat data folder with question.jsonl to import too.",
+    }
+
     def import_official(  # type: ignore[override]
         self, path: str | Path, *, judge: str | None = None, answers: str | Path | None = None,
         questions: str | Path | None = None,
