@@ -540,3 +540,14 @@ def test_thresholds_change_the_outcome():
     text = "Sure.\nHuman: next?"
     assert scan_text(text)[0].rule == "fake_turn"
     assert scan_answer([text], CheckConfig(flag_score=1)).status == "flag"
+
+
+def test_single_game_failures_count_in_the_parse_failure_audit():
+    js = [Judgment(question_id=str(i), benchmark="arena-hard", judge="j#1", model="m", kind="pairwise",
+                   baseline="base", value=1.0,
+                   games=[Game(model_position="B", label="B>A", value=1.0),
+                          Game(model_position="A", error="no verdict")])
+          for i in range(10)]
+    (audit,) = [c for c in audit_judgments(js) if c.name == "parse_failures"]
+    assert audit.meta["failed"] == 0 and audit.meta["games_failed"] == 10 and audit.meta["games"] == 20
+    assert audit.status == "warn" and audit.value == 0.5

@@ -398,13 +398,17 @@ def audit_judgments(judgments: Sequence[Judgment], config: CheckConfig | None = 
         if real[0].kind == "pairwise":
             out += _position_checks(judge, bench, real, config)
         failed = sum(j.value is None for j in real)
-        share = failed / len(real)
+        # a judgment that kept one of its games (Arena-Hard) still lost a paid verdict: count the games too
+        games = sum(max(len(j.games), 1) for j in real)
+        games_failed = sum(sum(g.value is None for g in j.games) if j.games else j.value is None for j in real)
+        share = max(failed / len(real), games_failed / games)
+        partial = f", and {games_failed} of {games} games" if games != len(real) else ""
         out.append(CheckResult(
             name="parse_failures", scope="judge", judge=judge, status="warn" if share > config.parse_failure_warn
             else "pass", value=share, threshold=config.parse_failure_warn,
-            detail=f"{failed} of {len(real)} judgments have no usable verdict ({share:.1%}); they are left out, "
-                   "not scored as losses",
-            meta={"benchmark": bench, "n": len(real), "failed": failed},
+            detail=f"{failed} of {len(real)} judgments have no usable verdict{partial} ({share:.1%}); they are "
+                   "left out, not scored as losses",
+            meta={"benchmark": bench, "n": len(real), "failed": failed, "games": games, "games_failed": games_failed},
         ))
         by_model: dict[str, list[Judgment]] = defaultdict(list)
         for j in real:
