@@ -61,6 +61,18 @@ def _help(default: Any, text: str, *, choices: tuple[Any, ...] | None = None, mi
 _STAGE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
+def metric_bench(metric: str, where: str) -> str:
+    """The benchmark of a BENCH/METRIC name, refused with the place it came from when malformed or unknown."""
+    bench, sep, name = metric.partition("/")
+    if not sep or not bench or not name:
+        raise ConfigError(f"{where} {metric!r} is not BENCH/METRIC", fix="e.g. mt-bench/overall")
+    try:
+        BENCHMARKS.entry(bench)
+    except LionEvalError as e:
+        raise ConfigError(f"{where} {metric!r} names an {e.message}", fix=e.fix) from None
+    return bench
+
+
 def check_stage_name(name: Any, where: str = "stage") -> str:
     """A stage name that is safe in file names: letters, digits, ``-``, ``_`` and ``.``, never ``..``."""
     if not isinstance(name, str) or not _STAGE_NAME.fullmatch(name) or ".." in name:
@@ -300,7 +312,7 @@ class EvalConfig(Checked):
             raise ConfigError(f"{where}.suite.bench names no benchmark", fix="e.g. bench: [mt-bench]")
         if self.metric is None:
             self.metric = f"{suite.bench[0]}/{BENCHMARKS.get(suite.bench[0]).headline}"
-        bench = self._metric_bench(self.metric, f"{where}.metric")
+        bench = metric_bench(self.metric, f"{where}.metric")
         if bench not in suite.bench:
             raise ConfigError(f"{where}.metric {self.metric!r} watches {bench}, which {where}.suite does not "
                               f"evaluate (bench: {', '.join(suite.bench)})",
@@ -308,23 +320,13 @@ class EvalConfig(Checked):
         if self.greater_is_better is None:
             self.greater_is_better = bool(BENCHMARKS.get(bench).higher_is_better)
         for i, m in enumerate(self.log_metrics or []):
-            self._metric_bench(m, f"{where}.log_metrics[{i}]")
+            metric_bench(m, f"{where}.log_metrics[{i}]")
         if suite.judge:
             try:
                 parse_spec(suite.judge)
             except LionEvalError as e:
                 raise _prefixed(e, f"{where}.suite.judge") from None
 
-    @staticmethod
-    def _metric_bench(metric: str, where: str) -> str:
-        bench, sep, name = metric.partition("/")
-        if not sep or not bench or not name:
-            raise ConfigError(f"{where} {metric!r} is not BENCH/METRIC", fix="e.g. mt-bench/overall")
-        try:
-            BENCHMARKS.entry(bench)
-        except LionEvalError as e:
-            raise ConfigError(f"{where} {metric!r} names an {e.message}", fix=e.fix) from None
-        return bench
 
     def _suite(self) -> Any:
         """The suite as the pipeline's RunConfig (every field checked), before demo data is filled in."""

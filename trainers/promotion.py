@@ -55,7 +55,7 @@ from lioneval.checks import is_cheat
 from lioneval.errors import ConfigError, LionEvalError
 from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
-from lioneval.trainers.config import Checked, _help, check_stage_name, config_from_dict
+from lioneval.trainers.config import Checked, _help, check_stage_name, config_from_dict, metric_bench
 from lioneval.types import Decision, Estimate, Promotion, Report, RunSpec
 
 __all__ = ["Candidate", "PromotionDecision", "PromotionPolicy", "promote"]
@@ -106,13 +106,7 @@ class PromotionPolicy(Checked):
             raise ConfigError(f"{where}: the promotion policy weights no metric",
                               fix="e.g. weights: {mt-bench/overall: 1}")
         for metric in self.weights:
-            bench, sep, name = metric.partition("/")
-            if not sep or not bench or not name:
-                raise ConfigError(f"{where}.weights: {metric!r} is not BENCH/METRIC", fix="e.g. mt-bench/overall")
-            try:
-                BENCHMARKS.entry(bench)
-            except LionEvalError as e:
-                raise ConfigError(f"{where}.weights: {metric!r} names an {e.message}", fix=e.fix) from None
+            metric_bench(metric, f"{where}.weights:")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PromotionPolicy:

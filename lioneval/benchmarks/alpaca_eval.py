@@ -482,14 +482,9 @@ class AlpacaEval(Benchmark):
 
     def judge_tasks(self, questions, answers, baseline_answers, template) -> list[JudgeTask]:
         """One game per answer; which output comes first is randomised per instruction, deterministically."""
-        qs = {q.id: q for q in questions}
-        base = {a.question_id: a for a in baseline_answers}
         tpl = template(None)
         out = []
-        for a in answers:
-            q, b = qs.get(a.question_id), base.get(a.question_id)
-            if q is None or b is None:
-                continue
+        for q, a, b in self.pairs(questions, answers, baseline_answers):
             swapped = swap_for(q.turns[0])
             out1, out2 = (a, b) if swapped else (b, a)
             values = {"instruction": q.turns[0], "output_1": out1.turns[0], "output_2": out2.turns[0]}
@@ -499,21 +494,8 @@ class AlpacaEval(Benchmark):
 
     def checks(self, answers, summary, config, *, run=None) -> list[CheckResult]:
         """Win rate minus length-controlled win rate, both from the report's own summary."""
-        if summary is None or not answers:
-            return []
-        if not {"win_rate", "length_controlled_winrate"} <= set(summary.metrics):
-            return []
-        raw = summary.metrics["win_rate"].value
-        lc_est = summary.metrics["length_controlled_winrate"]
-        gap = float(raw - lc_est.value)
-        warn = config.lc_gap_warn
-        return [CheckResult(
-            name="lc_gap", scope="run", run=run, benchmark=self.name, model=answers[0].model,
-            status="warn" if warn is not None and gap > warn else "pass", value=gap, threshold=warn,
-            detail=f"AlpacaEval win rate {raw:.1f}% vs length-controlled {lc_est.value:.1f}% (gap {gap:+.1f} points)",
-            meta={"win_rate": raw, "length_controlled_winrate": lc_est.value, "judge": summary.meta.get("judge"),
-                  "comparable": lc_est.meta.get("comparable")},
-        )]
+        return self.gap_check("lc_gap", answers, summary, config.lc_gap_warn, lambda raw, lc, gap: (
+            f"AlpacaEval win rate {raw:.1f}% vs length-controlled {lc:.1f}% (gap {gap:+.1f} points)"), run=run)
 
     # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
     import_help = {

@@ -371,14 +371,9 @@ class ArenaHard(Benchmark):
 
     def judge_tasks(self, questions, answers, baseline_answers, template) -> list[JudgeTask]:
         """Two games per answer: game 1 shows the baseline as A, game 2 the model as A."""
-        qs = {q.id: q for q in questions}
-        base = {a.question_id: a for a in baseline_answers}
         tpl = template(None)
         out = []
-        for a in answers:
-            q, b = qs.get(a.question_id), base.get(a.question_id)
-            if q is None or b is None:
-                continue
+        for q, a, b in self.pairs(questions, answers, baseline_answers):
             games = [GameSpec(tpl, {"question_1": q.turns[0], "answer_1": first.turns[0],
                                     "answer_2": second.turns[0]}, pos)
                      for first, second, pos in ((b, a, "B"), (a, b, "A"))]
@@ -408,17 +403,8 @@ class ArenaHard(Benchmark):
 
     def checks(self, answers, summary, config, *, run=None) -> list[CheckResult]:
         """Score minus style-controlled score, from the report's own fit."""
-        if summary is None or not {"score", "score_style_controlled"} <= set(summary.metrics) or not answers:
-            return []
-        raw, sc = summary.metrics["score"].value, summary.metrics["score_style_controlled"].value
-        gap = float(raw - sc)
-        warn = config.style_gap_warn
-        return [CheckResult(
-            name="style_control_gap", scope="run", run=run, benchmark=self.name, model=answers[0].model,
-            status="warn" if warn is not None and gap > warn else "pass", value=gap, threshold=warn,
-            detail=f"Arena-Hard score {raw:.1f} vs {sc:.1f} with style control (gap {gap:+.1f} points)",
-            meta={"score": raw, "score_style_controlled": sc, "judge": summary.meta.get("judge")},
-        )]
+        return self.gap_check("style_control_gap", answers, summary, config.style_gap_warn, lambda raw, sc, gap: (
+            f"Arena-Hard score {raw:.1f} vs {sc:.1f} with style control (gap {gap:+.1f} points)"), run=run)
 
     # The CLI builds its import options from these keyword-only parameters, so they stay explicit here.
     import_help = {

@@ -199,6 +199,35 @@ class Benchmark:
         """Benchmark-specific run checks, read from the summary the report computed (never a refit)."""
         return []
 
+    def gap_check(self, name: str, answers: Sequence[Answer], summary: Summary | None, warn: float | None,
+                  describe: Callable[[float, float, float], str], *, run: str | None = None) -> list[CheckResult]:
+        """The raw headline minus its length- or style-controlled twin (``length_metrics``), from the summary;
+        warns above ``warn`` points. ``describe(raw, controlled, gap)`` says it in words."""
+        raw_name, ctl_name = self.length_metrics
+        if summary is None or not answers or ctl_name is None or not {raw_name, ctl_name} <= set(summary.metrics):
+            return []
+        raw, ctl = summary.metrics[raw_name].value, summary.metrics[ctl_name]
+        gap = float(raw - ctl.value)
+        meta = {raw_name: raw, ctl_name: ctl.value, "judge": summary.meta.get("judge")}
+        if "comparable" in ctl.meta:
+            meta["comparable"] = ctl.meta["comparable"]
+        return [CheckResult(
+            name=name, scope="run", run=run, benchmark=self.name, model=answers[0].model,
+            status="warn" if warn is not None and gap > warn else "pass", value=gap, threshold=warn,
+            detail=describe(raw, ctl.value, gap), meta=meta,
+        )]
+
+    @staticmethod
+    def pairs(questions: Sequence[Question], answers: Sequence[Answer],
+              baseline_answers: Sequence[Answer]) -> Iterator[tuple[Question, Answer, Answer]]:
+        """(question, answer, the baseline's answer) for every answer that has both, for pairwise judge tasks."""
+        qs = {q.id: q for q in questions}
+        base = {a.question_id: a for a in baseline_answers}
+        for a in answers:
+            q, b = qs.get(a.question_id), base.get(a.question_id)
+            if q is not None and b is not None:
+                yield q, a, b
+
     # Help text of import_official's keyword settings, shown by `lioneval import <benchmark> --help`.
     import_help: dict[str, str] = {}
 
