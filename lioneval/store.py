@@ -374,6 +374,27 @@ class RunStore:
     def close(self) -> None:
         self._db.close()
 
+    @staticmethod
+    def remove_if_empty(path: str | Path) -> bool:
+        """Delete the store at ``path`` (and its WAL files) when it holds no row at all: what a command that failed
+        before storing anything leaves behind. True when it was removed."""
+        path = Path(path)
+        if not path.is_file():
+            return False
+        try:
+            db = sqlite3.connect(str(path), timeout=1.0)
+            try:
+                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+                if any(db.execute(f'SELECT 1 FROM "{t}" LIMIT 1').fetchone() for t in tables if t != "meta"):
+                    return False
+            finally:
+                db.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        except (sqlite3.Error, OSError):
+            return False
+        return True
+
     def __enter__(self) -> RunStore:
         return self
 

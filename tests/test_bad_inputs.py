@@ -252,7 +252,7 @@ CASES = [
     Case("run-mt-bench-questions-empty", ["run", *SCRIPTED, "--bench", "mt-bench", "--data", "mt-bench={w}/mt"],
          "the file is empty", files=_mt_dir("")),
     Case("run-mt-bench-data-missing", ["run", *SCRIPTED, "--bench", "mt-bench", "--data", "mt-bench={w}/nope"],
-         "no MT-Bench question.jsonl"),
+         "does not exist"),
     Case("run-data-without-bench", ["run", *SCRIPTED, "--bench", "mt-bench", "--data", "{w}/mt"],
          "--data takes BENCH=VALUE"),
     Case("run-arena-hard-questions-latin1", ["run", *SCRIPTED, "--bench", "arena-hard", "--data",

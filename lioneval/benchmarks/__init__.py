@@ -13,7 +13,7 @@ from lioneval.benchmarks.base import Benchmark, DataSource
 from lioneval.errors import ConfigError, LionEvalError
 from lioneval.registry import BENCHMARKS
 
-__all__ = ["Benchmark", "DataSource", "find", "load", "names", "split_version"]
+__all__ = ["Benchmark", "DataSource", "find", "load", "names", "of", "spec_name", "split_version"]
 
 
 def load(name: str | Benchmark, data: str | Path | None = None, *, baseline: str | None = None,
@@ -36,6 +36,23 @@ def load(name: str | Benchmark, data: str | Path | None = None, *, baseline: str
                           fix=f"leave out the options {sorted(options)} for {name}") from e
     bench.name = name  # records carry the name it is registered under, so they find it again
     return bench
+
+
+def of(name: str, version: str | None = None) -> Benchmark:
+    """The benchmark as stored records name it (``Report.benchmark`` and ``benchmark_version``): its default version
+    when ``version`` is empty or not one the class lists (records of a benchmark that has a single version)."""
+    cls = BENCHMARKS.get(name)
+    if version and version in cls.versions and version != cls.versions[0]:
+        return load(f"{name}@{version}")
+    return load(name)
+
+
+def spec_name(bench: Benchmark) -> str:
+    """How to name this benchmark object's version on the command line: ``arena-hard@v2.0``, or just its name for
+    the default version."""
+    if bench.versions and bench.version != bench.versions[0]:
+        return f"{bench.name}@{bench.version}"
+    return bench.name
 
 
 def split_version(spec: str) -> tuple[str, str | None]:
