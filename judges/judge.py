@@ -10,10 +10,16 @@ content key the moment it is answered, and a judgment as soon as all its games a
 game failed, or a crash, loses at most the calls in flight, and no rerun pays for a stored call again. Transport
 failures (the judge never answered) are not stored and are retried next run; parse failures are stored with the raw
 output and retried only with ``retry_failed``, which then asks the unparsed games again.
+
+A template that reads its verdict from logprobs (AlpacaEval's weighted annotators) needs a judge whose server
+returns them. An answer without them is not a verdict: it is not stored, and counts as unanswered. When the first
+``LOGPROB_PROBE`` calls are answered without any logprobs, the pass stops there with ``JudgeUnavailableError`` (the
+template says why and what to use instead) rather than paying for every other call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -42,6 +48,8 @@ log = logging.getLogger("lioneval.judge")
 BenchRef = str | Benchmark  # a registered benchmark's name, or the object
 
 PREFILL = {"[[rating]]": "Rating: [[", "[[A>B]]": "My final verdict is: [["}
+# Calls sent first when a template needs logprobs: if none of their answers has any, the others are not sent.
+LOGPROB_PROBE = 8
 
 
 @dataclass
@@ -63,6 +71,8 @@ class JudgeRequest:
     baseline: str | None = None
     follow_up: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
+    # the Benchmark object that made the request (its settings, e.g. AlpacaEval's annotator, choose the judge id)
+    bench: Any = field(default=None, repr=False, compare=False)
 
     @property
     def inputs(self) -> str:
@@ -111,6 +121,7 @@ class _Pass:
     finish: Callable[[JudgeRequest, list[Completion]], None]
     calls: Any  # the store that keeps paid calls (RunStore.put_game / games), or None
     retrying: set[int]  # pending requests whose stored judgment failed to parse (retry_failed)
+    template: PromptTemplate | None = None  # the first request's template (what a logprob template needs)
 
     def save(self, key: str, c: Completion) -> None:
         """Keep an answered call the moment it is paid for (under the lock: one writer)."""
@@ -138,6 +149,11 @@ def _stored_completion(rec: dict[str, Any]) -> Completion:
     )
 
 
+def _has_logprobs(c: Completion) -> bool:
+    """Whether a completion carries the first token's top logprobs."""
+    return bool(c.top_logprobs and c.top_logprobs[0])
+
+
 def _joined(first: Completion, extra: Completion) -> Completion:
     """A game's first output with its follow-up answer, parsed together as Arena-Hard does."""
     return Completion(
@@ -156,7 +172,7 @@ class Judge:
     def __init__(self, spec: JudgeSpec | str, backend: Backend | None = None):
         self.spec = parse_spec(spec) if isinstance(spec, str) else spec
         self._backend = backend
-        self._templates: dict[tuple[str, str | None], PromptTemplate] = {}
+        self._templates: dict[tuple[str, str, str | None], PromptTemplate] = {}
 
     @classmethod
     def from_spec(cls, spec: JudgeSpec, backend: Backend | None = None) -> Judge:
@@ -165,7 +181,7 @@ class Judge:
     # -- identity ---------------------------------------------------------------------------------------------
     def template(self, benchmark: BenchRef, mode: str | None = None) -> PromptTemplate:
         bench = benchmarks.load(benchmark)
-        key = (bench.name, mode)
+        key = (bench.name, bench.version, mode)
         if key not in self._templates:
             source = self.spec.templates.get(f"{bench.name}/{mode}") or self.spec.templates.get(bench.name) or "auto"
             self._templates[key] = bench.judge_template(mode, source)
@@ -173,8 +189,15 @@ class Judge:
 
     def id_for(self, benchmark: BenchRef) -> str:
         bench = benchmarks.load(benchmark)
-        tpl = [self.template(bench, m).hash for m in bench.judge_modes()]
-        ident = {"spec": self.spec.identity(), "templates": tpl, "parser": parsers.PARSER_VERSION}
+        templates = [self.template(bench, m) for m in bench.judge_modes()]
+        ident: dict[str, Any] = {"spec": self.spec.identity(), "templates": [t.hash for t in templates],
+                                 "parser": parsers.PARSER_VERSION}
+        # A template that names its protocol (an AlpacaEval annotator other than the leaderboard's) keeps its
+        # judgments apart from any other protocol's, even one with the same prompt (the weighted and the binarized
+        # annotators share theirs).
+        named = [str(t.options["annotator"]) for t in templates if t.options.get("annotator")]
+        if named:
+            ident["annotators"] = named
         return f"{self.spec.label}#{content_hash(ident, 10)}"
 
     @property
@@ -194,12 +217,12 @@ class Judge:
         """Judge requests for every answer that has its question (and, for pairwise benchmarks, a baseline)."""
         bench = benchmarks.load(benchmark)
         tasks = bench.judge_tasks(questions, answers, baseline_answers, lambda mode: self.template(bench, mode))
-        return [self._request(bench.name, t) for t in tasks]
+        return [self._request(bench, t) for t in tasks]
 
-    def _request(self, bench: str, t: JudgeTask) -> JudgeRequest:
+    def _request(self, bench: Benchmark, t: JudgeTask) -> JudgeRequest:
         games = [self._game_request(g.template, g.values, g.position) for g in t.games]
-        return JudgeRequest(bench, t.question_id, t.model, t.kind, games, turn=t.turn, baseline=t.baseline,
-                            follow_up=t.follow_up, meta=dict(t.meta))
+        return JudgeRequest(bench.name, t.question_id, t.model, t.kind, games, turn=t.turn, baseline=t.baseline,
+                            follow_up=t.follow_up, meta=dict(t.meta), bench=bench)
 
     def _game_request(self, tpl: PromptTemplate, values: dict[str, str], position: str) -> GameRequest:
         prefill = PREFILL.get(tpl.output_format, "") if self.spec.prefill else ""
@@ -247,7 +270,7 @@ class Judge:
         completes."""
         if not requests:
             return JudgeRun(judge="-")
-        bench = requests[0].benchmark
+        bench = requests[0].bench if requests[0].bench is not None else requests[0].benchmark
         judge_id = self.id_for(bench)
         run = JudgeRun(judge=judge_id, requested=len(requests))
         keyed = [(self._skeleton(judge_id, r).key, r) for r in requests]
@@ -280,8 +303,10 @@ class Judge:
             # the pending requests the store holds are its failed judgments: their unparsed games are asked again
             failed = calls.existing("judgments", [k for k, _ in pending])
             retrying = {i for i, (k, _) in enumerate(pending) if k in failed}
-        sampling = self.sampling(pending[0][1].games[0].template)
-        self._dispatch(_Pass(judge_id, sampling, run, lock, finish, calls, retrying), [r for _, r in pending])
+        template = pending[0][1].games[0].template
+        sampling = self.sampling(template)
+        self._dispatch(_Pass(judge_id, sampling, run, lock, finish, calls, retrying, template),
+                       [r for _, r in pending])
         self._account(run)
         if run.transport_failures and not run.judged:
             top = run.errors.most_common(1)[0][0]
@@ -386,21 +411,60 @@ class Judge:
 
         flat = sorted(keys)
 
-        def on_result(idx: int, c: Completion) -> None:
-            i, g = flat[idx]
-            with p.lock:
-                self._count(p.run, c)
-                if c.ok:
-                    p.save(keys[(i, g)], c)
-                results.setdefault(i, {})[g] = c
-                outs = settle(i)
-            if outs is not None:
-                p.finish(pending[i], outs)
+        def send(slots: list[tuple[int, int]]) -> list[Completion]:
+            def on_result(idx: int, c: Completion) -> None:
+                i, g = slots[idx]
+                c = self._with_logprobs(p, c)
+                with p.lock:
+                    self._count(p.run, c)
+                    if c.ok:
+                        p.save(keys[(i, g)], c)
+                    results.setdefault(i, {})[g] = c
+                    outs = settle(i)
+                if outs is not None:
+                    p.finish(pending[i], outs)
+
+            got = self.backend.generate([pending[i].games[g].messages for i, g in slots], p.sampling,
+                                        on_result=on_result)
+            return [self._with_logprobs(p, c) for c in got]
 
         if flat:
-            self.backend.generate([pending[i].games[g].messages for i, g in flat], p.sampling, on_result=on_result)
+            needs = p.sampling.top_logprobs is not None
+            first = flat[:LOGPROB_PROBE] if needs else flat
+            got = send(first)
+            if needs:
+                self._stop_without_logprobs(p, got, len(flat))
+            if len(first) < len(flat):
+                send(flat[len(first):])
         if follow:
             self._follow_up(p, follow)
+
+    def _with_logprobs(self, p: _Pass, c: Completion) -> Completion:
+        """A completion as a logprob template takes it: one answered without logprobs is no verdict, so it is marked
+        failed (not stored, retried on the next run), as the OpenAI-compatible backend does itself."""
+        if p.sampling.top_logprobs is None or not c.ok or _has_logprobs(c):
+            return c
+        return dataclasses.replace(c, error=f"judge {self.spec.label} returned no logprobs though "
+                                            f"top_logprobs={p.sampling.top_logprobs} was asked")
+
+    def _stop_without_logprobs(self, p: _Pass, first: list[Completion], total: int) -> None:
+        """Stop the pass when the judge answered its first calls but never with logprobs: what the template needs
+        (it says why, and what to do instead; AlpacaEval names the annotator that reads text)."""
+        answered = [c for c in first if (c.text or "").strip()]
+        if not answered or any(_has_logprobs(c) for c in answered):
+            return
+        hint = (p.template.options.get("no_logprobs") if p.template is not None else None) or {}
+        name = p.template.name if p.template is not None else "the judge template"
+        why = hint.get("why") or f"the judge template {name} needs them"
+        fix = hint.get("fix") or "serve the judge with logprobs, or use a template that reads the judge's text"
+        # One message with its fix in it: a run stores it as the note of its incomplete report.
+        err = JudgeUnavailableError(
+            f"judge {self.spec.label} returned no logprobs in its first {len(answered)} answers and {why}: judging "
+            f"stopped after {len(first)} of {total} requests. Fix: {fix}"
+        )
+        err.requested = p.run.requested  # type: ignore[attr-defined]
+        err.rerun_helps = False  # type: ignore[attr-defined]  # the same judge would stop the same way
+        raise err
 
     @staticmethod
     def _count(run: JudgeRun, c: Completion) -> None:
@@ -480,9 +544,13 @@ class Judge:
     def _game(g: GameRequest, o: Completion) -> Game:
         fmt = g.template.output_format
         text = g.prefill + (o.text or "")
-        if fmt == "logprob":
-            ids = tuple(g.template.options.get("ids", ("m", "M")))
-            res = parsers.parse_alpaca_logprobs(o.top_logprobs, ids=ids, text=text)
+        if fmt in ("logprob", "ranking"):
+            if fmt == "logprob":
+                ids = tuple(g.template.options.get("ids", ("m", "M")))
+                res = parsers.parse_alpaca_logprobs(o.top_logprobs, ids=ids, text=text,
+                                                    binarize=bool(g.template.options.get("binarize")))
+            else:
+                res = parsers.parse_alpaca_ranking(text, model_1=g.template.options.get("ids", ("model_1",))[0])
             # preference in [1, 2]: 2 means output_2 won; the model is output_2 unless the order was swapped
             value = None if res.value is None else (res.value - 1 if g.model_position == "B" else 2 - res.value)
         elif g.model_position == "single":

@@ -1,5 +1,5 @@
 """Verdict parsers for the three judge protocols: MT-Bench ratings and pairwise verdicts, Arena-Hard labels, and the
-AlpacaEval 2.0 weighted (logprob) preference.
+AlpacaEval preferences (the 2.0 weighted one from logprobs, and the ranking one from the judge's text).
 
 A parser never raises on judge output and never guesses: a verdict it cannot read is a ``ParseResult`` with
 ``value=None``, a human ``error`` and a machine ``code``, so a failure is counted as a failure and not as a loss.
@@ -17,10 +17,16 @@ Rules that differ from the reference implementations, and why:
   then C by substring search (which would silently favour position A).
 * ``parse_pairwise_verdict`` matches Arena-Hard's ``get_score``: one distinct label, or none at all (then the judge
   is asked once more, see ``needs_followup``); it also accepts spaces inside the brackets and mirrored spellings.
+* ``parse_alpaca_ranking`` reads what alpaca_eval's ``ranking_parser`` reads (the rank of output_1's name in a list of
+  ``{'model', 'rank'}`` entries) but also finds the list inside prose or a code fence, where ``ranking_parser``
+  evaluates the whole reply and fails on anything around the list (open judges often wrap it). Two entries with
+  the same rank are "ambiguous": the official parser would count such a tie for output_1, a position bias.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -39,6 +45,7 @@ __all__ = [
     "ParseResult",
     "needs_followup",
     "parse_alpaca_logprobs",
+    "parse_alpaca_ranking",
     "parse_mtbench_pairwise",
     "parse_pairwise_verdict",
     "parse_rating",
@@ -237,6 +244,7 @@ def parse_alpaca_logprobs(
     ids: tuple[str, str] = ("m", "M"),
     *,
     text: str | None = None,
+    binarize: bool = False,
 ) -> ParseResult:
     """Preference from the first generated token's top logprobs (AlpacaEval 2.0 "weighted" evaluators).
 
@@ -246,6 +254,9 @@ def parse_alpaca_logprobs(
     the top-k counts as probability 0, as in alpaca_eval's ``logprob_parser``; when both are missing the result is a
     failure, never 0.5. Without logprobs there is no weighted preference: the text answer alone (``text``) is only
     reported in the error, since reading it would silently change the protocol to a binary one.
+
+    ``binarize`` is ``is_binarize`` of alpaca_eval's ``logprob_parser`` (the ``alpaca_eval_clf_*`` evaluators): 1 when
+    ``ids[0]`` is strictly likelier than ``ids[1]``, else 2.
     """
     if len(ids) != 2 or ids[0] == ids[1]:
         raise ValueError(f"ids must be two different tokens, got {ids!r}")
@@ -273,13 +284,99 @@ def parse_alpaca_logprobs(
     if not seen or total <= 0.0:
         shown = ", ".join(repr(t) for t in list(first)[:8])
         return _fail(MISSING_IDS, f"neither {ids[0]!r} nor {ids[1]!r} among the first token's top logprobs ({shown})")
-    value = 1.0 + mass[1] / total
+    value = (1.0 if mass[0] > mass[1] else 2.0) if binarize else 1.0 + mass[1] / total
     return ParseResult(value=value, label=ids[0] if mass[0] >= mass[1] else ids[1])
 
 
+# --- AlpacaEval ranking ------------------------------------------------------------------------------------------
+
+# A list of dicts: what a ranking answer looks like, found anywhere in the reply (prose, a code fence around it).
+_RANKING_LIST = re.compile(r"\[\s*\{.*?\}\s*(?:,\s*\{.*?\}\s*)*,?\s*\]", re.DOTALL)
+_JSON_WORDS = {"true": "True", "false": "False", "null": "None"}
+
+
+def _literal(text: str) -> object:
+    """A Python or JSON literal, or None when ``text`` is neither (never evaluates code)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _ranks(entries: object, model_1: str) -> tuple[list[object], list[tuple[str, object]]] | None:
+    """(ranks given to ``model_1``, (name, rank) of the other entries), or None when ``entries`` is not a ranking."""
+    if not isinstance(entries, list) or not entries:
+        return None
+    mine: list[object] = []
+    others: list[tuple[str, object]] = []
+    for e in entries:
+        if not isinstance(e, dict) or "model" not in e or "rank" not in e:
+            return None
+        name = str(e["model"]).strip()
+        (mine.append(e["rank"]) if name == model_1 else others.append((name, e["rank"])))
+    return mine, others
+
+
+def _rank_value(rank: object) -> float | None:
+    if isinstance(rank, bool) or not isinstance(rank, (int, float)) or rank not in (1, 2):
+        return None
+    return float(rank)
+
+
+def parse_alpaca_ranking(text: str | None, model_1: str = "model_1") -> ParseResult:
+    """Preference from a ranking answer, as AlpacaEval's ``ranking_parser`` evaluators ask for (``alpaca_eval_gpt4``
+    and its twins): a list such as ``[{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 2}]``, in Python
+    or JSON spelling, alone or inside prose or a code fence.
+
+    ``model_1`` is the name output_1 carries in the prompt (the parser's ``model_1_name``; case-sensitive). ``value``
+    is its rank: 1 when output_1 is preferred, 2 when output_2 is, the [1, 2] scale of the weighted preference.
+    ``label`` names the output ranked first. A rank other than 1 or 2, no entry for ``model_1``, or two entries with
+    the same rank fail; several lists in the reply must agree.
+    """
+    if not text or not text.strip():
+        return _fail(NO_VERDICT, "no ranking found: the judge output is empty")
+    whole = _ranks(_literal(text.strip()), model_1)  # the official parser reads the whole reply this way
+    found = [whole] if whole is not None else [_ranks(_literal(m.group(0)), model_1)
+                                               for m in _RANKING_LIST.finditer(text)]
+    rankings = [r for r in found if r is not None]
+    if not rankings:
+        return _fail(NO_VERDICT, f"no ranking found: no list of model/rank entries (ends with {_excerpt(text)})")
+    results = [_one_ranking(mine, others, model_1) for mine, others in rankings]
+    ok = [r for r in results if r.ok]
+    if len({r.value for r in ok}) > 1:
+        return _fail(AMBIGUOUS, f"ambiguous: the reply holds rankings that put {model_1!r} both first and second")
+    return ok[0] if ok else results[0]
+
+
+def _one_ranking(mine: list[object], others: list[tuple[str, object]], model_1: str) -> ParseResult:
+    if not mine:
+        shown = ", ".join(repr(n) for n, _ in others[:4])
+        return _fail(MISSING_IDS, f"the ranking has no entry for {model_1!r} (it ranks {shown})")
+    values = {_rank_value(r) for r in mine}
+    if None in values:
+        bad = next(r for r in mine if _rank_value(r) is None)
+        return _fail(OUT_OF_RANGE, f"rank {bad!r} of {model_1!r} is not 1 or 2")
+    if len(values) > 1:
+        return _fail(AMBIGUOUS, f"ambiguous: {model_1!r} is ranked both 1 and 2")
+    value = values.pop()
+    assert value is not None
+    tied = [n for n, r in others if _rank_value(r) == value]
+    if tied:
+        return _fail(AMBIGUOUS, f"ambiguous: {model_1!r} and {tied[0]!r} share rank {int(value)}")
+    if value == 1.0:
+        return ParseResult(value=1.0, label=model_1)
+    first = next((n for n, r in others if _rank_value(r) == 1.0), f"not {model_1}")
+    return ParseResult(value=2.0, label=first)
+
+
 def parser_for(output_format: str):
-    """The text parser for a template's ``output_format`` ("[[rating]]", "[[A]]", "[[A>B]]")."""
-    table = {"[[rating]]": parse_rating, "[[A]]": parse_mtbench_pairwise, "[[A>B]]": parse_pairwise_verdict}
+    """The text parser for a template's ``output_format`` ("[[rating]]", "[[A]]", "[[A>B]]", "ranking")."""
+    table = {"[[rating]]": parse_rating, "[[A]]": parse_mtbench_pairwise, "[[A>B]]": parse_pairwise_verdict,
+             "ranking": parse_alpaca_ranking}
     try:
         return table[output_format]
     except KeyError:

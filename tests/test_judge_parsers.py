@@ -20,6 +20,7 @@ from lioneval.judges.parsers import (
     ParseResult,
     needs_followup,
     parse_alpaca_logprobs,
+    parse_alpaca_ranking,
     parse_mtbench_pairwise,
     parse_pairwise_verdict,
     parse_rating,
@@ -157,6 +158,7 @@ def test_parser_for():
     assert parser_for("[[rating]]") is parse_rating
     assert parser_for("[[A]]") is parse_mtbench_pairwise
     assert parser_for("[[A>B]]") is parse_pairwise_verdict
+    assert parser_for("ranking") is parse_alpaca_ranking
     with pytest.raises(ValueError, match="parse_alpaca_logprobs"):
         parser_for("logprob")
 
@@ -231,6 +233,104 @@ def test_alpaca_matches_alpaca_eval_logprob_parser():
         }
         (official,) = completion_parsers.logprob_parser(completion, "m", ["m", "M"], is_binarize=False)
         assert parse_alpaca_logprobs([top]).value == pytest.approx(official)
+
+
+def test_alpaca_binarized_preference():
+    # alpaca_eval's logprob_parser with is_binarize (the *_clf_* evaluators): 1 only when the first id is likelier
+    assert parse_alpaca_logprobs([{"m": math.log(0.6), "M": math.log(0.4)}], binarize=True).value == 1.0
+    assert parse_alpaca_logprobs([{"m": math.log(0.4), "M": math.log(0.6)}], binarize=True).value == 2.0
+    assert parse_alpaca_logprobs([{"m": math.log(0.5), "M": math.log(0.5)}], binarize=True).value == 2.0
+    assert parse_alpaca_logprobs([{"The": -0.1}], binarize=True).code == MISSING_IDS
+
+
+def test_alpaca_binarized_matches_alpaca_eval_logprob_parser():
+    completion_parsers = pytest.importorskip(
+        "alpaca_eval.completion_parsers", reason="alpaca-eval is not importable (pip install 'lioneval[alpaca]')"
+    )
+    for top in ({"m": -0.3, "M": -1.4}, {"M": -0.01, "The": -5.0}, {"m": -2.0, "M": -0.2}, {"m": -0.7, "M": -0.7}):
+        completion = {
+            "logprobs": {"content": [{"top_logprobs": [{"token": t, "logprob": lp} for t, lp in top.items()]}]}
+        }
+        (official,) = completion_parsers.logprob_parser(completion, "m", ["m", "M"], is_binarize=True)
+        assert parse_alpaca_logprobs([top], binarize=True).value == official
+
+
+# --- AlpacaEval ranking ------------------------------------------------------------------------------------------
+
+RANK_1 = "[{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 2}]"
+RANK_2 = "[{'model': 'model_1', 'rank': 2}, {'model': 'model_2', 'rank': 1}]"
+
+
+@pytest.mark.parametrize(
+    "text,value,label",
+    [
+        (RANK_1, 1.0, "model_1"),
+        (RANK_2, 2.0, "model_2"),
+        ("  " + RANK_2 + "\n", 2.0, "model_2"),
+        ('[{"model": "model_2", "rank": 1}, {"model": "model_1", "rank": 2}]', 2.0, "model_2"),  # JSON, other order
+        ("[{'model': 'model_1', 'rank': 1.0}, {'model': 'model_2', 'rank': 2.0}]", 1.0, "model_1"),
+        ("[{'model': 'model_1', 'rank': 2}]", 2.0, "not model_1"),  # only output_1's rank: enough, as officially
+        ("Here is my ranking:\n```python\n" + RANK_2 + "\n```\nModel 2 explains more.", 2.0, "model_2"),
+        ("Ranking: " + RANK_1 + " and again, to be sure: " + RANK_1, 1.0, "model_1"),
+        ('{"ordered_models": [{"model": "model_1", "rank": 1}, {"model": "model_2", "rank": 2}]}', 1.0, "model_1"),
+        # the format example the prompt shows is no ranking; the judge's own list after it is
+        ("[{'model': <model-name>, 'rank': <model-rank>}]\n" + RANK_2, 2.0, "model_2"),
+        ("[{'model': ' model_1 ', 'rank': 1}, {'model': 'model_2', 'rank': 2}]", 1.0, "model_1"),
+    ],
+)
+def test_alpaca_ranking(text, value, label):
+    r = parse_alpaca_ranking(text)
+    assert r.ok and (r.value, r.label) == (value, label)
+
+
+@pytest.mark.parametrize(
+    "text,code",
+    [
+        (None, NO_VERDICT),
+        ("   ", NO_VERDICT),
+        ("Model 1 is better.", NO_VERDICT),
+        ("[{'model': <model-name>, 'rank': <model-rank>}]", NO_VERDICT),
+        ("[1, 2]", NO_VERDICT),
+        ("[{'model': 'model_1'}, {'model': 'model_2', 'rank': 1}]", NO_VERDICT),  # an entry without a rank
+        ("[{'model': 'model_2', 'rank': 1}, {'model': 'model_3', 'rank': 2}]", MISSING_IDS),
+        ("[{'model': 'Model_1', 'rank': 1}]", MISSING_IDS),  # names are exact
+        ("[{'model': 'model_1', 'rank': 3}, {'model': 'model_2', 'rank': 1}]", OUT_OF_RANGE),
+        ("[{'model': 'model_1', 'rank': '1'}]", OUT_OF_RANGE),
+        ("[{'model': 'model_1', 'rank': True}]", OUT_OF_RANGE),
+        ("[{'model': 'model_1', 'rank': 1}, {'model': 'model_2', 'rank': 1}]", AMBIGUOUS),  # a tie
+        ("[{'model': 'model_1', 'rank': 1}, {'model': 'model_1', 'rank': 2}]", AMBIGUOUS),
+        ("First " + RANK_1 + ", on second thought " + RANK_2, AMBIGUOUS),
+    ],
+)
+def test_alpaca_ranking_failures(text, code):
+    r = parse_alpaca_ranking(text)
+    assert r.value is None and r.code == code and r.error
+
+
+def test_alpaca_ranking_custom_name():
+    # the *_fn evaluators name output_1 "m" (its ranking_parser's model_1_name); "M" is the other output
+    text = '[{"model": "M", "rank": 1}, {"model": "m", "rank": 2}]'
+    assert parse_alpaca_ranking(text, model_1="m").value == 2.0
+    assert parse_alpaca_ranking(text, model_1="m").label == "M"
+    assert parse_alpaca_ranking(text).code == MISSING_IDS
+
+
+def test_alpaca_ranking_never_evaluates_code():
+    r = parse_alpaca_ranking("[{'model': __import__('os').getcwd(), 'rank': 1}]")
+    assert r.value is None and r.code == NO_VERDICT
+
+
+def test_alpaca_ranking_matches_alpaca_eval_ranking_parser():
+    completion_parsers = pytest.importorskip(
+        "alpaca_eval.completion_parsers", reason="alpaca-eval is not importable (pip install 'lioneval[alpaca]')"
+    )
+    # where the official parser reads a verdict, the same one; a tie it reads for output_1 is ambiguous here
+    for text in (RANK_1, RANK_2, "[{'model': 'model_1', 'rank': 2}]", '[{"model": "model_1", "rank": 1.0}]'):
+        (official,) = completion_parsers.ranking_parser(text)
+        assert parse_alpaca_ranking(text).value == official
+    for text in ("[{'model': 'model_1', 'rank': 3}]", "[{'model': 'model_2', 'rank': 1}]"):
+        (official,) = completion_parsers.ranking_parser(text)
+        assert math.isnan(official) and parse_alpaca_ranking(text).value is None
 
 
 # --- real MT-Bench judgments (../shared/validation, never copied into the repo) -----------------------------------

@@ -19,11 +19,22 @@ read at run time from a user folder or the Hugging Face hub cache (never bundled
 win rate falls back to the official ``length_controlled_noreg`` GLM (no pull toward the baseline), and without
 difficulties to ``length_controlled_minimal`` (length term and model indicator only); such values are marked
 ``comparable: false`` in the Estimate meta: they are not comparable with the official leaderboard.
+
+Annotators: ``AlpacaEval(annotator=...)`` names the official evaluator whose prompt and parser the judge uses (read
+from the installed alpaca-eval, ``evaluators_configs/<name>/configs.yaml``). The default, the leaderboard's
+``weighted_alpaca_eval_gpt4_turbo``, reads the preference from the logprobs of the judge's first token; a judge whose
+server returns none is stopped after its first few calls, with the fix. ``alpaca_eval_gpt4`` (and the other
+evaluators of alpaca_eval's ``ranking_parser``) read a ranking from the reply's text, so any chat judge serves it; the
+``*_clf_*`` evaluators binarize the logprob preference. Evaluators that answer through function calling (``*_fn``
+with tools), judge several pairs per call or read a later token are refused. The annotator goes into the judge id and
+into every win rate's meta (``annotator``); any other than the leaderboard's, or lioneval's built-in prompt standing in
+for the official one, makes the numbers ``comparable: false``.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import hashlib
 import json
@@ -51,8 +62,8 @@ from lioneval.benchmarks.base import (
 from lioneval.benchmarks.base import (
     safe_name as _safe,
 )
-from lioneval.benchmarks.prompts import template_for
-from lioneval.errors import DataError
+from lioneval.benchmarks.prompts import ALPACA_TEXT, BUILTIN_VERSION, alpaca_annotators, template_for
+from lioneval.errors import ConfigError, DataError
 from lioneval.stats.alpaca import (
     FEATURES,
     GamedRows,
@@ -67,8 +78,10 @@ __all__ = [
     "BENCHMARK",
     "DEFAULT_ANNOTATOR",
     "DEFAULT_BASELINE",
+    "TEXT_ANNOTATOR",
     "AlpacaEval",
     "LCData",
+    "annotator_of",
     "find_lc_data",
     "load_annotations",
     "load_glm_weights",
@@ -83,7 +96,10 @@ DEFAULT_BASELINE = "gpt4_1106_preview"
 # In a folder of the hub dataset: AlpacaEval 2.0's baseline outputs (GPT-4 Turbo, which double as the eval set), or
 # the eval set with AlpacaEval 1.0's text-davinci-003 outputs.
 EVAL_SET_FILES = ("alpaca_eval_gpt4_baseline.json", "alpaca_eval.json")
+# The leaderboard's annotator (GPT-4 Turbo's logprobs of the preferred output's id), and the official one lioneval
+# names for judges whose servers return no logprobs (a ranking read from the reply's text).
 DEFAULT_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
+TEXT_ANNOTATOR = ALPACA_TEXT
 DIFFICULTY_FILE = "instruction_difficulty.csv"
 GAMED_FILE = "df_gamed.csv"
 LOOKUPS = ("position", "instruction")
@@ -427,6 +443,69 @@ def load_glm_weights(path: str | Path) -> dict[str, dict[str, float]]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Annotators
+
+
+def _no_logprobs_hint(annotator: str) -> dict[str, str]:
+    """Why a logprob annotator cannot work with a judge whose server returns no logprobs, and the fix."""
+    package = "" if TEXT_ANNOTATOR in alpaca_annotators() else "; its prompt: pip install 'lioneval[alpaca]'"
+    return {
+        "why": f"the AlpacaEval annotator {annotator} needs them",
+        "fix": (
+            f'use the annotator {TEXT_ANNOTATOR}, which reads the text: annotator = "{TEXT_ANNOTATOR}" under '
+            f"[benchmarks.alpaca-eval] in lioneval.toml or --bench-option alpaca-eval.annotator={TEXT_ANNOTATOR} "
+            f"(not comparable with the AlpacaEval 2.0 leaderboard{package}); or serve the judge with logprobs"
+        ),
+    }
+
+
+def annotator_of(j: Judgment) -> tuple[str | None, bool]:
+    """(annotator, whether lioneval's built-in prompt stood in for its official one) of a judgment: lioneval's own
+    name their template (``meta["templates"]``, ``name@version#hash``), imported ones their annotator. (None, False)
+    when neither says (a reward-model or ensemble judge)."""
+    templates = j.meta.get("templates")
+    if isinstance(templates, list) and templates and isinstance(templates[0], str):
+        name, _, rest = templates[0].partition("@")
+        return name, rest.partition("#")[0] == BUILTIN_VERSION
+    if "file" in j.meta and "row" in j.meta:
+        return j.judge, False
+    return None, False
+
+
+def _annotator_note(js: Sequence[Judgment]) -> tuple[str | None, str | None]:
+    """(the annotator of a model's judgments, why their numbers are not comparable with the leaderboard or None).
+
+    Only what is known counts: an imported annotator lioneval does not know (a custom one, a renamed export) is named
+    but not judged either way."""
+    found = {annotator_of(j) for j in js}
+    names = sorted({n for n, _ in found if n})
+    if not names:
+        return None, None
+    annotator = ", ".join(names)
+    if any(builtin for _, builtin in found):
+        return annotator, (f"lioneval's built-in prompt stood in for the official {annotator} prompt: not comparable "
+                           "with the published leaderboard")
+    # lioneval's own judgments name the official evaluator they followed; an imported name counts when it is one
+    own = any(isinstance(j.meta.get("templates"), list) for j in js)
+    known = set(names) if own else set(names) & {TEXT_ANNOTATOR, *alpaca_annotators()}
+    other = sorted(n for n in known if n != DEFAULT_ANNOTATOR)
+    if other:
+        return annotator, (f"annotator {', '.join(other)} is not the leaderboard's ({DEFAULT_ANNOTATOR}): not "
+                           "comparable with the published AlpacaEval 2.0 leaderboard")
+    return annotator, None
+
+
+def _with_annotator(est: Estimate, annotator: str | None, note: str | None) -> Estimate:
+    if annotator is None:
+        return est
+    meta = {**est.meta, "annotator": annotator}
+    if note:
+        meta["comparable"] = False
+        meta["note"] = f"{meta['note']}; {note}" if meta.get("note") else note
+    return est.model_copy(update={"meta": meta})
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # The benchmark
 
 
@@ -439,6 +518,8 @@ class AlpacaEval(Benchmark):
     as the official code does (right only when the file is complete and in eval order); ``"instruction"`` by the
     row's instruction (needs the eval set or eval indices in the judgments).
     ``weights``: published GLM weights (a file or a mapping) to also report the LC win rate they predict.
+    ``annotator``: the AlpacaEval evaluator the judge follows (default the leaderboard's, ``DEFAULT_ANNOTATOR``, which
+    needs logprobs; ``TEXT_ANNOTATOR`` for a judge without them). See the module docstring.
     """
 
     name = BENCHMARK
@@ -470,7 +551,13 @@ class AlpacaEval(Benchmark):
         difficulty_lookup: str = "position",
         weights: str | Path | Mapping[str, Mapping[str, float]] | None = None,
         version: str = VERSION,
+        annotator: str | None = None,
     ):
+        if annotator is not None and (not isinstance(annotator, str) or not annotator.strip()):
+            raise ConfigError(f"the AlpacaEval annotator must be an evaluator name, not {annotator!r}",
+                              fix=f'e.g. annotator = "{TEXT_ANNOTATOR}" (or leave it out for {DEFAULT_ANNOTATOR})')
+        name = (annotator or DEFAULT_ANNOTATOR).strip()
+        self.annotator = DEFAULT_ANNOTATOR if name == "weighted" else name
         if difficulty_lookup not in LOOKUPS:
             raise ValueError(f"difficulty_lookup must be one of {LOOKUPS}, got {difficulty_lookup!r}")
         self.eval_set = Path(eval_set) if eval_set is not None else None
@@ -495,12 +582,19 @@ class AlpacaEval(Benchmark):
         self._index: dict[str, int] | None = None
         self._warned = False
 
+    def judge_modes(self) -> list[str | None]:
+        """The annotator is the mode (None for the leaderboard's, whose judge id stays what it always was)."""
+        return [None if self.annotator == DEFAULT_ANNOTATOR else self.annotator]
+
     def judge_template(self, mode: str | None = None, source: str | Path = "auto") -> Any:
-        return template_for(BENCHMARK, mode, source)
+        tpl = template_for(BENCHMARK, mode or self.annotator, source)
+        if tpl.output_format == "logprob":  # what a judge says when its server returns no logprobs
+            tpl = dataclasses.replace(tpl, options={**tpl.options, "no_logprobs": _no_logprobs_hint(tpl.name)})
+        return tpl
 
     def judge_tasks(self, questions, answers, baseline_answers, template) -> list[JudgeTask]:
         """One game per answer; which output comes first is randomised per instruction, deterministically."""
-        tpl = template(None)
+        tpl = template(self.judge_modes()[0])
         out = []
         for q, a, b in self.pairs(questions, answers, baseline_answers):
             swapped = swap_for(q.turns[0])
@@ -663,7 +757,13 @@ class AlpacaEval(Benchmark):
                 known = len_m[np.isfinite(len_m)]
                 metrics["avg_length"] = Estimate(value=float(known.mean()), n=int(known.size), method="mean",
                                                  meta={"unit": "characters"})
-            meta = {"baseline": baseline, "judge": js[0].judge, "difficulty_lookup": lookup}
+            annotator, note = _annotator_note(js)
+            for name in ("win_rate", "discrete_win_rate"):
+                if name in metrics:
+                    metrics[name] = _with_annotator(metrics[name], annotator, note)
+            meta = {"baseline": baseline, "judge": js[0].judge, "difficulty_lookup": lookup, "annotator": annotator}
+            if note:
+                meta["not_comparable"] = note
             if "win_rate" not in metrics:
                 meta["error"] = "no usable preference: every annotation failed"
             out[model] = Summary(metrics=metrics, counts=counts, meta=meta)
@@ -760,7 +860,9 @@ class AlpacaEval(Benchmark):
                     notes.append(f"{unknown} rows without a known instruction difficulty (taken as 0)")
                 if notes:
                     meta["note"] = "; ".join(notes)
-                out[model].metrics["length_controlled_winrate"] = res.estimate.model_copy(update={"meta": meta})
+                out[model].metrics["length_controlled_winrate"] = _with_annotator(
+                    res.estimate.model_copy(update={"meta": meta}), out[model].meta.get("annotator"),
+                    out[model].meta.get("not_comparable"))
 
         weights = options.get("weights", self.weights)
         if weights is None:
