@@ -6,7 +6,14 @@ fresh store, and scored with `lioneval leaderboard --json`. The numbers are comp
 
 Run: ``python benchmarks/reproduce_official.py --data ../shared/validation``. The last line printed is one JSON
 object: {"arena_hard": {MODEL: {score, lower, upper}}, "alpaca_eval": {MODEL: {win_rate, standard_error,
-discrete_win_rate, length_controlled_winrate, lc_published_weights}}, "mt_bench": {MODEL: {overall, turn1, turn2}}}.
+discrete_win_rate, length_controlled_winrate, lc_published_weights}}, "mt_bench": {MODEL: {overall, turn1, turn2}},
+"arena_hard_v2": {MODEL: {score, score_style_controlled, lower, upper, style_coefs}}}.
+
+``arena_hard_v2`` scores the same Arena-Hard verdicts with the v2.0 method (written in today's file layout, read
+with ``load_official(version="v2.0")``, summarized by ``ArenaHard(version="v2.0")``) and compares them with the
+output of the official v2.0 ``show_result.py`` recorded in ``arena_hard/official_run.txt`` (section B). The official
+numbers are statistics of unseeded bootstrap draws, so they agree within a tolerance (0.3 points, 0.02 on the style
+coefficients; see tests/test_arena_hard_v2.py), not exactly.
 """
 
 from __future__ import annotations
@@ -77,6 +84,53 @@ def arena_hard(vdir: Path, tmp: Path, store: str) -> tuple[dict, dict]:
     return ours, check
 
 
+# The official v2.0 show_result.py on these verdicts (official_run.txt, section B): plain and `-f length markdown`.
+_V2_OFFICIAL = {"score": {"gpt-4-0613": 37.9, "gpt-3.5-turbo-0125": 23.4},
+                "score_style_controlled": {"gpt-4-0613": 36.8, "gpt-3.5-turbo-0125": 23.5},
+                "coefs": [0.3315, 0.0037, 0.0968, -0.0390]}
+
+
+def arena_hard_v2(vdir: Path, tmp: Path, store: str) -> tuple[dict, dict]:
+    from lioneval.benchmarks.arena_hard import ArenaHard, load_official
+
+    root = tmp / "arena_hard_v2"
+    rows: dict[Path, list[str]] = {}
+    answers: dict[str, dict[str, dict]] = {}
+    for line in open(vdir / "arena_hard" / "judgments_gpt-4-1106-preview.jsonl"):
+        o = json.loads(line)
+        path = root / "model_judgment" / "gpt-4-1106-preview" / f"{o['model']}.jsonl"
+        rows.setdefault(path, []).append(json.dumps({
+            "uid": o["question_id"], "category": o["category"], "judge": "gpt-4-1106-preview", "model": o["model"],
+            "baseline": o["baseline"], "games": [{"score": g["score"]} for g in o["games"]]}))
+        answers.setdefault(o["model"], {})[o["question_id"]] = o["model_answer_meta"]
+        answers.setdefault(o["baseline"], {})[o["question_id"]] = o["baseline_answer_meta"]
+    for model, metas in answers.items():
+        rows[root / "model_answer" / f"{model}.jsonl"] = [json.dumps({
+            "uid": q, "model": model, "metadata": m,
+            "messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": {"answer": ""}}]})
+            for q, m in metas.items()]
+    for path, lines in rows.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+    data = load_official(root, version="v2.0")
+    bench = ArenaHard(version="v2.0")
+    point = bench.summarize(data.judgments, data.answers, rounds=0, style_control=True)
+    boot = bench.summarize(data.judgments, data.answers, rounds=100, seed=0, unit="battle", style_control=True)
+    ours, check = {}, {}
+    for model, s in point.items():
+        sc = boot[model].metrics["score_style_controlled"]
+        coefs = list(s.meta["style_coefs"]["arena-hard-v0.1"].values())
+        ours[model] = {"score": s.metrics["score"].value, "score_style_controlled": sc.value,
+                       "lower": sc.ci_low, "upper": sc.ci_high, "level": sc.level, "style_coefs": coefs}
+        d_plain = ours[model]["score"] - _V2_OFFICIAL["score"][model]
+        d_sc = sc.value - _V2_OFFICIAL["score_style_controlled"][model]
+        d_coef = max(abs(a - b) for a, b in zip(coefs, _V2_OFFICIAL["coefs"], strict=True))
+        check[model] = {"score_diff": round(d_plain, 3), "score_style_controlled_diff": round(d_sc, 3),
+                        "coef_max_abs_diff": round(d_coef, 4),
+                        "ok": abs(d_plain) <= 0.3 and abs(d_sc) <= 0.3 and d_coef <= 0.02}
+    return ours, check
+
+
 def alpaca_eval(vdir: Path, tmp: Path, store: str) -> tuple[dict, dict]:
     """annotations.json per model (placeholder texts of the recorded lengths), imported and scored with the
     official LC inputs; parity with the leaderboard as the issue states it."""
@@ -140,7 +194,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         store = str(tmp_path / "reproduce.db")
-        for name, fn in (("mt_bench", mt_bench), ("arena_hard", arena_hard), ("alpaca_eval", alpaca_eval)):
+        for name, fn in (("mt_bench", mt_bench), ("arena_hard", arena_hard), ("arena_hard_v2", arena_hard_v2),
+                         ("alpaca_eval", alpaca_eval)):
             t0 = time.perf_counter()
             result[name], checks[name] = fn(vdir, tmp_path, store)
             timings[name] = round(time.perf_counter() - t0, 2)

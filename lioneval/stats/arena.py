@@ -5,6 +5,12 @@ battle rows, base 10, scale 400, ratings anchored so the baseline is exactly 100
 side, and the score shown as the win rate (%) against the baseline. Style control adds z-scored length and markdown
 differences as extra columns, fitted jointly with an L2 penalty.
 
+Arena-Hard-Auto v2.0 (``scheme="v2.0"``) keeps the battles and the win rate but changes the style features and
+the fit: length is ``(a - b) / (a + b)`` of the token counts, each markdown count becomes a density (count per
+token) before ``(a - b) / (a + b + 1)``, the features are z-scored with the sample standard deviation, and the
+logistic fit has no penalty (the logit scale of the model columns is only a reparametrisation of the ratings here:
+the win rate against the baseline is the same function of the fitted strengths).
+
 Everything is vectorized over bootstrap rounds: the resampled index sets are drawn at once and turned into per-row
 counts, so a round is a weighting of the same rows rather than a new table. With only baseline battles (the usual
 case) the unpenalised fit has a closed form and no round needs a solver; otherwise all rounds share batched Newton
@@ -36,7 +42,9 @@ from lioneval.stats.bootstrap import MIN_UNITS, ratio_intervals, rule_of_three
 from lioneval.types import Estimate
 
 __all__ = [
+    "MARKDOWN_FEATURES",
     "STYLE_FEATURES",
+    "STYLE_SCHEMES",
     "ArenaResult",
     "Battles",
     "arena_scores",
@@ -45,6 +53,10 @@ __all__ = [
 ]
 
 STYLE_FEATURES = ("token_len", "header_count", "list_count", "bold_count")
+MARKDOWN_FEATURES = STYLE_FEATURES[1:]
+# How the style features are built and fitted: the v0.1 recipe (show_result.py --style-control, L2-penalised) or
+# the v2.0 one (show_result.py -f length markdown, unpenalised, markdown as densities).
+STYLE_SCHEMES = ("v0.1", "v2.0")
 SCALE, BASE, INIT_RATING = 400.0, 10.0, 1000.0
 _LN_BASE = np.log(BASE)
 # Largest design (groups x coefficients^2) kept dense in the Newton steps: 4M doubles, 32 MB.
@@ -158,18 +170,14 @@ def _round_counts(battles: Battles, idx: np.ndarray, unit: str) -> np.ndarray:
     return counts
 
 
-def _style_matrix(battles: Battles, features: Sequence[str]) -> np.ndarray:
-    """Per row (a-b)/(a+b+1) for each feature, z-scored over the expanded battle rows, as the official fit does."""
-    unknown = [f for f in features if f not in STYLE_FEATURES]
-    if unknown:
-        raise DataError(f"unknown style feature(s) {unknown}", fix=f"choose from {list(STYLE_FEATURES)}")
+def _style_sides(battles: Battles, cols: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The raw style counts of side A and side B for the columns ``cols`` of STYLE_FEATURES, every one known."""
     if battles.style_a is None or battles.style_b is None:
         raise DataError(
             "style control needs length and markdown counts for every answer, but no answer metadata was given",
             fix="pass the answers (with meta['style'], e.g. loaded from model_answer/*.jsonl files that carry "
-            "conv_metadata) together with the judgments, or score without style control",
+            "conv_metadata or metadata) together with the judgments, or score without style control",
         )
-    cols = [STYLE_FEATURES.index(f) for f in features]
     sa, sb = battles.style_a[:, cols], battles.style_b[:, cols]
     missing = np.isnan(sa).any(axis=1) | np.isnan(sb).any(axis=1)
     if missing.any():
@@ -178,14 +186,51 @@ def _style_matrix(battles: Battles, features: Sequence[str]) -> np.ndarray:
             f"style control needs length and markdown counts for every answer; {int(missing.sum())} of "
             f"{len(battles)} battles lack them (first: question {battles.questions[battles.question[i]]!r}, "
             f"{battles.models[battles.a[i]]!r} vs {battles.models[battles.b[i]]!r})",
-            fix="add conv_metadata (token_len, header_count, list_count, bold_count) to those answers, "
-            "or score without style control",
+            fix="add conv_metadata (v0.1 layout) or metadata (current layout) with token_len, header_count, "
+            "list_count and bold_count to those answers, or score without style control",
         )
+    return sa, sb
+
+
+def _check_features(features: Sequence[str]) -> None:
+    unknown = [f for f in features if f not in STYLE_FEATURES]
+    if unknown:
+        raise DataError(f"unknown style feature(s) {unknown}", fix=f"choose from {list(STYLE_FEATURES)}")
+
+
+def _style_matrix(battles: Battles, features: Sequence[str]) -> np.ndarray:
+    """Per row (a-b)/(a+b+1) for each feature, z-scored over the expanded battle rows, as the official fit does."""
+    _check_features(features)
+    sa, sb = _style_sides(battles, [STYLE_FEATURES.index(f) for f in features])
     diff = (sa - sb) / (sa + sb + 1.0)
     w = battles.weight / battles.weight.sum()
     mean = w @ diff
     std = np.sqrt(w @ (diff - mean) ** 2)
     # A constant feature carries no information; leave it at zero instead of dividing by zero.
+    return (diff - mean) / np.where(std > 0, std, 1.0)
+
+
+def _style_matrix_v2(battles: Battles, features: Sequence[str]) -> np.ndarray:
+    """The v2.0 features, side A minus side B: length (a-b)/(a+b); each markdown count as a density (count per
+    token) and then (a-b)/(a+b+1); z-scored over the expanded battle rows with the sample standard deviation.
+
+    Side A minus side B (the baseline minus the model) gives the coefficients the official fit reports, whose
+    features are the model minus the baseline: the logit is for side A, so both signs flip. An empty answer (no
+    tokens) has density 0, and two empty answers a length feature of 0, where the official code divides by zero.
+    """
+    _check_features(features)
+    sa, sb = _style_sides(battles, range(len(STYLE_FEATURES)))
+    la, lb = sa[:, :1], sb[:, :1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        length = np.where(la + lb > 0, (la - lb) / (la + lb), 0.0)
+        da = np.where(la > 0, sa[:, 1:] / la, 0.0)
+        db = np.where(lb > 0, sb[:, 1:] / lb, 0.0)
+    diff = np.hstack([length, (da - db) / (da + db + 1.0)])[:, [STYLE_FEATURES.index(f) for f in features]]
+    w = battles.weight.astype(float)
+    total = w.sum()
+    mean = (w / total) @ diff
+    var = w @ (diff - mean) ** 2 / max(total - 1.0, 1.0)
+    std = np.sqrt(var)
     return (diff - mean) / np.where(std > 0, std, 1.0)
 
 
@@ -522,6 +567,8 @@ def arena_scores(
     indices: np.ndarray | None = None,
     interval: str | None = None,
     min_units: int = MIN_UNITS,
+    scheme: str = "v0.1",
+    level: float = 0.95,
 ) -> ArenaResult:
     """Bradley-Terry win rates against ``baseline`` with bootstrap intervals.
 
@@ -531,8 +578,14 @@ def arena_scores(
     ``interval``: "percentile" (the official method, the default with ``unit="battle"``) or "bootstrap-t" (the
     default with ``unit="question"``; it needs the closed form, so a style-controlled or non-baseline fit falls back
     to the percentile interval and says so in ``meta["ci"]``). ``min_units``: fewest questions a model needs for an
-    interval (below it none is claimed and the estimate is not ``reliable``).
+    interval (below it none is claimed and the estimate is not ``reliable``). ``scheme``: the style features and
+    fit of Arena-Hard "v0.1" (L2-penalised, ``C``) or "v2.0" (unpenalised, markdown densities; ``C`` unused).
+    ``level``: the interval's coverage (the official v0.1 script shows 95%, the v2.0 one 90%).
     """
+    if scheme not in STYLE_SCHEMES:
+        raise DataError(f"unknown style-control scheme {scheme!r}", fix=f"use one of {list(STYLE_SCHEMES)}")
+    if not 0.0 < level < 1.0:
+        raise DataError(f"interval level {level!r} is not between 0 and 1", fix="use e.g. level=0.95")
     if unit not in ("battle", "question"):
         raise DataError(f"unknown resampling unit {unit!r}", fix="use unit='battle' (official) or unit='question'")
     interval = interval or ("bootstrap-t" if unit == "question" else "percentile")
@@ -547,7 +600,8 @@ def arena_scores(
     pin = battles.models.index(baseline)
     m = len(battles.models)
     features = tuple(STYLE_FEATURES if style_control is True else (style_control or ()))
-    feats = _style_matrix(battles, features) if features else np.zeros((len(battles), 0))
+    style_matrix = _style_matrix_v2 if scheme == "v2.0" else _style_matrix
+    feats = style_matrix(battles, features) if features else np.zeros((len(battles), 0))
 
     if indices is not None:
         seed = None  # the draws came from the caller, not from this seed
@@ -575,7 +629,8 @@ def arena_scores(
             # studentized interval comes from the same sums.
             wins, total = _per_question(battles, pin)
             ratio = ratio_intervals(
-                wins, total, draws.T if rounds else None, method=interval, bounds=(0.0, 1.0), min_units=min_units
+                wins, total, draws.T if rounds else None, method=interval, bounds=(0.0, 1.0), min_units=min_units,
+                level=level,
             )
             shares = ratio.boot if ratio.boot is not None else np.empty((0, m))
             shares[:, pin] = 0.5
@@ -588,7 +643,7 @@ def arena_scores(
         samples = _rating(np.clip(shares, 1e-12, 1 - 1e-12))
     else:
         _check_connected(battles, pin)
-        c = C if features else None
+        c = C if features and scheme == "v0.1" else None
         prep = _prepare(battles, feats)
         theta = _fit_bt(battles, feats, full, pin=pin, C=c, prepared=prep)
         ratings = SCALE * (theta[0, :m] - theta[0, pin]) + INIT_RATING
@@ -610,8 +665,9 @@ def arena_scores(
         finite = not np.isnan(samples).any()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a model absent from every round: NaN, said below
-            pct = np.percentile(samples, [2.5, 97.5], axis=0) if finite else np.nanpercentile(
-                samples, [2.5, 97.5], axis=0)
+            tail = round(50.0 * (1.0 - level), 10)  # 2.5 exactly for 95%: the official percentiles
+            tails = [tail, 100.0 - tail]
+            pct = np.percentile(samples, tails, axis=0) if finite else np.nanpercentile(samples, tails, axis=0)
             lo, hi = 100 * win_rate(pct)
             if rounds > 1:
                 wr = 100 * win_rate(samples)
@@ -625,6 +681,8 @@ def arena_scores(
         meta: dict[str, Any] = {"rating": rating, "baseline": baseline, "ci": ci_method}
         if features:
             meta["style_features"] = list(features)
+            if scheme != "v0.1":
+                meta["style_scheme"] = scheme
         if features and unit == "question" and interval == "bootstrap-t":
             meta["ci_note"] = "the style-controlled fit has no closed form: percentile interval over questions"
         ci_low: float | None = None
@@ -674,6 +732,7 @@ def arena_scores(
             seed=seed,
             unit=unit,
             reliable=reliable,
+            level=level,
             meta=meta,
         )
     return ArenaResult(
