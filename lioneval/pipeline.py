@@ -313,20 +313,17 @@ def prepare(cfg: RunConfig, judge: Any = None) -> Prepared:
     if cfg.ckpt:
         identify(cfg.ckpt)  # a wrong checkpoint path fails first
     benches = {name: bench_object(name, cfg) for name in cfg.bench}
-    if judge is not None:
-        specs = {name: judge.spec.label for name in benches}
-        for bench in benches.values():
-            judge.id_for(bench)
-    else:
-        specs = judge_specs(cfg, benches)
-        for name, spec in specs.items():
-            _make_judge(cfg, spec).id_for(benches[name])  # a bad spec or template fails now, not after generation
+    specs = {name: judge.spec.label for name in benches} if judge is not None else judge_specs(cfg, benches)
     loaded, data = {}, {}
     for name, bench in benches.items():
         resolved = resolve_data(name, bench, cfg)
         loaded[name] = load_inputs(name, cfg, resolved.path if resolved is not None else None)
         if resolved is not None:
             data[name] = resolved.record()
+    # A bad spec or judge template fails now, not after generation (after the data: official prompts may come
+    # with it into the hub cache).
+    for name, inputs in loaded.items():
+        (judge or _make_judge(cfg, specs[name])).id_for(inputs.bench)
     return Prepared(loaded, specs, data)
 
 
@@ -452,17 +449,23 @@ def _lease(store: RunStore, run_key: str) -> Iterator[None]:
 def _unavailable(judge: Any, bench: Benchmark, e: JudgeUnavailableError) -> JudgeRun:
     """What a judging pass did when the judge answered nothing: every request it had is unanswered."""
     requested = getattr(e, "requested", None)
+    message = e.message if getattr(e, "rerun_helps", True) else f"{e.message} ({NO_RERUN})"
     jrun = JudgeRun(judge=judge.id_for(bench), requested=requested if requested is not None else -1,
-                    errors=Counter({e.message: 1}))
+                    errors=Counter({message: 1}))
     jrun.transport_failures = max(requested or 0, 1)
     return jrun
+
+
+NO_RERUN = "rerunning alone would stop the same way"
 
 
 def _transport_note(jrun: JudgeRun) -> str | None:
     if not jrun.transport_failures:
         return None
     top = jrun.errors.most_common(1)[0][0] if jrun.errors else "no answer"
-    return " ".join(str(top).split())[:300]
+    note = " ".join(str(top).split())
+    # an error that carries its own fix is kept whole (the fix is the point); a server's error text is cut short
+    return note[:1000] if NO_RERUN in note else note[:300]
 
 
 @dataclass(frozen=True)
@@ -474,9 +477,14 @@ class Limits:
 
 
 def finish_hint(reports: Sequence[Report]) -> str:
-    """How to finish incomplete reports."""
+    """How to finish incomplete reports: a judge error's own fix when it gave one (a rerun alone would stop the same
+    way), else rerunning, retrying failed verdicts, or changing judge."""
     hints = []
-    if any(r.counts.get("unanswered", 0) or r.counts.get("missing_answers", 0) for r in reports if not r.complete):
+    own = [why.split(". Fix: ", 1)[1].removesuffix(")").replace(f" ({NO_RERUN})", "")
+           for r in reports if not r.complete for why in r.incomplete if NO_RERUN in why and ". Fix: " in why]
+    hints += list(dict.fromkeys(own))
+    if any((r.counts.get("unanswered", 0) or r.counts.get("missing_answers", 0)) and
+           not any(NO_RERUN in why for why in r.incomplete) for r in reports if not r.complete):
         hints.append("rerun the same command: it resumes and makes only the missing calls")
     if any(r.counts.get("failed", 0) for r in reports if not r.complete):
         run = reports[0].run if reports else "RUN"

@@ -294,7 +294,7 @@ CASES = [
          setup=_arena(questions='{"question_id": "a", "turns": 5}\n')),
     Case("import-arena-hard-answer-id-an-object", ["import", "arena-hard", "{w}/ah"], "answer without a question_id",
          setup=_arena(answers='{"question_id": {"a": 1}, "choices": [{"turns": [{"content": "x"}]}]}\n')),
-    Case("import-arena-hard-is-a-file", ["import", "arena-hard", "{w}/x.jsonl"], "is not a folder",
+    Case("import-arena-hard-is-a-file", ["import", "arena-hard", "{w}/x.jsonl"], "nothing to import",
          files={"x.jsonl": "{}\n"}),
     Case("import-alpaca-eval-latin1", ["import", "alpaca-eval", "{w}/ann.json"], "is not UTF-8 text",
          files={"ann.json": _latin1(json.dumps([{**ANN, "instruction": "caf\u00e9"}], ensure_ascii=False))}),
