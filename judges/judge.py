@@ -557,7 +557,7 @@ class Judge:
             res = parsers.parse_rating(text)
             value = res.value
         else:
-            res = parsers.parse_pairwise_verdict(text)
+            res = parsers.parse_pairwise_verdict(text, rule=str(g.template.options.get("verdict_rule", "one")))
             # res.value is position A's share of the win
             value = None if res.value is None else (res.value if g.model_position == "A" else 1 - res.value)
         if o.finish_reason == "length" and res.error:

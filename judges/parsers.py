@@ -190,15 +190,19 @@ def _normalise_verdict(raw: str) -> str | None:
     return f"{left}{op}{right}"
 
 
-def parse_pairwise_verdict(text: str | None) -> ParseResult:
+def parse_pairwise_verdict(text: str | None, *, rule: str = "one") -> ParseResult:
     """Read an Arena-Hard verdict: exactly one of ``[[A>>B]]``, ``[[A>B]]``, ``[[A=B]]``, ``[[B>A]]``, ``[[B>>A]]``.
 
     Mirrored spellings (``[[B<<A]]``), lower case and spaces inside the brackets are accepted and normalised.
-    Repeating the same verdict is fine; two different ones are "ambiguous". ``value`` is position A's share
-    (1, 1, 0.5, 0, 0); the label keeps the strength.
+    ``rule="one"`` (v0.1's ``get_score``): repeating the same verdict is fine; two different ones are "ambiguous".
+    ``rule="last"`` (v2.0's ``get_score``): the last verdict counts, and only when there is no double-bracket one
+    does a single-bracket ``[A>B]`` count. ``value`` is position A's share (1, 1, 0.5, 0, 0); the label keeps the
+    strength.
     """
     if not text or not text.strip():
         return _fail(NO_VERDICT, "no verdict found: the judge output is empty")
+    if rule == "last":
+        return _last_verdict(text)
     verdicts: list[str] = []
     malformed: list[str] = []
     for m in _BRACKETED.finditer(text):
@@ -218,6 +222,25 @@ def parse_pairwise_verdict(text: str | None) -> ParseResult:
         return ParseResult(value=_PAIRWISE_SHARE[distinct[0]], label=distinct[0])
     if malformed:
         return _fail(MALFORMED, f"malformed verdict {malformed[0]}: expected one of " + ", ".join(PAIRWISE_LABELS))
+    return _fail(NO_VERDICT, f"no verdict found: no [[A>B]]-style label (ends with {_excerpt(text)})")
+
+
+_SINGLE_BRACKETED = re.compile(r"(?<!\[)\[([^\[\]\n]{1,24})\](?!\])")
+
+
+def _last_verdict(text: str) -> ParseResult:
+    """Arena-Hard v2.0: the last double-bracket verdict, else the last single-bracket one."""
+    for pattern in (_BRACKETED, _SINGLE_BRACKETED):
+        labels = []
+        for m in pattern.finditer(text):
+            raw = re.sub(r"\s+", "", m.group(1)).upper()
+            if _VERDICT_CHARS.match(raw):
+                labels.append(_normalise_verdict(raw))
+        if labels:
+            label = labels[-1]
+            if label is None:
+                return _fail(MALFORMED, "malformed final verdict: expected one of " + ", ".join(PAIRWISE_LABELS))
+            return ParseResult(value=_PAIRWISE_SHARE[label], label=label)
     return _fail(NO_VERDICT, f"no verdict found: no [[A>B]]-style label (ends with {_excerpt(text)})")
 
 

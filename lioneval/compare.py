@@ -54,8 +54,9 @@ def compare_runs(store: RunStore, run_a: str, run_b: str, *, rounds: int = 1000,
     so a row carries ``rounds`` None and the seed it was asked for."""
     spec_a, spec_b = store.run(run_a), store.run(run_b)
     rows, skipped = [], []
-    for name in [b for b in spec_a.benchmarks if b in spec_b.benchmarks]:
-        bench = benchmarks.load(name)
+    for spec_name in [b for b in spec_a.benchmarks if b in spec_b.benchmarks]:
+        bench = benchmarks.load(spec_name)  # NAME@VERSION as the runs named it; records carry the name alone
+        name = bench.name
         ja: list[Judgment] = store.linked(spec_a.key, "judgments", benchmark=name)  # type: ignore[assignment]
         jb: list[Judgment] = store.linked(spec_b.key, "judgments", benchmark=name)  # type: ignore[assignment]
         ja = [j for j in ja if j.model == spec_a.model]

@@ -504,7 +504,7 @@ def report_units(store: RunStore, report: Report,
     None when ``metric`` is not the benchmark's paired metric, the benchmark is not installed, or no judgment of
     the run is stored (e.g. a report imported without its judgments)."""
     try:
-        bench = benchmarks.load(report.benchmark)
+        bench = benchmarks.of(report.benchmark, report.benchmark_version)
     except LionEvalError:
         return None
     if metric is not None and metric != bench.paired_metric:

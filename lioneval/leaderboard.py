@@ -10,7 +10,7 @@ import numpy as np
 
 from lioneval import benchmarks
 from lioneval.checks.audit import NULL_MODEL_PREFIX
-from lioneval.errors import DataError
+from lioneval.errors import DataError, LionEvalError
 from lioneval.stats.bootstrap import MAX_FAILED_SHARE
 from lioneval.store import RunStore
 from lioneval.types import Answer
@@ -53,10 +53,10 @@ def summarize_store(
         raise DataError(f"{bench} has no battle rows to resample: its intervals always resample questions",
                         fix="leave --unit out (or use --unit question) for this benchmark")
     # The null-model probe stores its constant answers' judgments beside real ones; they are not contenders.
-    judgments = [j for j in store.judgments(benchmark=bench, judge=judge, model=models)
+    judgments = [j for j in store.judgments(benchmark=benchmark.name, judge=judge, model=models)
                  if not j.model.startswith(NULL_MODEL_PREFIX)]
     if answers is None:
-        answers = store.answers(benchmark=bench)
+        answers = store.answers(benchmark=benchmark.name)
     by_judge = defaultdict(list)
     for j in judgments:
         by_judge[j.judge].append(j)
@@ -97,12 +97,16 @@ def leaderboard(
     many failures), or when more than MAX_FAILED_SHARE of the model's judgments failed; ``unreliable`` gives the
     reasons. ``unit``: see summarize_store.
     """
-    answers = store.answers(benchmark=bench)  # read once: the summaries and the length columns both need them
+    # read once: the summaries and the length columns both need them (records carry the name without @VERSION)
+    answers = store.answers(benchmark=benchmarks.split_version(bench)[0])
     summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, unit=unit, answers=answers,
                                 **options)
     lengths = _lengths(answers)
     found = benchmarks.find(bench)
-    key = found.headline if found is not None else None
+    try:  # a version may have its own headline (Arena-Hard v2.0: style control)
+        key: str | None = benchmarks.load(bench).headline
+    except LionEvalError:
+        key = found.headline if found is not None else None
     rows = []
     for judge_id, per_model in summaries.items():
         for model, summary in per_model.items():

@@ -381,3 +381,21 @@ def test_real_weak_judge_failures():
         outcome[f"{'ok' if result.ok else result.code} (recorded {row['score'] if row['score'] < 1 else '1-10'})"] += 1
     print(f"\nweak-judge outputs: {len(rows)} rows, {dict(outcome)}")
     assert outcome["no_verdict (recorded -1)"] == sum(r["score"] == -1 for r in rows)
+
+
+@pytest.mark.parametrize("text, label", [
+    ("first [[A>B]], on reflection [[B>>A]]", "B>>A"),  # the last verdict counts
+    ("My final verdict is [[a = b]].", "A=B"),
+    ("no double brackets, final: [B>A]", "B>A"),  # single brackets only when there is no double-bracket verdict
+    ("[[A>B]] and a citation [B>A]", "A>B"),
+    ("mirrored [[B<<A]]", "A>>B"),
+])
+def test_arena_hard_v2_reads_the_last_verdict(text, label):
+    res = parse_pairwise_verdict(text, rule="last")
+    assert res.label == label and res.error is None
+
+
+@pytest.mark.parametrize("text, code", [("", NO_VERDICT), ("no label at all", NO_VERDICT), ("[[A>C]]", NO_VERDICT)])
+def test_arena_hard_v2_failures_are_values(text, code):
+    res = parse_pairwise_verdict(text, rule="last")
+    assert res.value is None and res.code == code

@@ -157,3 +157,28 @@ def test_a_project_config_sets_judge_and_data(hub, project, monkeypatch, capsys,
             assert (project / "runs" / "team.db").exists()
         finally:
             (project / "lioneval.toml").unlink()
+
+
+def test_arena_hard_v2_as_written(hub, project, monkeypatch, capsys):
+    """`--bench arena-hard@v2.0`: today's layout from the hub (per-category baselines), its official judge, the
+    style-controlled headline, and the v2.0 rule for reading verdicts (the last label counts)."""
+    folder = Path(__file__).parent / "fixtures" / "arena_hard_v2"
+    files = {f"data/arena-hard-v2.0/{p.relative_to(folder).as_posix()}": p.read_bytes()
+             for p in folder.rglob("*.jsonl") if "model_judgment" not in p.parts}
+    commit = hub.add_repo("lmarena-ai/arena-hard-auto", files, repo_type="dataset")
+    MODELS.clear()
+
+    def v2_judge(req: dict):
+        MODELS.add(req["model"])
+        return "First thought [[A>B]]; on reflection my final verdict is [[B>A]]"  # v2.0 reads the last label
+
+    with ScriptedServer(v2_judge) as judge:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", judge.base_url)
+        assert main(["run", "--ckpt", "out/dpo-step2000", "--bench", "arena-hard@v2.0", "--json"]) == 0
+        (rep,) = json.loads(capsys.readouterr().out)["reports"]
+    assert MODELS == {"gpt-4.1"} and rep["benchmark_version"] == "v2.0" and rep["complete"]
+    assert rep["meta"]["data"]["commit"] == commit and rep["meta"]["headline"] == "score_style_controlled"
+    assert rep["counts"]["failed"] == 0  # two different labels in one reply: v0.1 would call it ambiguous
+    assert {"score", "score_style_controlled"} <= set(rep["metrics"])
+    assert any(m.startswith("score/creative_writing") for m in rep["metrics"])

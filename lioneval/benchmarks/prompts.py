@@ -130,6 +130,7 @@ class PromptTemplate:
             "kind": self.kind,
             "output_format": self.output_format,
             "ids": list(self.options.get("ids", ())),
+            **({"verdict_rule": self.options["verdict_rule"]} if "verdict_rule" in self.options else {}),
         }
         text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -427,7 +428,9 @@ def _arena_v2_builtin(category: str) -> PromptTemplate:
         category=category,
         description=f"Arena-Hard v2.0 pairwise, {category}: "
         + ("the judge compares A and B directly" if creative else "the judge answers first, then compares A and B"),
-        options={"sampling": dict(ARENA_V2_SAMPLING), "attempts": 1, "regex_pattern": ARENA_VERDICT_PATTERN},
+        # v2.0 reads the last verdict label of the reply (v0.1 wanted exactly one) and asks no follow-up
+        options={"sampling": dict(ARENA_V2_SAMPLING), "attempts": 1, "regex_pattern": ARENA_VERDICT_PATTERN,
+                 "verdict_rule": "last"},
     )
 
 
