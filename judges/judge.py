@@ -592,11 +592,11 @@ def judge_stored(
             f"no stored {bench.name} answers for {', '.join(models)}",
             fix="generate them with `lioneval run` or import them with `lioneval import`",
         )
-    baseline = baseline or bench.default_baseline
-    base = store.answers(benchmark=bench.name, model=baseline) if baseline else []
+    wanted = [baseline] if baseline else bench.baseline_models()
+    base = store.answers(benchmark=bench.name, model=wanted) if wanted else []
     if bench.kind == "pairwise" and not base:
         raise LionEvalError(
-            f"no stored answers of baseline {baseline!r} for {bench.name}",
+            f"no stored answers of baseline {' or '.join(map(repr, wanted))} for {bench.name}",
             fix="import the baseline's answers (official model_answer/ or reference outputs) or pass --baseline",
         )
     t0 = time.perf_counter()

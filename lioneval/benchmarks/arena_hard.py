@@ -758,6 +758,9 @@ class ArenaHard(Benchmark):
                     "(baseline={category: model})",
             )
 
+    def baseline_models(self) -> list[str]:
+        return [self.baseline] if self.version == VERSIONS[0] else sorted(set(self.baselines.values()))
+
     def baseline_answers(self) -> list[Answer]:
         """The baseline's answers (v0.1); v2.0: for each question, the answer of its category's baseline."""
         root = self._root()

@@ -154,6 +154,11 @@ class Benchmark:
         """The baseline's answers (pairwise benchmarks); [] for rating benchmarks."""
         return []
 
+    def baseline_models(self) -> list[str]:
+        """Every model this benchmark's answers are compared with (one per category where it differs by category,
+        as in Arena-Hard v2.0); [] for rating benchmarks."""
+        return [self.baseline] if self.kind == "pairwise" and self.baseline else []
+
     def generation(self, question: Question) -> dict[str, Any]:
         """Sampling settings for one question: at least ``temperature`` and ``max_new_tokens``."""
         return {"temperature": 0.0, "max_new_tokens": self.max_new_tokens}

@@ -267,13 +267,13 @@ def audit_judge(
     if not isinstance(config, CheckConfig):
         config = CheckConfig.from_yaml(config) if config is not None else CheckConfig()
     judge_obj = make_judge(judge) if isinstance(judge, str) else judge
-    questions = store.questions(benchmark=bench) if store is not None else []
+    questions = store.questions(benchmark=bench_obj.name) if store is not None else []
     if not questions:
         questions = bench_obj.questions()
     base: list[Answer] = []
     if bench_obj.kind == "pairwise":
         baseline = bench_obj.baseline
-        base = store.answers(benchmark=bench, model=baseline) if store is not None else []
+        base = store.answers(benchmark=bench_obj.name, model=bench_obj.baseline_models()) if store is not None else []
         if not base and data is not None:
             base = bench_obj.baseline_answers()
         if not base:
