@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -379,10 +380,12 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--retry-failed", is_flag=True, help="Judge again the stored judgments that could not be parsed.")
 @click.option("--demo", is_flag=True, help="Offline demo: SmolLM2-135M as policy and judge on bundled questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+@click.option("--progress-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds between progress lines when output is not a terminal (logs, CI).")
 @pass_ctx
 def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, judge_max_tokens, judge_timeout, judge_concurrency, data,
             revision, baseline, bench_option, limit, subset, seed, rounds, max_new_tokens, batch_size,
-            chat_template, conv_template, retry_failed, demo, as_json) -> None:
+            chat_template, conv_template, retry_failed, demo, as_json, progress_interval) -> None:
     """Generate, judge, score and check a checkpoint: `lioneval run --ckpt out/dpo-step2000`."""
     from lioneval.pipeline import demo_config, prepare, run
 
@@ -405,7 +408,7 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, judge_max_tokens, judge_
     elif not cfg.ckpt and not cfg.policy:
         raise click.UsageError("nothing to evaluate: pass --ckpt PATH (or --policy openai-compatible:MODEL@URL)")
     prepared = prepare(cfg)  # checkpoint, judges and data checked before the store is opened or a model loaded
-    with ctx.store() as st, _progress(quiet=as_json) as progress:
+    with ctx.store() as st, _progress(quiet=as_json, interval=progress_interval) as progress:
         result = run(cfg, st, progress=progress, prepared=prepared)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
@@ -503,36 +506,101 @@ Real evaluations use a strong judge and the official benchmark data (downloaded 
 
 
 class _progress:
-    """Rich progress bars (rate and ETA) for generation and judging; silent when output is JSON."""
+    """Progress of generation and judging: rich bars (done/total, answers or tokens per second, ETA) on a terminal;
+    plain lines at most every ``interval`` seconds when output is not a terminal (CI, Slurm logs); nothing for JSON.
+    A stage that would take longer than ``LONG_S`` at the measured speed says so once, with what to do."""
 
-    def __init__(self, quiet: bool = False):
+    LONG_S = 30 * 60
+
+    def __init__(self, quiet: bool = False, interval: float = 30.0):
         self.quiet = quiet
+        self.interval = interval
         self.tasks: dict[str, int] = {}
+        self.plain = not sys.stderr.isatty()
+        self.bar: Any = None
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.latest: dict[str, tuple[str, bool]] = {}  # stage -> its last line, finished?
 
     def __enter__(self):
         if self.quiet:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        started: dict[str, tuple[float, int, int]] = {}
+        printed: dict[str, float] = {}
+        warned: set[str] = set()
+        if not self.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]:>9}"), TimeRemainingColumn(), transient=False)
-        self.bar.start()
-        started: dict[str, tuple[float, int]] = {}
+            self.bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]:>12}"), TimeRemainingColumn(), transient=False)
+            self.bar.start()
 
-        def update(stage: str, done: int, total: int) -> None:
+        def update(stage: str, done: int, total: int, **extra: Any) -> None:
             now = time.monotonic()
-            if stage not in self.tasks:
-                self.tasks[stage] = self.bar.add_task(stage, total=total, rate="")
-                started[stage] = (now, done)  # items already stored are not part of the rate
-            t0, d0 = started[stage]
-            rate = f"{(done - d0) / (now - t0):.2f}/s" if now > t0 and done > d0 else ""
-            self.bar.update(self.tasks[stage], completed=done, total=total, rate=rate)
+            tokens = extra.get("tokens")
+            if stage not in started:
+                started[stage] = (now, done, int(tokens or 0))  # items already stored are not part of the rate
+            t0, d0, k0 = started[stage]
+            elapsed = now - t0
+            rate, eta = "", None
+            if elapsed > 0 and done > d0:
+                per_s = (done - d0) / elapsed
+                eta = (total - done) / per_s
+                rate = f"{(int(tokens) - k0) / elapsed:.1f} tok/s" if tokens is not None else f"{per_s:.2f}/s"
+                if eta > self.LONG_S and stage not in warned and done - d0 >= 2:
+                    warned.add(stage)
+                    self._say(f"note: {stage} will take about {eta / 60:.0f} more minutes at {rate}; consider "
+                              "--limit N, a smaller --max-new-tokens, or a served model (--policy "
+                              "openai-compatible:MODEL@URL, e.g. vLLM on a GPU)")
+            if self.bar is not None:
+                if stage not in self.tasks:
+                    self.tasks[stage] = self.bar.add_task(stage, total=total, rate="")
+                self.bar.update(self.tasks[stage], completed=done, total=total, rate=rate)
+            else:
+                left = f", about {_duration(eta)} left" if eta is not None and done < total else ""
+                line = f"{stage}: {done}/{total}" + (f", {rate}" if rate else "") + left
+                with self.lock:
+                    # a stage that ends within one interval prints nothing; a longer one prints a line at least
+                    # every interval (see heartbeat) and its last line
+                    self.latest[stage] = (line, done >= total)
+                    if done >= total:
+                        if stage in printed:
+                            click.echo(line, err=True)
+                    elif now - printed.get(stage, t0) >= self.interval:
+                        printed[stage] = now
+                        click.echo(line, err=True)
 
+        if self.bar is None and self.interval > 0:
+            # a stage whose items take long (a batch of long answers) still says it is alive every interval
+            def heartbeat() -> None:
+                while not self.stop.wait(self.interval):
+                    now = time.monotonic()
+                    with self.lock:
+                        for stage, (line, finished) in self.latest.items():
+                            if not finished and now - printed.get(stage, started[stage][0]) >= self.interval:
+                                printed[stage] = now
+                                click.echo(f"{line} (elapsed {_duration(now - started[stage][0])})", err=True)
+
+            threading.Thread(target=heartbeat, name="progress", daemon=True).start()
         return update
 
+    def _say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
     def __exit__(self, *exc) -> None:
-        if not self.quiet:
+        self.stop.set()
+        if self.bar is not None:
             self.bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _raise_if_incomplete(reports) -> None:

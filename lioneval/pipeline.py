@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -386,21 +388,58 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
     result = RunResult(run=run_key, spec=spec, reports=[])
     limits = Limits(cfg.max_failed_share, cfg.max_unanswered_share)
     with _lease(store, run_key):
+        progress = _recorded(progress, store, run_key)
+        generated = []
         for name, inputs in loaded.items():
             bench, bench_judge = inputs.bench, judges[name]
             store.put_questions(inputs.questions)
             store.put_answers(inputs.baseline)
             store.link(run_key, "questions", [q.key for q in inputs.questions])
             store.link(run_key, "answers", [a.key for a in inputs.baseline])
-            answers = generate_answers(
-                backend, bench, inputs.questions, spec.model, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                store=store, progress=_stage(progress, f"generate {name}"),
-            )
-            store.link(run_key, "answers", [a.key for a in answers])
+            # A remote judge starts on each answer as soon as it is stored, while the rest are generated; a judge
+            # that runs on this machine's model waits (it would only compete with generation for the same cores).
+            worker = _JudgeWorker(bench_judge, bench, inputs.questions, inputs.baseline, store, cfg.retry_failed) \
+                if _can_overlap(bench_judge, backend) else None
             try:
-                jrun = _judge_and_link(store, run_key, bench_judge, bench, inputs.questions, answers,
+                answers = generate_answers(
+                    backend, bench, inputs.questions, spec.model, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                    store=store, progress=_stage(progress, f"generate {name}"),
+                    on_answer=worker.submit if worker else None,
+                )
+            finally:
+                if worker:
+                    worker.close()
+            store.link(run_key, "answers", [a.key for a in answers])
+            generated.append((name, inputs, answers, worker))
+        for name, inputs, answers, worker in generated:
+            bench, bench_judge = inputs.bench, judges[name]
+            done_runs: list[JudgeRun] = []
+            rest = list(answers)
+            if worker:
+                worker.join()
+                if worker.error is None:  # the answers it judged are done (their failures count once, as here)
+                    done_runs = worker.runs
+                    rest = [a for a in answers if a.key not in worker.handled]
+                elif isinstance(worker.error, JudgeUnavailableError) and not getattr(worker.error, "rerun_helps",
+                                                                                        True):
+                    # the judge cannot do this benchmark (no logprobs): asking again would stop the same way
+                    asked = bench_judge.run_answers(bench, inputs.questions, answers, inputs.baseline,
+                                                    _StoredOnly(store))
+                    store.link(run_key, "judgments", [j.key for j in asked.judgments])
+                    worker.error.requested = asked.requested  # type: ignore[attr-defined]
+                    rest = []
+            try:
+                if worker and worker.error is not None and not rest:
+                    raise worker.error
+                jrun = _judge_and_link(store, run_key, bench_judge, bench, inputs.questions, rest,
                                        inputs.baseline, retry_failed=cfg.retry_failed,
                                        progress=_stage(progress, f"judge {name}"))
+                if done_runs:
+                    store.link(run_key, "judgments", [j.key for r in done_runs for j in r.judgments])
+                    jrun = _merged([*done_runs, jrun])
+                    judged = _stage(progress, f"judge {name}")
+                    if judged:  # the whole stage, background batches included
+                        judged(jrun.requested - jrun.transport_failures, jrun.requested)
             except JudgeUnavailableError as e:  # a down judge leaves the run incomplete, not crashed
                 jrun = _unavailable(bench_judge, bench, e)
             result.judge_lines.append(f"{name}: {jrun.line()}")
@@ -497,11 +536,126 @@ def finish_hint(reports: Sequence[Report]) -> str:
     return "; ".join(hints) or "rerun the same command"
 
 
-def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+def _stage(progress: Progress | None, stage: str) -> Callable[..., None] | None:
     """The progress callback of one stage ("generate mt-bench", "judge arena-hard")."""
     if progress is None:
         return None
-    return lambda done, total: progress(stage, done, total)
+    return lambda done, total, **extra: progress(stage, done, total, **extra)
+
+
+PROGRESS_STORE_S = 2.0  # a run records its progress in the store at most this often per stage (and at the end)
+
+
+def _recorded(progress: Progress | None, store: RunStore, run_key: str) -> Progress:
+    """The progress callback, also recording each stage's figures in the store (for dashboards and `runs`)."""
+    last: dict[str, float] = {}
+    started: dict[str, tuple[float, int, int]] = {}
+    lock = threading.Lock()
+
+    def update(stage: str, done: int, total: int, **extra: Any) -> None:
+        if progress is not None:
+            progress(stage, done, total, **extra)
+        now = time.monotonic()
+        with lock:
+            t0, d0, k0 = started.setdefault(stage, (now, done, int(extra.get("tokens", 0))))
+            if done < total and now - last.get(stage, 0.0) < PROGRESS_STORE_S:
+                return
+            last[stage] = now
+        elapsed = now - t0
+        figures: dict[str, Any] = {"done": done, "total": total, **extra}
+        if elapsed > 0 and done > d0:
+            figures["per_s"] = round((done - d0) / elapsed, 4)
+            if "tokens" in extra:
+                figures["tokens_per_s"] = round((int(extra["tokens"]) - k0) / elapsed, 2)
+            figures["eta_s"] = round((total - done) / ((done - d0) / elapsed), 1)
+        try:
+            store.set_progress(run_key, stage, **figures)
+        except LionEvalError:
+            pass  # progress is a convenience: a busy or full store must not stop the run
+
+    return update
+
+
+def _can_overlap(judge: Any, backend: Backend) -> bool:
+    """Whether judging may run while generation does: not when the judge is a model on this machine (or the
+    policy's own model), which would compete with generation for the same device."""
+    spec = getattr(judge, "spec", None)
+    kinds = {m.kind for m in (getattr(spec, "members", ()) or (spec,)) if m is not None}
+    if not kinds or kinds & {"hf", "vllm", "reward-model"}:
+        return False
+    return getattr(judge, "_backend", None) is not backend
+
+
+def _merged(runs: Sequence[JudgeRun]) -> JudgeRun:
+    """One JudgeRun for several passes of one judge over disjoint answers (the background batches and the rest)."""
+    out = JudgeRun(judge=runs[-1].judge)
+    for r in runs:
+        for name in ("requested", "cached", "judged", "parse_failures", "transport_failures", "calls",
+                     "prompt_tokens", "completion_tokens", "stored_calls"):
+            setattr(out, name, getattr(out, name) + getattr(r, name))
+        out.errors.update(r.errors)
+        out.judgments += r.judgments
+    costs = [r.cost_usd for r in runs if r.cost_usd is not None]
+    out.cost_usd = sum(costs) if costs else None
+    return out
+
+
+class _JudgeWorker:
+    """Judges answers in the background as generation hands them over, in small batches; every judgment is stored
+    as it completes. Its results are not used directly: the run's judging pass afterwards finds them stored (no
+    call is made twice) and reports everything. An error stops the worker quietly: that pass meets it again."""
+
+    def __init__(self, judge: Any, bench: Benchmark, questions: Sequence[Question], baseline: Sequence[Answer],
+                 store: RunStore, retry_failed: bool = False):
+        self.judge, self.bench, self.questions, self.baseline, self.store = judge, bench, questions, baseline, store
+        self.retry_failed = retry_failed
+        self.queue: queue.Queue[Answer | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self.runs: list[JudgeRun] = []  # one per batch it judged
+        self.handled: set[str] = set()  # keys of the answers in those batches
+        self.thread = threading.Thread(target=self._loop, name=f"judge {bench.name}", daemon=True)
+        self.thread.start()
+
+    def submit(self, answer: Answer) -> None:
+        self.queue.put(answer)
+
+    def close(self) -> None:
+        self.queue.put(None)
+
+    def join(self) -> None:
+        self.thread.join()
+
+    FIRST = 8  # the first batch waits for this many answers: a judge's first calls tell whether it can do the job
+
+    def _loop(self) -> None:
+        closed, first = False, True
+        while not closed:
+            item = self.queue.get()  # wait for the next answer ...
+            batch = [] if item is None else [item]
+            closed = item is None
+            while not closed and first and len(batch) < self.FIRST:
+                item = self.queue.get()
+                closed = item is None
+                if item is not None:
+                    batch.append(item)
+            first = False
+            while not closed:  # ... and take every other one already waiting, so the judge is never idle
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    closed = True
+                else:
+                    batch.append(item)
+            if batch and self.error is None:
+                try:
+                    self.runs.append(self.judge.run_answers(self.bench, self.questions, batch, self.baseline,
+                                                            self.store, retry_failed=self.retry_failed))
+                    self.handled.update(a.key for a in batch)
+                except BaseException as e:  # noqa: BLE001 - the run's own judging pass meets it again
+                    self.error = e
+                    log.info("background judging of %s stopped: %s", self.bench.name, e)
 
 
 def _judge_and_link(store: RunStore, run_key: str, judge: Any, bench: Benchmark, questions: Sequence[Question],

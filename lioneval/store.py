@@ -87,6 +87,10 @@ _MIGRATIONS: list[list[str]] = [
         """CREATE TABLE run_state (run TEXT PRIMARY KEY, status TEXT NOT NULL, owner TEXT, lease_until REAL,
                updated_at REAL NOT NULL, detail TEXT NOT NULL DEFAULT '')""",
     ],
+    [
+        # How far a running run is, per stage ("generate mt-bench": done, total, tokens, rate), for dashboards.
+        "ALTER TABLE run_state ADD COLUMN progress TEXT NOT NULL DEFAULT '{}'",
+    ],
 ]
 STORE_VERSION = len(_MIGRATIONS)
 
@@ -617,6 +621,21 @@ class RunStore:
                        "(?, ?, ?, NULL, ?, ?) ON CONFLICT(run) DO UPDATE SET status=excluded.status, "
                        "lease_until=NULL, updated_at=excluded.updated_at, detail=excluded.detail",
                        (run, status, owner, time.time(), detail))
+
+    def set_progress(self, run: str, stage: str, **figures: Any) -> None:
+        """Record how far ``stage`` of a running run is (done, total, tokens, ...), merged into its progress."""
+        with self._tx() as db:
+            row = db.execute("SELECT progress FROM run_state WHERE run = ?", (run,)).fetchone()
+            if row is None:
+                return
+            progress = json.loads(row[0] or "{}")
+            progress[stage] = {**figures, "updated_at": time.time()}
+            db.execute("UPDATE run_state SET progress = ? WHERE run = ?", (json.dumps(progress), run))
+
+    def run_progress(self, run: str) -> dict[str, dict[str, Any]]:
+        """Per stage, the figures a run last recorded with :meth:`set_progress` ({} when none)."""
+        row = self._db.execute("SELECT progress FROM run_state WHERE run = ?", (run,)).fetchone()
+        return json.loads(row[0] or "{}") if row is not None else {}
 
     def run_status(self, run: str) -> tuple[str, str]:
         """(status, detail) of a run; a running run whose lease expired or whose process died is "killed";
