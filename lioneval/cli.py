@@ -695,6 +695,10 @@ def runs_cmd(ctx: _Ctx) -> None:
         for r in st.runs():
             status, detail = st.run_status(r.key)
             why = f"  ({detail})" if detail and status != "complete" else ""
+            if status in ("running", "killed"):  # how far it got, from the progress it records as it works
+                stages = [f"{stage} {f.get('done')}/{f.get('total')}" for stage, f in st.run_progress(r.key).items()
+                          if f.get("done") != f.get("total")]
+                why += f"  [{'; '.join(stages)}]" if stages else ""
             click.echo(f"{r.key}  {status:<10}  {r.model}  stage={r.stage} step={r.step}  {','.join(r.benchmarks)}  "
                        f"judge={r.judge}{why}")
 

@@ -94,6 +94,9 @@ def test_sigkill_mid_generation_then_rerun_regenerates_nothing_stored(tmp_path):
         proc.wait()
         stored = _stored_turns(db)
         assert questions <= stored < 2 * questions, stored
+        listing = subprocess.run([sys.executable, "-m", "lioneval.cli", "runs", "--store", str(db)],
+                                 capture_output=True, text=True, check=True).stdout
+        assert "killed" in listing and "generate mt-bench" in listing  # and how far it got
         first_pass = len(srv.chat_requests())
 
         subprocess.run(_cli(db, srv.base_url, "--json"), check=True, capture_output=True, timeout=300)
