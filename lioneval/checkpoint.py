@@ -34,10 +34,15 @@ class CheckpointInfo:
         return f"{name}@{self.weights_hash[:8]}"
 
 
+# What a trainer saves beside the weights: its state changes while a checkpoint is written, the model does not.
+TRAINER_FILES = ("optimizer.pt", "scheduler.pt", "scaler.pt", "training_args.bin")
+
+
 def _weight_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
-    return sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    return sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES)
+                  and p.name not in TRAINER_FILES and not p.name.startswith("rng_state"))
 
 
 def weights_hash(path: str | Path) -> str:

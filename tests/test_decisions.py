@@ -312,7 +312,8 @@ def test_early_stopping_strikes_only_on_a_significant_paired_drop(tmp_path, capl
         def __call__(self, checkpoint, step):
             return reports[step]
 
-    cb = LionEvalCallback({"patience": 2, "store": str(db)}, evaluator=Stored())
+    # only drops count (a plateau would stop at step 3: tests/test_early_stopping.py)
+    cb = LionEvalCallback({"patience": 2, "store": str(db), "stop_on_plateau": False}, evaluator=Stored())
     state, control = TrainerState(), TrainerControl()
     with caplog.at_level("INFO", logger="lioneval.train"):
         for s in effects:

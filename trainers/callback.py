@@ -14,20 +14,39 @@ What it does, per saved checkpoint (``on_save``) and optionally per evaluation (
   metrics as ``eval_lioneval_<bench>_<metric>`` (``/`` becomes ``_``: ``eval_lioneval_mt-bench_overall``), so
   ``metric_for_best_model="lioneval_mt-bench_overall"``, ``load_best_model_at_end`` and transformers'
   ``EarlyStoppingCallback`` use them;
-* stops training after ``patience`` consecutive evaluations that are significantly worse than the best checkpoint
-  so far, and at once when cheat checks flag the policy (``lioneval.checks.is_cheat``). "Significantly worse" is a
-  paired decision (``lioneval.decisions.decline``): the new checkpoint and the best one are compared on per-question
-  differences of the watched metric, from each evaluation's own stored judgments (the store the evaluations are
-  written to), with a one-sided paired t-test Bonferroni-adjusted by the number of earlier evaluations the best
-  was chosen from, and an optional ``margin``. A strike needs the best to be significantly better than the new
-  one; a new checkpoint that is significantly better, or merely not distinguishable, resets the count. Each test
-  runs at ``alpha * patience / (horizon - 1)`` (``decisions.strike_level``; ``horizon``: the trainer's planned
-  number of evaluations, else 10), which holds the chance that a flat run stops within the horizon at ``alpha``
-  whatever the patience (``benchmarks/decision_sim.py`` measures it: about 3% at patience 1). When the
-  judgments are not in the store, an unpaired test on the two reports' estimates stands in. Every evaluation logs
-  the smallest difference its test can detect (``lioneval/<bench>/<metric>_mde``, and a log line). The stop is
-  recorded in the store as an ``EarlyStop`` record (``RunStore.early_stops()``: stage, the run that triggered it,
-  model, checkpoint, step, reason, metric, and the paired decision in ``meta``).
+* early stopping (``patience``) on paired decisions (``lioneval.decisions``): the new checkpoint is compared with
+  the best eligible checkpoint so far on per-question differences of the watched metric, from each evaluation's own
+  stored judgments (the store the evaluations are written to), with one-sided paired t-tests. Training stops after
+  ``patience`` consecutive evaluations that are *not significantly better* than the checkpoint that last improved
+  significantly (a plateau; the first evaluation, to begin with; ``stop_on_plateau``), or that are *significantly
+  worse* than the best one (a drop, by more than ``margin``; the one-sided p is Bonferroni-adjusted by the number of
+  earlier evaluations the best was chosen from). Each test runs at ``alpha * patience / (horizon - 1)``
+  (``decisions.strike_level``; ``horizon``: the trainer's planned number of evaluations, else 10), which holds the
+  chance that a flat run is stopped for a *drop* within the horizon at ``alpha`` whatever the patience
+  (``benchmarks/decision_sim.py`` measures it); a flat run does stop for a plateau, after ``patience`` evaluations
+  and never sooner. Improvement is measured against the checkpoint that last improved significantly rather than the
+  highest score so far, so gains too small to detect between neighbouring checkpoints count once they add up.
+  When the judgments are not in the store, an unpaired test on the two reports' estimates stands in. Every
+  evaluation logs the smallest difference its test can detect (``lioneval/<bench>/<metric>_mde``, and a log line).
+  The Decision of each evaluation is stored as a check named ``early_stopping`` on its run (``meta["decision"]``):
+  promotion reads the same Decisions and never promotes a checkpoint early stopping found significantly worse than
+  another eligible one. A stop is recorded as an ``EarlyStop`` record (``RunStore.early_stops()``: stage, the run
+  that triggered it, model, checkpoint, step, reason, metric, ``meta["cause"]``: plateau, drop, cheat or
+  failed_evaluations, and the Decision in ``meta``);
+* cheat checks: a flag of ``CHEAT_CHECKS`` (an injection aimed at the judge, constant or near-duplicate answers, a
+  gameable judge) stops training at once with ``stop_on_cheat`` (the default). Any flagged checkpoint (answers that
+  ignore their question too) is logged as flagged and never becomes the best one, as promotion never picks it;
+  otherwise it is compared like any other, so early stopping goes on with ``stop_on_cheat: false``. Warnings
+  (length, style, truncation) change nothing;
+* a failed evaluation is an event, never a crash: whatever the evaluator raises (a judge that is down, a checkpoint
+  without a tokenizer, any error) and any incomplete report (unanswered or unreadable verdicts) is logged (python
+  logger and ``Trainer.log``: ``lioneval/failed``, ``lioneval/failed_in_a_row``), stored as a check named
+  ``evaluation_failed`` (status "warn", ``meta["error"]``), and decides nothing (no best, no strike, no plateau
+  count). The injected ``eval_lioneval_...`` metric is then the worst value there is (``-inf``, or ``+inf`` where
+  lower is better), so ``metric_for_best_model`` always finds it and neither ``load_best_model_at_end`` nor
+  ``EarlyStoppingCallback`` takes the evaluation for an improvement; a flagged checkpoint's injected value is the
+  worst value too. After ``max_failed_evaluations`` failures in a row (default 3) training stops cleanly: the
+  trainer still saves the checkpoint whole, so training can resume from it.
 
 Wiring it into a transformers or TRL trainer::
 
@@ -67,24 +86,26 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from transformers import TrainerCallback
 
 from lioneval import decisions
-from lioneval.checks import is_cheat
+from lioneval.checkpoint import identify
 from lioneval.errors import LionEvalError
 from lioneval.judges.judge import make_judge
 from lioneval.pipeline import run
 from lioneval.store import DEFAULT_STORE, RunStore
 from lioneval.trainers.config import EvalConfig, StageConfig, check_stage_name
 from lioneval.trainers.models import resolve_judge
+from lioneval.trainers.promotion import EARLY_STOP_CHECK, FAILED_CHECK
 from lioneval.trainers.stage import StageResult
-from lioneval.types import EarlyStop, Estimate, Report
+from lioneval.types import CheckResult, EarlyStop, Estimate, Report
 
 log = logging.getLogger("lioneval.train")
 
 __all__ = [
+    "CHEAT_CHECKS",
     "CheckpointLinker",
     "EvalConfig",
     "Evaluation",
@@ -98,6 +119,12 @@ __all__ = [
 
 # (checkpoint path, step) -> Reports. The default runs lioneval.pipeline; tests inject scripted ones.
 Evaluator = Callable[[str, int], list[Report]]
+
+# The checks whose flag stops training (with stop_on_cheat): the policy writes to the judge instead of answering
+# (injection), gives the same answer everywhere (duplicates: constant or near-duplicate answers), or is scored by a
+# judge that a constant answer games. Other flags (ignores_question: a weak model's off-topic answers look the same)
+# keep a checkpoint from becoming the best one but never stop training; warnings (length, style) change nothing.
+CHEAT_CHECKS = ("injection", "duplicates", "judge_gameable")
 
 
 # -- checkpoint names -------------------------------------------------------------------------------------------
@@ -233,9 +260,12 @@ class Evaluation:
     value: float | None = None  # the watched metric
     ci_low: float | None = None
     ci_high: float | None = None
-    flagged: list[str] = field(default_factory=list)  # names of the checks that flagged it
+    flagged: list[str] = field(default_factory=list)  # names of the checks that flagged it: it cannot be the best
     in_contention: bool | None = None  # not significantly worse than the best one at the time (no strike)
-    error: str | None = None
+    error: str | None = None  # why the evaluation failed (an error, an incomplete report); it then decides nothing
+    cheat: list[str] = field(default_factory=list)  # the flags among CHEAT_CHECKS (they stop training)
+    failures: int = 0  # failed evaluations in a row, this one included
+    improved: bool | None = None  # significantly better than the checkpoint that last improved (resets the plateau)
     se: float | None = None  # the watched metric's standard error (the unpaired fallback)
     n: int | None = None
     mde: float | None = None  # smallest difference with the best one its test detects (80% power)
@@ -247,10 +277,29 @@ class Evaluation:
     def model(self) -> str | None:
         return self.reports[0].model if self.reports else None
 
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
     def to_json(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("step", "checkpoint", "value", "ci_low", "ci_high", "flagged",
-                                           "in_contention", "error", "mde", "decision")}
+        d = {k: getattr(self, k) for k in ("step", "checkpoint", "value", "ci_low", "ci_high", "flagged", "cheat",
+                                           "in_contention", "improved", "error", "failures", "mde", "decision")}
         return {**d, "model": self.model, "reports": [r.key for r in self.reports]}
+
+
+def _flags(report: Report) -> tuple[list[str], list[str]]:
+    """The report's flags that keep it from being the best (as from promotion), and those that stop training."""
+    flags = {c.name for c in report.checks if c.status == "flag" and c.scope in ("answer", "run")}
+    if not flags and report.meta.get("cheat_flagged"):
+        flags.add("cheat_flagged")  # flagged, but the checks that did it are not in the report
+    cheat = {c.name for c in report.checks if c.status == "flag" and c.name in CHEAT_CHECKS}
+    return sorted(flags | cheat), sorted(cheat)
+
+
+def _has_tokenizer(path: str | Path) -> bool:
+    p = Path(path)
+    return not p.is_dir() or any((p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json",
+                                                             "tokenizer.model", "vocab.json"))
 
 
 class LionEvalCallback(TrainerCallback):
@@ -270,8 +319,11 @@ class LionEvalCallback(TrainerCallback):
         self.step_offset = step_offset
         self.trainer = None
         self.evaluations: list[Evaluation] = []
-        self.best: Evaluation | None = None
-        self.strikes = 0
+        self.best: Evaluation | None = None  # the eligible evaluation with the best score so far
+        self.reference: Evaluation | None = None  # the one that last improved significantly (plateau reference)
+        self.strikes = 0  # evaluations in a row significantly worse than the best one
+        self.stale = 0  # evaluations in a row not significantly better than the reference
+        self.failures = 0  # failed evaluations in a row
         self.stop_reason: str | None = None
         self.stopped_at: int | None = None
         self._pending: list[tuple[int, str, Any]] = []
@@ -302,6 +354,19 @@ class LionEvalCallback(TrainerCallback):
                 f"metric_for_best_model={best!r} is a lioneval metric but the callback does not evaluate on evaluate",
                 fix="set on_evaluate: true (with eval_strategy and eval_steps equal to the save settings)",
             )
+        bench, _, metric = self.config.metric.partition("/")
+        up = trainer.args.greater_is_better
+        if (best.removeprefix("eval_") == metric_key(bench, metric) and up is not None
+                and bool(up) != bool(self.config.greater_is_better)):
+            raise LionEvalError(
+                f"metric_for_best_model={best!r} with greater_is_better={up}, but for {self.config.metric} "
+                f"{'higher' if self.config.greater_is_better else 'lower'} is better",
+                fix=f"set greater_is_better={bool(self.config.greater_is_better)} in the training arguments")
+        if getattr(trainer, "processing_class", None) is None and "tokenizer" not in self._warned:
+            self._warned.add("tokenizer")
+            log.warning("lioneval: the trainer has no tokenizer (processing_class), so its checkpoints hold none and "
+                        "evaluating them fails unless the evaluator brings its own; training goes on either way. "
+                        "Fix: pass processing_class=tokenizer to the trainer")
         self.trainer = trainer
         return self
 
@@ -344,8 +409,13 @@ class LionEvalCallback(TrainerCallback):
         step = state.global_step + self.step_offset
         if not self.config.on_save or step in self._started:
             return control
-        path = self._link(args, state)
         self._started.add(step)
+        try:
+            path = self._link(args, state)
+        except Exception as e:  # noqa: BLE001 - a checkpoint that cannot be named is a failed evaluation, not a crash
+            path = str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+            self._record(step, path, [], _describe(e), state, control)
+            return control
         if self.config.mode == "background":
             fut = self._executor.submit(_evaluate_in_worker, self.evaluator, path, step, self.config.background_threads)
             self._pending.append((step, path, fut))
@@ -359,11 +429,21 @@ class LionEvalCallback(TrainerCallback):
         step = state.global_step + self.step_offset
         ev = next((e for e in self.evaluations if e.step == step), None)
         if ev is None:
-            path = self._materialize(args, state, kwargs)
             self._started.add(step)
             if self._pending:  # keep the order of results: earlier checkpoints first
                 self._collect(state, control, wait=True)
-            ev = self._record(step, path, *self._run(path, step), state, control)
+            try:
+                path = self._materialize(args, state, kwargs)
+            except Exception as e:  # noqa: BLE001 - reported and stored like any failed evaluation
+                path = str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+                ev = self._record(step, path, [], _describe(e), state, control)
+            else:
+                ev = self._record(step, path, *self._run(path, step), state, control)
+            if state.global_step > 0:
+                # The weights are in checkpoint-<N> now: have the trainer save the rest there too (optimizer,
+                # scheduler, trainer state) at this step, so the checkpoint can be resumed from even when training
+                # stops here or eval and save steps differ.
+                control.should_save = True
         if metrics is not None:
             metrics.update(self.eval_metrics(ev))
         return control
@@ -391,17 +471,19 @@ class LionEvalCallback(TrainerCallback):
             return self._unpack(fut)
         try:
             return list(self.evaluator(path, step)), None
-        except Exception as e:  # noqa: BLE001 - a failed evaluation is reported and training goes on
-            log.warning("lioneval: evaluating %s failed: %s", path, e)
-            return [], f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - a failed evaluation is reported and stored, and training goes on
+            why = _describe(e)
+            if not _has_tokenizer(path):
+                why += (" (the checkpoint holds no tokenizer: the trainer was built without one; fix: pass "
+                        "processing_class=tokenizer to the trainer)")
+            return [], why
 
     @staticmethod
     def _unpack(fut: Any) -> tuple[list[Report], str | None]:
         try:
             return [Report.model_validate_json(r) for r in fut.result()], None
         except Exception as e:  # noqa: BLE001 - as in _run: reported, not fatal
-            log.warning("lioneval: a background evaluation failed: %s", e)
-            return [], f"{type(e).__name__}: {e}"
+            return [], _describe(e)
 
     def _collect(self, state: Any, control: Any, *, wait: bool) -> None:
         while self._pending:
@@ -420,31 +502,41 @@ class LionEvalCallback(TrainerCallback):
     # -- recording and deciding ----------------------------------------------------------------------------------
     def _record(self, step: int, path: str, reports: list[Report], error: str | None, state: Any,
                 control: Any) -> Evaluation:
-        ev = Evaluation(step=step, checkpoint=path, reports=reports, error=error)
+        ev = Evaluation(step=step, checkpoint=path, reports=reports)
         bench, _, metric = self.config.metric.partition("/")
+        problems = [error] if error else []
+        if not reports and not error:
+            problems.append("the evaluation returned no report")
         for r in reports:
-            if is_cheat(r.checks) or r.meta.get("cheat_flagged"):
-                ev.flagged += sorted({c.name for c in r.checks if c.status == "flag"}) or ["cheat_flagged"]
-            if not r.complete:  # an incomplete evaluation decides nothing: no best, no strike
-                ev.error = f"incomplete {r.benchmark} evaluation: {'; '.join(r.incomplete)}"
+            if not r.complete:  # an incomplete report decides nothing: no score, no flag, no best, no strike
+                problems.append(f"incomplete {r.benchmark} evaluation: {'; '.join(r.incomplete) or 'unfinished'}")
                 continue
+            flags, cheat = _flags(r)
+            ev.flagged += [f for f in flags if f not in ev.flagged]
+            ev.cheat += [f for f in cheat if f not in ev.cheat]
             if r.benchmark == bench and metric in r.metrics:
                 est = r.metrics[metric]
                 ev.value = est.value
                 ev.ci_low, ev.ci_high = bounds(est)
                 ev.se, ev.n, ev.run = decisions.estimate_se(est), est.n, r.run
                 ev.units = self._units(r, metric)
-        if reports and ev.value is None and "metric" not in self._warned:
+        ev.error = "; ".join(problems) or None
+        if not ev.failed and ev.value is None and "metric" not in self._warned:
             self._warned.add("metric")
             log.warning("lioneval: no %s in the reports; early stopping on scores is off", self.config.metric)
+        self.failures = self.failures + 1 if ev.failed else 0
+        ev.failures = self.failures
         self._decide(ev, state, control)
+        if ev.failed:
+            self._failed(ev, control)
         self.evaluations.append(ev)
+        self._keep(ev)
         self._log(ev, state)
         return ev
 
     def _units(self, report: Report, metric: str) -> Any:
         """The report's per-question units (its run's stored judgments), or None when the store lacks them."""
-        store_path = getattr(self.evaluator, "store", None) or self.config.store
+        store_path = self._store_path()
         if not store_path or not Path(store_path).is_file():
             return None
         try:
@@ -458,68 +550,108 @@ class LionEvalCallback(TrainerCallback):
             return None
 
     def _versus(self, ev: Evaluation, best: Evaluation) -> decisions.Stats:
-        """The new evaluation (candidate) against the best one (incumbent), paired when both have units."""
+        """The new evaluation (candidate) against an earlier one (incumbent), paired when both have units."""
         if ev.units is not None and best.units is not None:
             (u_new, scale), (u_best, _) = ev.units, best.units
             st = decisions.contrast([decisions.panel(u_best, [u_new], scale=scale)])
             if int(st.n[0]) >= 2:
                 return st
+        assert ev.value is not None and best.value is not None  # only evaluations with a score are compared
         return decisions.unpaired([[(ev.value, ev.se)]], [(best.value, best.se)], [1.0], [ev.n or 0])
 
     def _decide(self, ev: Evaluation, state: Any, control: Any) -> None:
+        cfg = self.config
+        if ev.cheat and cfg.stop_on_cheat:
+            self._stop(ev, f"cheat checks flagged {ev.checkpoint} ({', '.join(ev.cheat)})", control, cause="cheat")
         if ev.flagged:
-            if self.config.stop_on_cheat:
-                self._stop(ev, f"cheat checks flagged {ev.checkpoint} ({', '.join(sorted(set(ev.flagged)))})",
-                           control)
-            return  # a flagged checkpoint is never the best
+            log.warning("lioneval: step %d: checks flagged %s (%s): it cannot become the best checkpoint%s", ev.step,
+                        ev.checkpoint, ", ".join(ev.flagged),
+                        "" if self.stop_reason else "; it is compared like any other and training goes on")
         if ev.value is None:
             return
-        cfg = self.config
-        sign = 1.0 if cfg.greater_is_better else -1.0
-        if self.best is None:
-            ev.in_contention = True
-            self.best = ev
+        if self.best is None or self.reference is None:
+            if ev.flagged:
+                return  # nothing to compare it with, and it cannot be the best
+            ev.in_contention = ev.improved = True
+            self.best = self.reference = ev
             if ev.se is not None:  # no partner yet: the unpaired bound, which pairing only lowers
                 ev.mde = decisions.mde_se(math.sqrt(2) * ev.se, math.inf, alpha=cfg.alpha)
                 log.info("lioneval: step %d: with %s questions and this judge's noise, the smallest difference "
                          "detectable is %.3g %s (unpaired bound; paired from the next evaluation)", ev.step, ev.n,
                          ev.mde, cfg.metric)
             return
-        b = self.best
+        b, ref = self.best, self.reference
+        assert b.value is not None and ref.value is not None  # only evaluations with a score become either
+        higher = bool(cfg.greater_is_better)
         earlier = sum(1 for e in self.evaluations if e.value is not None and not e.flagged)
         horizon = self._horizon(state)
         level = decisions.strike_level(cfg.alpha, cfg.patience, horizon)
         st = self._versus(ev, b)
-        good = st if cfg.greater_is_better else st.negated()
+        good = st if higher else st.negated()
         strike, p_worse = decisions.decline(good, earlier, alpha=level, margin=cfg.margin)
-        p_better = float(decisions.p_greater(good, 0.0)[0])
-        strike = bool(strike[0])
-        verdict = "worse" if strike else ("better" if p_better <= cfg.alpha else "inconclusive")
+        p_better = float(decisions.p_greater(good, float(cfg.margin))[0])
+        worse = bool(strike[0])
+        verdict: Literal["worse", "better", "inconclusive"] = (
+            "worse" if worse else "better" if p_better <= level else "inconclusive")
+        # the plateau: significantly better than the checkpoint that last improved significantly?
+        st_ref = st if ref is b else self._versus(ev, ref)
+        p_up = p_better if ref is b else float(decisions.p_greater(st_ref if higher else st_ref.negated(),
+                                                                   float(cfg.margin))[0])
+        improved = p_up <= level and not ev.flagged
+        self.strikes = self.strikes + 1 if worse else 0
+        self.stale = 0 if improved else self.stale + 1
+        ev.in_contention, ev.improved = not worse, improved
         ev.mde = decisions.mde_se(float(st.se[0]), float(st.df[0]), alpha=level / earlier)
         bench, _, metric = cfg.metric.partition("/")
         d = decisions.decision(
             st, 0, kind="early_stop", verdict=verdict, alpha=level, margin=cfg.margin,
             correction=f"bonferroni over {earlier} earlier evaluation(s)", p_value=float(p_worse[0]),
-            higher_is_better=bool(cfg.greater_is_better), benchmark=bench, metric=metric, candidate=ev.run,
-            incumbent=b.run, meta={"best_step": b.step, "step": ev.step, "p_better": p_better, "horizon": horizon,
-                                   "false_stop_rate": cfg.alpha, "patience": cfg.patience,
-                                   "rule": "strike when the best is significantly better by more than the margin"})
+            higher_is_better=higher, benchmark=bench, metric=metric, candidate=ev.run, incumbent=b.run,
+            meta={"best_step": b.step, "step": ev.step, "p_better": p_better, "horizon": horizon,
+                  "false_stop_rate": cfg.alpha, "patience": cfg.patience, "flagged": list(ev.flagged),
+                  "reference_step": ref.step, "reference": ref.run, "reference_diff": float(st_ref.diff[0]),
+                  "p_improved": p_up, "improved": improved, "strikes": self.strikes, "stale": self.stale,
+                  "rule": "worse: the best is significantly better by more than the margin (a strike); improved: "
+                          "significantly better than the reference by more than the margin (resets the plateau)"})
         ev.decision = d.model_dump(mode="json")
         log.info("lioneval: step %d: with %d questions and this judge's noise, the smallest difference detectable is "
-                 "%.3g %s (%s, one-sided alpha %.3g, 80%% power); vs best step %d: %+.3g, %s", ev.step, d.n, ev.mde,
-                 cfg.metric, d.method, level / earlier, b.step, d.diff, verdict)
-        ev.in_contention = not strike
-        if sign * (ev.value - b.value) > 0:
+                 "%.3g %s (%s, one-sided alpha %.3g, 80%% power); vs best step %d: %+.3g, %s; %s step %d", ev.step,
+                 d.n, ev.mde, cfg.metric, d.method, level / earlier, b.step, d.diff, verdict,
+                 "improves on" if improved else "no significant improvement on", ref.step)
+        if improved:
+            self.reference = ev
+        if not ev.flagged and (1.0 if higher else -1.0) * (ev.value - b.value) > 0:
             self.best = ev
-        self.strikes = self.strikes + 1 if strike else 0
         patience = cfg.patience
-        if patience is not None and self.strikes >= patience:
+        if patience is None:
+            return
+        if self.strikes >= patience:
             self._stop(ev, f"{self.strikes} evaluation(s) in a row significantly worse than the best checkpoint "
                            f"(step {b.step}, {cfg.metric}={b.value:.3g}): this one {ev.value:.3g}, difference "
                            f"{d.diff:+.3g} [{_num(d.ci_low)}, {_num(d.ci_high)}], one-sided p={d.p_value:.2g} "
-                           f"({d.correction}) <= {level:.3g} (plateau false-stop rate {cfg.alpha:g} over {horizon} "
+                           f"({d.correction}) <= {level:.3g} (drop false-stop rate {cfg.alpha:g} over {horizon} "
                            f"evaluations, patience {patience}), margin {cfg.margin:g}, {d.method}",
-                       control, metric=cfg.metric)
+                       control, cause="drop", metric=cfg.metric)
+        elif cfg.stop_on_plateau and self.stale >= patience:
+            last = "significantly worse than the best" if worse else f"{verdict} against the best"
+            self._stop(ev, f"plateau: {self.stale} evaluation(s) in a row not significantly better than step "
+                           f"{ref.step} ({cfg.metric}={ref.value:.3g}), the checkpoint that last improved: this one "
+                           f"{ev.value:.3g}, difference {float(st_ref.diff[0]):+.3g}, one-sided p={p_up:.2g} > "
+                           f"{level:.3g} (patience {patience}, margin {cfg.margin:g}, {d.method}); best so far: step "
+                           f"{self.best.step} ({self.best.value:.3g}); this one is {last}",
+                       control, cause="plateau", metric=cfg.metric)
+
+    def _failed(self, ev: Evaluation, control: Any) -> None:
+        cap = self.config.max_failed_evaluations
+        stop = cap is not None and ev.failures >= cap
+        counts = (f"Its {self.config.metric} still counts (that report is complete)" if ev.value is not None
+                  else "It decides nothing")
+        log.warning("lioneval: the evaluation of step %d (%s) failed (%d in a row%s): %s. %s%s", ev.step,
+                    ev.checkpoint, ev.failures, f"; at most {cap}" if cap else "", ev.error, counts,
+                    "" if stop or self.stop_reason else "; training goes on")
+        if stop:
+            self._stop(ev, f"{ev.failures} evaluations in a row failed (max_failed_evaluations: {cap}); the last: "
+                           f"{ev.error}", control, cause="failed_evaluations")
 
     def _horizon(self, state: Any) -> int:
         """Evaluations the false-stop rate is held over: the config's, else the trainer's planned number."""
@@ -533,31 +665,89 @@ class LionEvalCallback(TrainerCallback):
             return max(2, math.ceil(total / every))
         return 10
 
-    def _stop(self, ev: Evaluation, reason: str, control: Any, *, metric: str | None = None) -> None:
+    # -- what is stored ------------------------------------------------------------------------------------------
+    def _store_path(self) -> str | None:
+        return getattr(self.evaluator, "store", None) or self.config.store
+
+    def _model_id(self, ev: Evaluation) -> str:
+        if ev.model:
+            return ev.model
+        try:
+            return identify(ev.checkpoint).model_id
+        except Exception:  # noqa: BLE001 - a checkpoint that cannot be read is still named by its path
+            return Path(ev.checkpoint).name or ev.checkpoint
+
+    def _stage_of(self, report: Report | None) -> str | None:
+        return (report.meta.get("stage") if report is not None else None) or self.stage
+
+    def _put(self, what: str, write: Callable[[RunStore], Any]) -> None:
+        """Write to the store; a store that cannot be written is reported, and training goes on."""
+        store_path = self._store_path()
+        if not store_path:
+            return
+        try:
+            with RunStore(store_path) as st:
+                write(st)
+        except Exception as e:  # noqa: BLE001 - losing a record must not end the training run
+            log.warning("lioneval: cannot store %s in %s: %s", what, store_path, e)
+
+    def _keep(self, ev: Evaluation) -> None:
+        """Store the evaluation's failure and its early-stopping Decision as checks on its run (see the module
+        docstring); ``benchmark`` stays empty so that re-checking the run's benchmark keeps them."""
+        records: list[CheckResult] = []
+        first = ev.reports[0] if ev.reports else None
+        if ev.failed:
+            cap = self.config.max_failed_evaluations
+            records.append(CheckResult(
+                name=FAILED_CHECK, scope="run", status="warn", run=first.run if first else None,
+                model=self._model_id(ev), value=float(ev.failures), threshold=float(cap) if cap else None,
+                detail=f"the evaluation of step {ev.step} failed ({ev.failures} in a row): {ev.error}",
+                meta={"step": ev.step, "checkpoint": ev.checkpoint, "stage": self._stage_of(first),
+                      "error": ev.error, "in_a_row": ev.failures, "benchmarks": [r.benchmark for r in ev.reports],
+                      "reports": [r.key for r in ev.reports]}))
+        if ev.decision is not None:
+            d = ev.decision
+            watched = next(r for r in ev.reports if r.run == ev.run and r.complete)
+            records.append(CheckResult(
+                name=EARLY_STOP_CHECK, scope="run", status="warn" if d["verdict"] == "worse" else "pass",
+                run=ev.run, model=watched.model, judge=watched.judge, value=d["diff"], threshold=d["margin"],
+                detail=(f"step {ev.step} vs the best checkpoint (step {d['meta']['best_step']}): {d['verdict']} "
+                        f"({d['metric']} {d['diff']:+.3g}, one-sided p={d['p_value']:.2g} at {d['alpha']:.3g}, "
+                        f"{d['method']}); {'improves on' if ev.improved else 'no significant improvement on'} step "
+                        f"{d['meta']['reference_step']}"),
+                meta={"decision": d, "step": ev.step, "checkpoint": ev.checkpoint, "stage": self._stage_of(watched),
+                      "flagged": list(ev.flagged)}))
+        if records:
+            self._put(f"the evaluation of step {ev.step}", lambda st: st.put_checks(records))
+
+    def _stop(self, ev: Evaluation, reason: str, control: Any, *, cause: str, metric: str | None = None) -> None:
         control.should_training_stop = True
         if self.stop_reason is not None:
             return
         self.stop_reason, self.stopped_at = reason, ev.step
         log.warning("lioneval: stopping training at step %d: %s", ev.step, reason)
-        store_path = getattr(self.evaluator, "store", None) or self.config.store
-        if store_path and ev.model:
-            if metric:
-                trigger = next((r for r in ev.reports if r.benchmark == metric.partition("/")[0]), None)
-            else:
-                trigger = next((r for r in ev.reports if is_cheat(r.checks) or r.meta.get("cheat_flagged")), None)
-            trigger = trigger or ev.reports[0]
-            stop = EarlyStop(
-                stage=trigger.meta.get("stage") or self.stage, run=trigger.run, model=trigger.model,
-                checkpoint=ev.checkpoint, step=ev.step, reason=reason, metric=metric,
-                meta={"cause": "cheat" if ev.flagged else "patience", "flagged": sorted(set(ev.flagged)),
-                      "value": ev.value, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
-                      "best_step": self.best.step if self.best is not None else None,
-                      "patience": self.config.patience, "alpha": self.config.alpha, "margin": self.config.margin,
-                      "decision": ev.decision if metric else None},
-            )
-            with RunStore(store_path) as st:
-                st.put_early_stop(stop)
+        if metric:
+            trigger = next((r for r in ev.reports if r.run == ev.run), None)
+        else:
+            trigger = next((r for r in ev.reports if _flags(r)[1]), None)
+        trigger = trigger or (ev.reports[0] if ev.reports else None)
+        best = self.best
+        stop = EarlyStop(
+            stage=self._stage_of(trigger), run=trigger.run if trigger else None,
+            model=trigger.model if trigger else self._model_id(ev), checkpoint=ev.checkpoint, step=ev.step,
+            reason=reason, metric=metric,
+            meta={"cause": cause, "flagged": sorted(set(ev.flagged)), "cheat": sorted(set(ev.cheat)),
+                  "value": ev.value, "ci_low": ev.ci_low, "ci_high": ev.ci_high,
+                  "best_step": best.step if best is not None else None,
+                  "reference_step": self.reference.step if self.reference is not None else None,
+                  "patience": self.config.patience, "alpha": self.config.alpha, "margin": self.config.margin,
+                  "stop_on_plateau": self.config.stop_on_plateau, "error": ev.error, "failures": ev.failures,
+                  "max_failed_evaluations": self.config.max_failed_evaluations,
+                  "decision": ev.decision if metric else None},
+        )
+        self._put("the early stop", lambda st: st.put_early_stop(stop))
 
+    # -- what is logged ------------------------------------------------------------------------------------------
     def _metric_names(self, r: Report) -> list[str]:
         wanted = self.config.log_metrics
         if wanted is None:
@@ -566,9 +756,13 @@ class LionEvalCallback(TrainerCallback):
                 m.partition("/")[2] in r.metrics]
 
     def logs_for(self, ev: Evaluation) -> dict[str, float]:
-        """What gets logged for an evaluation: ``lioneval/<bench>/<metric>`` with ``_ci_low`` / ``_ci_high``."""
+        """What gets logged for an evaluation: ``lioneval/<bench>/<metric>`` with ``_ci_low`` / ``_ci_high``
+        (complete reports only: an incomplete one logs ``lioneval/<bench>/incomplete``)."""
         logs: dict[str, float] = {"lioneval/step": float(ev.step)}
         for r in ev.reports:
+            if not r.complete:
+                logs[f"lioneval/{r.benchmark}/incomplete"] = 1.0
+                continue
             for m in self._metric_names(r):
                 est = r.metrics[m]
                 lo, hi = bounds(est)
@@ -578,20 +772,39 @@ class LionEvalCallback(TrainerCallback):
                     logs[f"lioneval/{r.benchmark}/{m}_ci_high"] = hi
                 if ev.mde is not None and math.isfinite(ev.mde) and f"{r.benchmark}/{m}" == self.config.metric:
                     logs[f"lioneval/{r.benchmark}/{m}_mde"] = ev.mde
-            logs[f"lioneval/{r.benchmark}/cheat_flagged"] = float(bool(r.meta.get("cheat_flagged")))
-        if ev.error:
+            logs[f"lioneval/{r.benchmark}/cheat_flagged"] = float(bool(_flags(r)[0]))
+        if ev.failed:
             logs["lioneval/failed"] = 1.0
+            logs["lioneval/failed_in_a_row"] = float(ev.failures)
         if self.stopped_at == ev.step:
             logs["lioneval/early_stop_step"] = float(ev.step)
         return logs
 
     def eval_metrics(self, ev: Evaluation) -> dict[str, float]:
-        """What gets added to ``Trainer.evaluate`` metrics: ``eval_lioneval_<bench>_<metric>`` (and CI bounds)."""
+        """What gets added to ``Trainer.evaluate`` metrics: ``eval_lioneval_<bench>_<metric>`` (and CI bounds).
+
+        The watched metric, and the trainer's ``metric_for_best_model`` when it is a lioneval one, are always there:
+        for a failed, incomplete or flagged evaluation they hold the worst value there is (``-inf`` where higher is
+        better, ``+inf`` where lower is), so transformers finds them and never takes the evaluation for an
+        improvement (``load_best_model_at_end``, ``EarlyStoppingCallback``)."""
         out: dict[str, float] = {}
         for key, value in self.logs_for(ev).items():
             parts = key.split("/", 2)
             if len(parts) == 3:
                 out["eval_" + metric_key(parts[1], parts[2])] = value
+        bench, _, metric = self.config.metric.partition("/")
+        watched = "eval_" + metric_key(bench, metric)
+        if ev.value is not None:
+            out.setdefault(watched, ev.value)
+        higher = {watched: bool(self.config.greater_is_better)}
+        args = getattr(self.trainer, "args", None)
+        wanted = getattr(args, "metric_for_best_model", None) or ""
+        if "lioneval" in wanted and args is not None:
+            key = wanted if wanted.startswith("eval_") else f"eval_{wanted}"
+            higher[key] = bool(args.greater_is_better) if args.greater_is_better is not None else True
+        for key, up in higher.items():
+            if key not in out or ev.flagged:
+                out[key] = -math.inf if up else math.inf
         return out
 
     def _log(self, ev: Evaluation, state: Any) -> None:
@@ -601,11 +814,15 @@ class LionEvalCallback(TrainerCallback):
         else:
             state.log_history.append({**logs, "step": state.global_step})
         shown = ", ".join(f"{k.removeprefix('lioneval/')}={v:.3g}" for k, v in logs.items() if "_ci_" not in k)
-        log.info("lioneval: %s: %s", ev.checkpoint, shown or ev.error)
+        log.info("lioneval: %s: %s", ev.checkpoint, shown + (f"; failed: {ev.error}" if ev.error else ""))
 
 
 def _num(x: float | None) -> str:
     return "?" if x is None else f"{x:+.3g}"
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
 
 
 # -- what the stages share -----------------------------------------------------------------------------------------

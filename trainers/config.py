@@ -273,20 +273,34 @@ class EvalConfig(Checked):
                                      "the headline metric of the suite's first benchmark.")
     greater_is_better: bool | None = _help(None, "Whether a higher `metric` is better; default: what the "
                                                  "benchmark says of its metric.")
-    patience: int | None = _help(None, "Stop after this many consecutive evaluations significantly worse than the "
-                                       "best one so far, on paired per-question differences (see alpha, margin, "
-                                       "horizon; None: never on scores). A plateau does not stop training.",
-                                 minimum=1)
-    alpha: float = _help(0.05, "Plateau false-stop rate: the chance that early stopping stops a run whose "
-                               "checkpoints are all equally good, within `horizon` evaluations (each strike test runs "
-                               "at alpha * patience / (horizon - 1), Bonferroni-adjusted for the evaluations the best "
-                               "one was chosen from). Between 0 and 1.", minimum=0)
+    patience: int | None = _help(None, "Stop after this many consecutive evaluations that are not significantly "
+                                       "better than the best one so far (a plateau; see stop_on_plateau), or that are "
+                                       "significantly worse than it (a drop), on paired per-question differences "
+                                       "(see alpha, margin, horizon; None: never on scores).", minimum=1)
+    stop_on_plateau: bool = _help(True, "Count a plateau against patience: an evaluation that is not significantly "
+                                        "better than the checkpoint that last improved significantly (the first "
+                                        "one, to begin with). false: only significant drops count.")
+    alpha: float = _help(0.05, "Error rate of early stopping's paired one-sided tests: the chance that a run whose "
+                               "checkpoints are all equally good is stopped for a drop within `horizon` evaluations "
+                               "(each test runs at alpha * patience / (horizon - 1); the drop test is also "
+                               "Bonferroni-adjusted for the evaluations the best one was chosen from). An improvement "
+                               "(which resets the plateau count) is called at the same per-test level. Between 0 "
+                               "and 1.", minimum=0)
     horizon: int | None = _help(None, "Evaluations the false-stop rate is held over (None: the trainer's planned "
                                       "number, max_steps / save_steps, else 10).", minimum=2)
-    margin: float = _help(0.0, "An evaluation counts against patience only when the best one is significantly better "
-                               "by more than this (in the watched metric's units, e.g. 0.1 MT-Bench point).",
-                          minimum=0)
-    stop_on_cheat: bool = _help(True, "Stop at once when cheat checks flag an evaluated checkpoint.")
+    margin: float = _help(0.0, "Differences within this many units of the watched metric (e.g. 0.1 MT-Bench point) "
+                               "do not count: a drop must be significantly larger than the margin, and so must an "
+                               "improvement.", minimum=0)
+    stop_on_cheat: bool = _help(True, "Stop at once when a cheat check flags an evaluated checkpoint: an injection "
+                                      "aimed at the judge, constant or near-duplicate answers, a gameable judge. "
+                                      "Other flags (answers that ignore their question) and warnings (length, style) "
+                                      "never stop training. Either way a flagged checkpoint is logged as flagged and "
+                                      "never becomes the best one, and early stopping goes on.")
+    max_failed_evaluations: int | None = _help(3, "Stop training after this many evaluations in a row failed (an "
+                                                  "error, a judge that is down, unreadable verdicts); the checkpoint "
+                                                  "is saved whole, so training can resume from it. A failed "
+                                                  "evaluation is logged and stored and training goes on. None: "
+                                                  "never stop for failures.", minimum=1)
     log_metrics: list[str] | None = _help(None, "BENCH/METRIC names to log; default every metric of each report "
                                                 "except per-category ones.")
     store: str | None = _help(None, "Run store the evaluations are written to (default: lioneval.db; a recipe "

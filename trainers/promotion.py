@@ -9,7 +9,11 @@
 3. Excluded: checkpoints that cheat checks flagged (``is_cheat`` on the reports and stored checks); length
    inflation: mean answer length above ``max_length_growth`` times that of the stage's earliest candidate, or a
    pairwise ``length_ratio`` check (answers against the baseline's) above ``max_length_ratio``; checkpoints missing
-   a weighted metric that other candidates have.
+   a weighted metric that other candidates have; checkpoints that early stopping found significantly worse than
+   another eligible candidate. LionEvalCallback stores the paired Decision it made for each evaluation (against the
+   best checkpoint so far) as a check named ``early_stopping`` on the evaluation's run (``meta["decision"]``);
+   promotion reads those very Decisions, so the two can never disagree about a drop: a checkpoint that stopped
+   training as significantly worse than another is not promoted as "tied, shorter".
 4. Score: the weighted sum of the metrics in ``weights`` (default puts MT-Bench's 1-10 on the 0-100 scale of the
    others), over the metrics every remaining candidate has. Its confidence interval assumes independent errors:
    half-width sqrt(sum((w * half-width_i)^2)), a half-width being half the CI (1.96 SE without one). It is shown
@@ -45,9 +49,12 @@ import json
 import math
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from lioneval import decisions
 from lioneval.checkpoint import weights_hash
@@ -58,7 +65,13 @@ from lioneval.store import RunStore
 from lioneval.trainers.config import Checked, _help, check_stage_name, config_from_dict, metric_bench
 from lioneval.types import Decision, Estimate, Promotion, Report, RunSpec
 
-__all__ = ["Candidate", "PromotionDecision", "PromotionPolicy", "promote"]
+__all__ = ["EARLY_STOP_CHECK", "FAILED_CHECK", "Candidate", "PromotionDecision", "PromotionPolicy",
+           "early_stop_decisions", "promote"]
+
+# The names of the records LionEvalCallback stores per evaluation, as checks on the evaluation's run (scope "run",
+# never status "flag"): its paired early-stopping Decision (meta["decision"]), and a failed evaluation (meta["error"]).
+EARLY_STOP_CHECK = "early_stopping"
+FAILED_CHECK = "evaluation_failed"
 
 # The default policy's weights (a field default; a recipe's `promotion.weights` replaces it): each built-in
 # benchmark's headline, scaled to 0-100 (MT-Bench's 1-10 rating weighs 10, the percentages 1).
@@ -264,6 +277,7 @@ def promote(store: RunStore, stage: str, policy: PromotionPolicy | None = None, 
     if start_cand is None and base is not None and reports.get(base.key):
         start_cand = candidate(base)  # evaluated before the stage (e.g. as the previous stage's checkpoint)
         cands.insert(0, start_cand)
+    _exclude_declined(store, cands)
     live = [c for c in cands if c.excluded is None]
     used = [m for m in policy.weights if live and all(m in c.metrics for c in live)]
     partial = [m for m in policy.weights if m not in used and any(m in c.metrics for c in live)]
@@ -341,6 +355,35 @@ def _exclude_length_growth(cands: list[Candidate], policy: PromotionPolicy) -> N
         if c.excluded is None and c.length is not None and c.length > policy.max_length_growth * ref.length:
             c.excluded = (f"answers average {c.length:.0f} characters, {c.length / ref.length:.2f}x those of "
                           f"{ref.label()} (bound {policy.max_length_growth}x)")
+
+
+def early_stop_decisions(store: RunStore, runs: Iterable[str]) -> dict[str, Decision]:
+    """The early-stopping Decision LionEvalCallback stored for each of these runs (against the best checkpoint
+    before it), by run; runs without one are left out."""
+    out: dict[str, Decision] = {}
+    for run in runs:
+        for check in store.checks(run=run, scope="run"):
+            raw = check.meta.get("decision") if check.name == EARLY_STOP_CHECK else None
+            if not isinstance(raw, dict):
+                continue
+            try:
+                out[run] = Decision.model_validate(raw)
+            except ValidationError:
+                continue  # written by another version: it decides nothing here
+    return out
+
+
+def _exclude_declined(store: RunStore, cands: list[Candidate]) -> None:
+    """Exclude candidates that early stopping found significantly worse than another eligible candidate."""
+    live = {c.run: c for c in cands if c.excluded is None}
+    for run, d in early_stop_decisions(store, live).items():
+        better = live.get(d.incumbent or "")
+        if d.verdict != "worse" or better is None or better.run == run:
+            continue
+        c = live[run]
+        bound = f" [{_signed(d.ci_low)}, {_signed(d.ci_high)}]" if d.ci_low is not None else ""
+        c.excluded = (f"early stopping found it significantly worse than {better.label()} ({d.metric or 'score'} "
+                      f"{_signed(d.diff)}{bound}, one-sided p={_p(d.p_value)} <= {d.alpha:.3g}, {d.method})")
 
 
 def _score(c: Candidate, used: list[str], policy: PromotionPolicy, est: dict[str, Estimate]) -> None:
