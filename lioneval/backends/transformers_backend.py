@@ -1,13 +1,32 @@
-"""Local transformers causal LMs as a Backend: batched, left-padded generation on CPU or GPU.
+"""Local transformers causal LMs as a Backend, on CPU or GPU.
 
 The checkpoint's own chat template formats the chats. A tokenizer without one is an error unless a template is
 given explicitly as a Jinja string: guessing a format silently changes what the model sees and so its scores.
+
+Three schedulers (``scheduler=``), all returning the caller's order and calling ``on_result`` as each answer ends:
+
+- ``continuous``: up to ``batch_size`` sequences decode together, each in its own row of one
+  preallocated KV cache; a sequence that ends (EOS, ``max_tokens`` or a stop string) leaves its row at once and the
+  next prompt, prefilled by itself, takes it. One long answer no longer holds the short ones of its batch. No prompt is
+  padded and no row attends to another's keys, so greedy outputs are those of generating one prompt at a time. Calls
+  it cannot serve exactly (a logits processor that needs each sequence's history, such as a repetition penalty;
+  sliding-window or linear-attention layers; flash or flex attention) go to the static path.
+- ``static`` (the default: on CPU it measured faster than ``continuous``): ``model.generate`` on fixed, left-padded
+  batches of prompts sorted by length (the original path); a batch lasts as long as its longest answer, and its
+  results are reported together.
+- ``paged``: transformers' own continuous batching (``init_continuous_batching``, a paged cache). It gives the same
+  greedy outputs, but on CPU each step attends over the keys of every sequence in flight, which makes it slower there
+  than ``continuous`` (see benchmarks/generation_speed.py); it cannot return top_logprobs (the static path does).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,14 +56,22 @@ class TransformersBackend:
         conv_template: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
+        scheduler: str = "static",  # continuous measured slower on CPU (benchmarks/generation_speed.py)
     ):
         require("torch", "train", what="the transformers backend")
         require("transformers", "train", what="the transformers backend")
         import torch
 
+        if scheduler not in SCHEDULERS:
+            raise LionEvalError(
+                f"unknown scheduler {scheduler!r} for the transformers backend",
+                fix=f"use one of {', '.join(map(repr, SCHEDULERS))}",
+            )
         self.path = str(path)
+        # The scheduler is not part of the name: greedy outputs are the same under both, so ids must not change.
         self.name = f"hf:{Path(self.path).name}"
         self.batch_size = max(1, batch_size)
+        self.scheduler = scheduler
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if model is None or tokenizer is None:
             model, tokenizer = self._load(Path(path), dtype)
@@ -118,6 +145,294 @@ class TransformersBackend:
         import torch
 
         prompts = [self._format(c) for c in chats]
+        if not prompts:
+            return []
+        with _cpu_threads(self.device), torch.inference_mode():
+            if self.scheduler == "continuous":
+                plan = self._slot_plan(sampling)
+                if plan is not None:
+                    try:
+                        return self._slots(prompts, sampling, plan, on_result)
+                    except _Unsupported:
+                        pass  # found out at the first prompt, before any result was reported
+            elif self.scheduler == "paged":
+                gen_cfg = self._paged_config(sampling)
+                if gen_cfg is not None:
+                    out = self._paged(prompts, sampling, gen_cfg, on_result)
+                    if out is not None:
+                        return out
+            return self._static(prompts, sampling, on_result)
+
+    def _format(self, chat: Chat) -> str:
+        # A chat ending with an assistant message is a prefill: the model continues that message.
+        prefill = bool(chat) and chat[-1]["role"] == "assistant"
+        if self.conv_template:
+            return _fastchat_prompt(self.conv_template, chat, prefill)
+        return self.tokenizer.apply_chat_template(
+            chat, add_generation_prompt=not prefill, continue_final_message=prefill, tokenize=False
+        )
+
+    # -- continuous: sequences in the rows of one KV cache, each replaced as it ends -----------------------------------
+    def _slot_plan(self, sampling: Sampling) -> list[Any] | None:
+        """The logits processors of a continuous call, or None when the model or the settings need the static path."""
+        config = self.model.config
+        cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+        if getattr(cfg, "is_encoder_decoder", False) or config._attn_implementation not in ("sdpa", "eager"):
+            return None  # flash kernels take no 4D mask; flex and paged ones have their own cache layouts
+        types = getattr(cfg, "layer_types", None)
+        if types is not None:  # where a config lists its layers' kinds, only that list counts (as for the cache)
+            local = any(t != "full_attention" for t in types)
+        else:
+            local = getattr(cfg, "sliding_window", None) is not None or getattr(cfg, "attention_chunk_size", None)
+        if local:
+            return None  # sliding-window, chunked or linear-attention layers need masks and caches of other shapes
+        try:
+            with warnings.catch_warnings():  # it warns about prompt-dependent processors given no prompt: only a probe
+                warnings.simplefilter("ignore")
+                processors = list(self.model._get_logits_processor(self._generation_config(sampling)))
+        except Exception:  # a private transformers API: if it changes, the static path still serves the call
+            return None
+        # Only warpers that look at the scores alone: a repetition penalty or a minimum length would need each
+        # sequence's own history, which the static path (model.generate) handles.
+        if not all(type(p).__name__ in _SCORE_ONLY for p in processors):
+            return None
+        return processors
+
+    def _slots(
+        self, prompts: list[str], sampling: Sampling, processors: list[Any], on_result: OnResult | None
+    ) -> list[Completion]:
+        """Up to ``batch_size`` sequences decode together, each in its own row of a preallocated KV cache; one that
+        ends leaves at once and the next prompt takes its row.
+
+        Each prompt is prefilled by itself (exactly as ``model.generate`` does for one prompt) and its keys and values
+        are copied into a free row, from column 0. A decoding step feeds every row its last token at its own position
+        and writes its keys and values in place at its own length; a mask hides each row's unused columns. No row is
+        padded on the left and none sees another's keys, so greedy outputs are those of one prompt at a time.
+        """
+        import torch
+
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        eos = self._eos_ids()
+        stops = tuple(s for s in sampling.stop if s)
+        sample = sampling.temperature > 0
+        gen = None
+        if sample:
+            # A generator of our own: a seeded call is reproducible, and an unseeded one draws its seed from (and so
+            # moves on) the global generator, as model.generate would.
+            seed = sampling.seed if sampling.seed is not None else int(torch.randint(0, 2**62, (1,)))
+            gen = torch.Generator(device=self.model.device).manual_seed(seed)
+        keep = {"logits_to_keep": 1} if _accepts(self.model, "logits_to_keep") else {}
+        cache_kw = "cache" if _accepts(self.model, "cache") else "past_key_values"
+        eager = self.model.config._attn_implementation == "eager"
+        slots = _SlotCache(self.batch_size, max(map(len, ids)) + sampling.max_tokens)
+        out: list[Completion | None] = [None] * len(ids)
+        rows: list[_Row] = []
+        # Shortest prompts first, as the static path does; each result is reported the moment its sequence ends.
+        waiting = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        checked = False
+
+        def choose(logits: Any) -> tuple[list[int], list[dict[str, float]] | None]:
+            scores = logits.float()
+            for proc in processors:
+                scores = proc(None, scores)
+            if sample:
+                toks = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=gen).squeeze(1)
+            else:
+                toks = scores.argmax(dim=-1)
+            tops = self._top(scores, sampling.top_logprobs) if sampling.top_logprobs else None
+            return toks.tolist(), tops
+
+        def ended(r: _Row) -> bool:
+            if r.tokens[-1] in eos or len(r.tokens) >= sampling.max_tokens:
+                return True
+            return bool(stops) and _has_stop(self.tokenizer, r.tokens, stops)
+
+        def finish(r: _Row) -> None:
+            c = self._completion(r.tokens, len(ids[r.index]), sampling, eos)
+            if sampling.top_logprobs:
+                c.top_logprobs = r.tops[: c.completion_tokens]
+            out[r.index] = c
+            if on_result:
+                on_result(r.index, c)
+
+        while waiting or rows:
+            while waiting and len(rows) < self.batch_size:
+                i = waiting.pop()
+                dyn = _dynamic_cache(self.model)
+                logits = self.model(
+                    input_ids=torch.tensor([ids[i]], device=self.model.device), use_cache=True,
+                    **{cache_kw: dyn}, **keep,
+                ).logits[:, -1]
+                if not checked:
+                    _check_layers(dyn, self.model)  # raises _Unsupported before anything was reported
+                    checked = True
+                toks, tops = choose(logits)
+                r = _Row(i, len(ids[i]), toks, tops or [])
+                if ended(r):
+                    finish(r)
+                    continue
+                slots.put(len(rows), dyn)
+                rows.append(r)
+            if not rows:
+                break
+            pos = torch.tensor([r.cached for r in rows], device=self.model.device)
+            slots.pos, slots.view = pos, int(pos.max()) + 1
+            mask = (torch.arange(slots.view, device=pos.device)[None, :] <= pos[:, None])[:, None, None, :]
+            if eager:  # eager attention adds the mask to the scores
+                mask = torch.zeros(mask.shape, dtype=self.model.dtype, device=pos.device).masked_fill(
+                    ~mask, torch.finfo(self.model.dtype).min)
+            logits = self.model(
+                input_ids=torch.tensor([[r.tokens[-1]] for r in rows], device=pos.device),
+                attention_mask=mask, position_ids=pos[:, None], use_cache=True, **{cache_kw: slots.cache}, **keep,
+            ).logits[:, -1]
+            toks, tops = choose(logits)
+            for k, r in enumerate(rows):
+                r.tokens.append(toks[k])
+                if tops is not None:
+                    r.tops.append(tops[k])
+            # Remove ended rows from the highest down, moving the last row into each freed one so that rows in use
+            # stay 0..n-1.
+            for k in reversed([k for k, r in enumerate(rows) if ended(r)]):
+                finish(rows[k])
+                last = len(rows) - 1
+                if k != last:
+                    slots.move(last, k, rows[last].cached)
+                    rows[k] = rows[last]
+                rows.pop()
+        return out  # type: ignore[return-value]
+
+    def _top(self, scores: Any, k: int) -> list[dict[str, float]]:
+        import torch
+
+        vals, toks = torch.log_softmax(scores.float(), dim=-1).topk(k)
+        return [
+            {self.tokenizer.decode([t]): float(v) for t, v in zip(tr, vr, strict=True) if math.isfinite(v)}
+            for tr, vr in zip(toks.tolist(), vals.tolist(), strict=True)
+        ]
+
+    # -- paged: transformers' own continuous batching -----------------------------------------------------------------
+    def _paged_config(self, sampling: Sampling) -> Any:
+        """The generation config of a continuous-batching call, or None when this call must take the static path."""
+        if sampling.top_logprobs or not hasattr(self.model, "init_continuous_batching"):
+            return None  # continuous batching returns the chosen token's logprob only, never the top-k
+        cfg = self._generation_config(sampling)
+        try:
+            with warnings.catch_warnings():  # it warns about prompt-dependent processors given no prompt: only a probe
+                warnings.simplefilter("ignore")
+                processors = self.model._get_logits_processor(cfg)
+        except Exception:  # a private transformers API: if it changes, the static path still serves the call
+            return None
+        # A processor continuous batching does not support would be dropped, changing the outputs: go static instead.
+        if any(getattr(p, "supports_continuous_batching", None) is not True for p in processors):
+            return None
+        return cfg
+
+    def _generation_config(self, sampling: Sampling) -> Any:
+        """The model's own generation config with this call's settings, as ``model.generate`` would merge them."""
+        cfg = copy.deepcopy(self.model.generation_config)
+        sample = sampling.temperature > 0
+        cfg.max_new_tokens = sampling.max_tokens
+        cfg.do_sample = sample
+        cfg.pad_token_id = self.tokenizer.pad_token_id
+        cfg.eos_token_id = sorted(self._eos_ids()) or None
+        if sample:
+            cfg.temperature, cfg.top_p = sampling.temperature, sampling.top_p
+        else:
+            cfg.temperature = cfg.top_p = cfg.top_k = None
+        return cfg
+
+    def _paged(
+        self, prompts: list[str], sampling: Sampling, gen_cfg: Any, on_result: OnResult | None
+    ) -> list[Completion] | None:
+        """Generate with transformers' continuous batching; None if it cannot start here (the caller goes static)."""
+        import torch
+        from transformers import ContinuousBatchingConfig
+
+        ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        stops = tuple(s for s in sampling.stop if s)
+        eos = sorted(self._eos_ids())
+        concurrent = min(self.batch_size, len(ids))
+        longest = max(len(x) for x in ids)
+        blocks_each = -(-(longest + sampling.max_tokens + 1) // _PAGE)
+        cb_cfg = ContinuousBatchingConfig(
+            page_size=_PAGE,
+            # every sequence in flight can reach its full length without eviction; the FIFO scheduler stops
+            # admitting prompts once less than 15% of the cache is free, hence the margin
+            num_blocks=-(-concurrent * blocks_each * 100 // 80) + 2,
+            # a whole prompt fits one forward pass (no chunked prefill, which would change the numerics)
+            max_batch_tokens=max(min(longest, _MAX_PREFILL) + concurrent, 64),
+            max_requests_per_batch=concurrent,
+            # shared prefixes would reuse KV computed in another forward pass: keep each sequence's own numerics
+            allow_block_sharing=False,
+            auto_switch_to_flash=False,
+            seed=sampling.seed,
+        )
+        # Continuous batching reseeds the global generator. A greedy or seeded call gives the caller's random state
+        # back as it was; an unseeded sampling call draws from it and moves it on, as model.generate does.
+        keep = sampling.temperature <= 0 or sampling.seed is not None
+        devices = [self.model.device] if self.model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=keep):
+            try:
+                manager = self.model.init_continuous_batching(
+                    generation_config=gen_cfg, continuous_batching_config=cb_cfg
+                )
+            except (ValueError, NotImplementedError, MemoryError, AttributeError, TypeError):
+                return None  # e.g. an attention implementation continuous batching cannot use
+            try:
+                return self._run_manager(manager, ids, sampling, stops, eos, on_result)
+            finally:
+                manager.stop(block=True, hard_stop=True)  # restores the model's attention implementation
+                manager.destroy()
+
+    def _run_manager(
+        self, manager: Any, ids: list[list[int]], sampling: Sampling, stops: tuple[str, ...], eos: list[int],
+        on_result: OnResult | None,
+    ) -> list[Completion]:
+        # Every request is queued before the loop starts, so the first batches (and with them the random draws of
+        # a seeded sampling call) do not depend on thread timing.
+        for i, x in enumerate(ids):
+            manager.add_request(
+                x, request_id=f"r{i}", max_new_tokens=sampling.max_tokens, streaming=bool(stops), eos_token_id=eos
+            )
+        manager.start()
+        out: list[Completion | None] = [None] * len(ids)
+        left = len(ids)
+
+        def finish(i: int, c: Completion) -> None:
+            nonlocal left
+            out[i] = c
+            left -= 1
+            if on_result:
+                on_result(i, c)
+
+        while left:
+            res = manager.get_result(timeout=0.5)
+            if res is None:
+                if not manager.is_running():
+                    err = manager.background_thread_status.fatal_error
+                    for i, c in enumerate(out):
+                        if c is None:
+                            finish(i, Completion(text=None, prompt_tokens=len(ids[i]),
+                                                 error=f"continuous batching stopped: {err or 'unknown error'}"))
+                continue
+            i = int(res.request_id[1:])
+            if out[i] is not None:
+                continue  # a request cut at a stop string may still send one more token before it is cancelled
+            if res.error is not None:
+                finish(i, Completion(text=None, prompt_tokens=len(ids[i]), error=f"generation failed: {res.error}"))
+                continue
+            toks = list(res.generated_tokens)
+            if res.is_finished():
+                finish(i, self._completion(toks, len(ids[i]), sampling, set(eos)))
+            elif stops and _has_stop(self.tokenizer, toks, stops):
+                manager.cancel_request(res.request_id)
+                finish(i, self._completion(toks, len(ids[i]), sampling, set(eos)))
+        return out  # type: ignore[return-value]
+
+    # -- fixed batches ------------------------------------------------------------------------------------------------
+    def _static(self, prompts: list[str], sampling: Sampling, on_result: OnResult | None) -> list[Completion]:
+        import torch
+
         # Sort by length so each batch pads little; results go back in the caller's order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[Completion | None] = [None] * len(prompts)
@@ -131,18 +446,7 @@ class TransformersBackend:
                     on_result(i, c)
         return out  # type: ignore[return-value]
 
-    def _format(self, chat: Chat) -> str:
-        # A chat ending with an assistant message is a prefill: the model continues that message.
-        prefill = bool(chat) and chat[-1]["role"] == "assistant"
-        if self.conv_template:
-            return _fastchat_prompt(self.conv_template, chat, prefill)
-        return self.tokenizer.apply_chat_template(
-            chat, add_generation_prompt=not prefill, continue_final_message=prefill, tokenize=False
-        )
-
     def _batch(self, prompts: list[str], sampling: Sampling) -> list[Completion]:
-        import torch
-
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         sample = sampling.temperature > 0
         kw: dict[str, Any] = {
@@ -156,38 +460,231 @@ class TransformersBackend:
             kw.update(temperature=sampling.temperature, top_p=sampling.top_p)
         else:
             kw.update(temperature=None, top_p=None, top_k=None)
-        if sampling.stop:
-            kw.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        with torch.no_grad():
-            gen = self.model.generate(**enc, **kw)
+        stops = tuple(s for s in sampling.stop if s)
+        if stops:
+            # our own check rather than transformers' stop_strings, so that both schedulers end a sequence at the same
+            # token: the first whose text completes a stop string
+            kw["stopping_criteria"] = _stop_on_text(self.tokenizer, stops, enc["input_ids"].shape[1])
+        gen = self.model.generate(**enc, **kw)
         new = gen.sequences[:, enc["input_ids"].shape[1] :]
-        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        eos = self._eos_ids()
         results = []
         for row in range(new.shape[0]):
-            ids = new[row].tolist()
-            n = next((k + 1 for k, t in enumerate(ids) if t in eos), len(ids))
-            stopped = n < len(ids) or (ids and ids[n - 1] in eos)
-            text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
-            top = None
+            c = self._completion(new[row].tolist(), int(enc["attention_mask"][row].sum()), sampling, eos)
             if sampling.top_logprobs:
-                top = []
-                for step in range(min(n, len(gen.scores))):
-                    logp = torch.log_softmax(gen.scores[step][row].float(), dim=-1)
-                    vals, toks = logp.topk(sampling.top_logprobs)
-                    top.append({
-                        self.tokenizer.decode([t]): float(v) for t, v in zip(toks.tolist(), vals.tolist(), strict=True)
-                        if math.isfinite(v)
-                    })
-            results.append(
-                Completion(
-                    text=text,
-                    finish_reason="stop" if stopped else "length",
-                    top_logprobs=top,
-                    prompt_tokens=int(enc["attention_mask"][row].sum()),
-                    completion_tokens=n,
-                )
-            )
+                steps = min(c.completion_tokens, len(gen.scores))
+                c.top_logprobs = [self._top(gen.scores[step][row : row + 1], sampling.top_logprobs)[0]
+                                  for step in range(steps)]
+            results.append(c)
         return results
+
+    # -- shared -------------------------------------------------------------------------------------------------------
+    def _eos_ids(self) -> set[int]:
+        ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        return {int(t) for t in ids if t is not None and int(t) >= 0}
+
+    def _completion(self, ids: list[int], prompt_tokens: int, sampling: Sampling, eos: set[int]) -> Completion:
+        """The completion for the new tokens ``ids``: cut after the first EOS (counted, as a server counts it) or
+        before the first stop string (which, as with OpenAI and vLLM, is not part of the text)."""
+        n = next((k + 1 for k, t in enumerate(ids) if t in eos), None)
+        stopped = n is not None
+        n = len(ids) if n is None else n
+        text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
+        stops = [s for s in sampling.stop if s]
+        hits = [text.find(s) for s in stops if s in text]
+        if hits:
+            text = text[: min(hits)]
+            n = _first_prefix(n, lambda k: any(s in self.tokenizer.decode(ids[:k], skip_special_tokens=True)
+                                             for s in stops))
+            stopped = True
+        return Completion(
+            text=text,
+            finish_reason="stop" if stopped else "length",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=n,
+        )
+
+
+SCHEDULERS = ("continuous", "static", "paged")
+# logits warpers that read the scores alone (no history of the sequence): safe to apply to rows of any length
+_SCORE_ONLY = {"TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper"}
+_PAGE = 32  # tokens per KV-cache page: small pages waste little memory on short answers
+_MAX_PREFILL = 4096  # a longer prompt is prefilled in chunks
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: str):
+    """On CPU, never more intra-op threads than the cores this process may run on (a container or ``taskset`` often
+    allows fewer than the machine has, and oversubscribed threads spin-wait on each other)."""
+    import torch
+
+    before = torch.get_num_threads()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else before
+    if str(device).startswith("cpu") and 0 < usable < before:
+        torch.set_num_threads(usable)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+    else:
+        yield
+
+
+class _Unsupported(Exception):
+    """The model's cache does not have the layout the continuous scheduler writes into."""
+
+
+class _Row:
+    """A sequence being decoded: its prompt's place in the call, prompt length, new tokens and their top-k."""
+
+    __slots__ = ("index", "prompt", "tokens", "tops")
+
+    def __init__(self, index: int, prompt: int, tokens: list[int], tops: list[dict[str, float]]):
+        self.index, self.prompt, self.tokens, self.tops = index, prompt, tokens, tops
+
+    @property
+    def cached(self) -> int:
+        """Tokens whose keys and values are in the cache (all but the last new token, which is the next input)."""
+        return self.prompt + len(self.tokens) - 1
+
+
+def _accepts(model: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _dynamic_cache(model: Any) -> Any:
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # older signature
+        return DynamicCache()
+
+
+def _check_layers(dyn: Any, model: Any) -> None:
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(dyn, "layers", None)
+    if not layers or any(type(layer) is not DynamicLayer or layer.keys is None for layer in layers):
+        raise _Unsupported(f"{type(model).__name__} keeps a cache the continuous scheduler cannot hold")
+
+
+class _SlotCache:
+    """Keys and values of up to ``rows`` sequences, one per row of a buffer per layer, each from column 0.
+
+    Rows 0..n-1 are in use. Before a decoding step the scheduler sets ``pos`` (each row's write column, its length
+    so far) and ``view`` (the columns attention reads); each layer then writes its new keys and values in place and
+    returns views of the used part, never copies.
+    """
+
+    def __init__(self, rows: int, length: int):
+        self.rows, self.length = rows, length
+        self.pos: Any = None
+        self.view = 0
+        self.layers: list[Any] = []
+        self.cache: Any = None
+
+    def put(self, row: int, dyn: Any) -> None:
+        """Copy a prefilled prompt's cache (batch of one) into ``row``."""
+        if self.cache is None:
+            self._allocate(dyn)
+        for layer, src in zip(self.layers, dyn.layers, strict=True):
+            n = src.keys.shape[-2]
+            layer.keys[row, :, :n] = src.keys[0]
+            layer.values[row, :, :n] = src.values[0]
+
+    def move(self, src: int, dst: int, n: int) -> None:
+        for layer in self.layers:
+            layer.keys[dst, :, :n] = layer.keys[src, :, :n]
+            layer.values[dst, :, :n] = layer.values[src, :, :n]
+
+    def _allocate(self, dyn: Any) -> None:
+        import torch
+        from transformers.cache_utils import Cache
+
+        for src in dyn.layers:
+            k, v = src.keys, src.values
+            layer = _slot_layer_class()(self)
+            layer.keys = torch.zeros((self.rows, k.shape[1], self.length, k.shape[3]), dtype=k.dtype, device=k.device)
+            layer.values = torch.zeros((self.rows, v.shape[1], self.length, v.shape[3]), dtype=v.dtype,
+                                       device=v.device)
+            layer.is_initialized = True
+            self.layers.append(layer)
+        self.cache = Cache(layers=self.layers)
+
+
+@functools.lru_cache(maxsize=1)
+def _slot_layer_class() -> type:
+    from transformers.cache_utils import CacheLayerMixin
+
+    class SlotLayer(CacheLayerMixin):
+        """One layer of a _SlotCache, seen by the model as a cache layer."""
+
+        def __init__(self, owner: _SlotCache):
+            super().__init__()
+            self.owner = owner
+
+        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:  # allocated by the owner
+            return None
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            import torch
+
+            o = self.owner
+            n = key_states.shape[0]
+            rows = torch.arange(n, device=key_states.device)
+            self.keys[rows, :, o.pos, :] = key_states[:, :, 0, :]
+            self.values[rows, :, o.pos, :] = value_states[:, :, 0, :]
+            return self.keys[:n, :, : o.view], self.values[:n, :, : o.view]
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.owner.view, 0
+
+        def get_seq_length(self) -> int:
+            return self.owner.view - 1
+
+        def get_max_length(self) -> int:
+            return self.owner.length
+
+    return SlotLayer
+
+
+def _has_stop(tokenizer: Any, tokens: list[int], stops: tuple[str, ...]) -> bool:
+    """Whether the text of the last new tokens holds a stop string (checked after every token, so the tail is
+    enough: the longest stop string plus a few tokens that may decode to nothing)."""
+    tail = tokens[-(max(map(len, stops)) + 8):]
+    text = tokenizer.decode(tail, skip_special_tokens=True)
+    return any(s in text for s in stops)
+
+
+def _stop_on_text(tokenizer: Any, stops: tuple[str, ...], prompt_width: int) -> Any:
+    """A transformers stopping criterion: a row ends once its new tokens' text holds a stop string."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopOnText(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            new = input_ids[:, prompt_width:].tolist()
+            return torch.tensor([_has_stop(tokenizer, row, stops) for row in new], device=input_ids.device)
+
+    return StoppingCriteriaList([StopOnText()])
+
+
+def _first_prefix(n: int, holds: Any) -> int:
+    """The smallest ``k`` in ``1..n`` with ``holds(k)``, given ``holds(n)`` and that it stays true once true."""
+    lo, hi = 1, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def _fastchat_prompt(name: str, chat: Chat, prefill: bool) -> str:
