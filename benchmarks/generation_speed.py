@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections import defaultdict
@@ -56,16 +57,58 @@ def mt_bench_chats(n: int) -> tuple[list[str], list[Chat]]:
     return [q.id for q in picked], [[{"role": "user", "content": q.turns[0]}] for q in picked]
 
 
-def timed(backend, chats: list[Chat], sampling: Sampling) -> tuple[list[Completion], float, list[float]]:
-    """Completions, wall seconds, and when (seconds from the start) each answer was reported."""
+class LoadWatch:
+    """The machine's mean 1-minute load average while a run lasts: on a shared machine, a figure well above the
+    threads this run uses means other work took cores from it (and with OpenMP's spinning threads, a lot of time)."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(5):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return round(sum(self.samples) / len(self.samples) if self.samples else os.getloadavg()[0], 2)
+
+
+def timed(backend, chats: list[Chat], sampling: Sampling) -> tuple[list[Completion], float, list[float], float]:
+    """Completions, wall seconds, when (seconds from the start) each answer was reported, and the mean load."""
     t0 = time.perf_counter()
     at = [0.0] * len(chats)
 
     def seen(i: int, _c: Completion) -> None:
         at[i] = time.perf_counter() - t0
 
-    out = backend.generate(chats, sampling, on_result=seen)
-    return out, time.perf_counter() - t0, at
+    with LoadWatch() as load:
+        out = backend.generate(chats, sampling, on_result=seen)
+    return out, time.perf_counter() - t0, at, load.mean
+
+
+def step_bound(lengths: list[int], prompt_order: list[int], batch: int) -> dict:
+    """Decoding steps each scheduler needs for these answer lengths, at one token per sequence per step: fixed batches
+    of ``batch`` in prompt-length order last as long as their longest answer; refilled rows (the same order) end when
+    the last sequence does. Their ratio bounds the speedup when a step costs the same under both."""
+    import heapq
+
+    fixed = sum(max(lengths[i] for i in prompt_order[k : k + batch]) for k in range(0, len(prompt_order), batch))
+    ends: list[int] = []
+    for i in prompt_order:
+        start = heapq.heappop(ends) if len(ends) >= batch else 0
+        heapq.heappush(ends, start + lengths[i])
+    refilled = max(ends)
+    return {"static_steps": fixed, "continuous_steps": refilled, "bound": round(fixed / refilled, 2)}
 
 
 def second_turns(chats: list[Chat], first: list[Completion], ids: list[str]) -> list[Chat]:
@@ -79,13 +122,13 @@ def second_turns(chats: list[Chat], first: list[Completion], ids: list[str]) -> 
 def run_local(hf, scheduler: str, chats: list[Chat], ids: list[str], sampling: Sampling, turns: int) -> dict:
     hf.scheduler = scheduler
     hf.generate(chats[:1], Sampling(max_tokens=4))  # warm-up: kernels, allocator
-    outs, wall, first_at = timed(hf, chats, sampling)
+    outs, wall, first_at, load = timed(hf, chats, sampling)
     answers = [outs]
     if turns == 2:
-        more, wall2, _ = timed(hf, second_turns(chats, outs, ids), sampling)
+        more, wall2, _, load2 = timed(hf, second_turns(chats, outs, ids), sampling)
         answers.append(more)
-        wall += wall2
-    return {"answers": answers, "wall": wall, "first_answer_s": min(first_at)}
+        wall, load = wall + wall2, (load + load2) / 2
+    return {"answers": answers, "wall": wall, "first_answer_s": min(first_at), "load": load}
 
 
 def serve(path: Path, chats: list[Chat], sampling: Sampling, batch: int) -> dict:
@@ -119,11 +162,11 @@ def serve(path: Path, chats: list[Chat], sampling: Sampling, batch: int) -> dict
         backend = OpenAICompatibleBackend(str(path), f"http://127.0.0.1:{port}/v1", max_in_flight=batch,
                                           timeout=3600, max_retries=0)
         backend.generate(chats[:1], Sampling(max_tokens=4))
-        outs, wall, first_at = timed(backend, chats, sampling)
+        outs, wall, first_at, load = timed(backend, chats, sampling)
         errors = [c.error for c in outs if not c.ok]
         if errors:
             return {"skipped": f"{len(errors)} requests failed, e.g. {errors[0][:300]}"}
-        return {"answers": [outs], "wall": wall, "first_answer_s": min(first_at)}
+        return {"answers": [outs], "wall": wall, "first_answer_s": min(first_at), "load": load}
     finally:
         proc.terminate()
         try:
@@ -143,9 +186,13 @@ def main() -> None:
     ap.add_argument("--turns", type=int, choices=(1, 2), default=1, help="2 asks the second turns too (twice as long)")
     ap.add_argument("--no-serve", action="store_true", help="skip the transformers serve comparison")
     ap.add_argument("--check", type=int, default=8, help="at most this many differing prompts generated alone")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's own choice)")
     args = ap.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     from lioneval.backends.transformers_backend import TransformersBackend, _gguf_cache
     from lioneval.pipeline import smollm2_path
@@ -194,6 +241,7 @@ def main() -> None:
                 "new_tokens": sum(c.completion_tokens for c in flat),
                 "answers_at_limit": sum(c.finish_reason == "length" for c in flat),
                 "first_answer_s": round(run["first_answer_s"], 1),
+                "mean_load": run["load"],
             }
             row["tokens_per_s"] = round(row["new_tokens"] / run["wall"], 1)
             if base is not None and name != "static":
@@ -214,13 +262,17 @@ def main() -> None:
         if base is not None:
             for row in result["rows"].values():
                 row["speedup_vs_static"] = round(result["rows"]["static"]["wall_s"] / row["wall_s"], 2)
-        lengths = [c.completion_tokens for a in next(iter(runs.values()))["answers"] for c in a]
+        first = next(iter(runs.values()))["answers"][0]
+        lengths = [c.completion_tokens for c in first]
         result["answer_lengths"] = {"min": min(lengths), "median": sorted(lengths)[len(lengths) // 2],
-                                    "max": max(lengths), "at_limit": sum(x >= args.tokens for x in lengths)}
+                                    "mean": round(sum(lengths) / len(lengths)), "max": max(lengths),
+                                    "at_limit": sum(x >= args.tokens for x in lengths)}
+        order = sorted(range(len(first)), key=lambda i: first[i].prompt_tokens)
+        result["step_bound"] = step_bound(lengths, order, args.batch)
 
     print()
     print(f"{'path':<11}{'wall s':>9}{'new tokens':>12}{'tokens/s':>10}{'speedup':>9}{'at limit':>10}"
-          f"{'1st answer s':>14}  identical to static")
+          f"{'1st answer s':>14}{'load':>6}  identical to static")
     for name, row in result["rows"].items():
         same = row.get("identical_to_static", "-")
         if "differing_checked_alone" in row:
@@ -228,10 +280,16 @@ def main() -> None:
                      f"{row['differing_this_matches_alone']}, static {row['differing_static_matches_alone']}")
         print(f"{name:<11}{row['wall_s']:>9.1f}{row['new_tokens']:>12}{row['tokens_per_s']:>10.1f}"
               f"{row.get('speedup_vs_static', 1.0):>8.2f}x{row['answers_at_limit']:>10}{row['first_answer_s']:>14.1f}"
-              f"  {same}")
+              f"{row['mean_load']:>6.1f}  {same}")
     if "serve" in result:
         print(f"serve: {result['serve']['skipped']}")
-    print(f"answer lengths: {result['answer_lengths']}")
+    print(f"answer lengths (first turns): {result['answer_lengths']}")
+    b = result["step_bound"]
+    print(f"decoding steps for these lengths: fixed batches {b['static_steps']}, refilled rows "
+          f"{b['continuous_steps']}: at equal cost per step, continuous can be at most {b['bound']}x faster than "
+          "static on this workload")
+    print(f"load: the machine's mean 1-minute load average during each run; above the {result['threads']} threads used "
+          "means other work shared the cores and that run's figures are pessimistic")
     print(json.dumps(result))
 
 

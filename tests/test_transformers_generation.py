@@ -240,8 +240,8 @@ def test_no_chats_and_unknown_scheduler(lm):
         _backend(lm, "dynamic")
 
 
-def test_the_default_scheduler_is_continuous(tmp_path: Path):
+def test_the_default_scheduler_is_static(tmp_path: Path):
     b = TransformersBackend(make_tiny_causal_lm(tmp_path / "tiny"))
-    assert b.scheduler == "continuous"
+    assert b.scheduler == "static"
     out = b.generate(CHATS[:2], Sampling(max_tokens=4))
     assert all(c.ok and 1 <= c.completion_tokens <= 4 for c in out)
