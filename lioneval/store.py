@@ -1,29 +1,33 @@
 """RunStore: the only code that touches the database.
 
-SQLite in WAL mode: one writer and any number of readers at once (a training callback writes while the dashboard
-reads). Every record is stored under its content hash, so writes are idempotent and a rerun finds what an earlier,
-possibly crashed, run already paid for. Each ``put_*`` call is one transaction: a batch is stored whole or not at all.
-The SQL is plain and kept in this module, so another database can stand behind the same interface.
+SQLite in WAL mode is the embedded default: one writer and any number of readers at once (a training callback writes
+while the dashboard reads). PostgreSQL, chosen by a ``postgresql://`` URL, is the store that trainers and evaluators on
+many machines share, with the same contract. Every record is stored under its content hash, so writes are idempotent
+and a rerun finds what an earlier, possibly crashed, run already paid for. Each ``put_*`` call is one transaction: a
+batch is stored whole or not at all. The SQL is kept in this module and written once for both databases; what differs
+between them (types, locks, JSON reads, the PostgreSQL connection) is in :mod:`lioneval.store_sql`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import sqlite3
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from lioneval.errors import DataError, LionEvalError, StoreError
+from lioneval.store_sql import POSTGRES, SQLITE, connect_postgres, is_url, redact
 from lioneval.types import (
     SCHEMA_VERSION,
     Answer,
@@ -37,7 +41,7 @@ from lioneval.types import (
     RunSpec,
 )
 
-__all__ = ["RunStore", "DEFAULT_STORE", "STORE_VERSION", "jsonl_lines"]
+__all__ = ["RunStore", "DEFAULT_STORE", "STORE_VERSION", "jsonl_lines", "is_url"]
 
 DEFAULT_STORE = "lioneval.db"
 
@@ -131,7 +135,7 @@ def _owner_alive(owner: str | None) -> bool:
     return True
 
 
-def _rekey_checks(db: sqlite3.Connection) -> None:
+def _rekey_checks(db: Any) -> None:
     """Re-store every check under its new key (run, name, scope, benchmark, subject); the newest result wins."""
     rows = db.execute("SELECT key, created_at, record FROM checks ORDER BY created_at, rowid").fetchall()
     db.execute("DELETE FROM checks")
@@ -274,6 +278,10 @@ class _Connection(sqlite3.Connection):
                 raise
             raise failure from e
 
+    def stream(self, sql: str, parameters: Any = ()) -> Iterator[Any]:
+        """The rows of a big read one by one (an SQLite cursor fetches lazily already)."""
+        return iter(self.execute(sql, parameters))
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -311,34 +319,47 @@ def jsonl_lines(path: str | Path, what: str = "file") -> Iterator[tuple[int, str
             raise DataError(f"cannot read {what} {path}: {e.strerror}", fix="check the file and the disk") from e
 
 
+_T = TypeVar("_T")
+
+
 class RunStore:
-    """Records of runs on SQLite. ``readonly=True`` never writes and never blocks the writer."""
+    """Records of runs on SQLite (``path`` a file) or PostgreSQL (``path`` a ``postgresql://`` URL). ``readonly=True``
+    never writes and never blocks a writer."""
+
+    path: Path | str  # the file, or the URL as given (pass it to RunStore again for a connection of one's own)
+    where: str  # how messages name the store (a URL's password masked)
 
     def __init__(self, path: str | Path = DEFAULT_STORE, *, readonly: bool = False, timeout: float = 30.0):
         self._timeout = timeout
-        self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
-        if self.path.is_dir():
-            raise store_failure(self.path, IsADirectoryError(21, "Is a directory"), readonly=readonly)
+        self._db: Any = None
+        if is_url(path):
+            self._open_server(str(path))
+            return
+        self._dialect = SQLITE
+        file = Path(path)
+        self.path, self.where = file, str(file)
+        if file.is_dir():
+            raise store_failure(file, IsADirectoryError(21, "Is a directory"), readonly=readonly)
         if readonly:
-            if not self.path.exists():
+            if not file.exists():
                 raise StoreError(
-                    f"no store at {self.path}",
+                    f"no store at {file}",
                     fix="run an evaluation or `lioneval import` first, or pass --store with the right path",
                 )
         else:
-            self._create_file()
+            self._create_file(file)
         db: _Connection | None = None
         try:
             if readonly:
-                uri = f"file:{self.path.resolve()}?mode=ro"
+                uri = f"file:{file.resolve()}?mode=ro"
                 db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False,
                                      factory=_Connection)
             else:
-                db = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False,
+                db = sqlite3.connect(str(file), timeout=timeout, isolation_level=None, check_same_thread=False,
                                      factory=_Connection)
-            db.store_path, db.store_readonly = self.path, readonly
+            db.store_path, db.store_readonly = file, readonly
             self._db = db
             self.version  # noqa: B018 - a file that is not a store fails here, before a pragma could change it
             if not readonly:
@@ -354,25 +375,40 @@ class RunStore:
                 db.close()
             if isinstance(e, LionEvalError):
                 raise
-            failure = store_failure(self.path, e, readonly=readonly)
+            failure = store_failure(file, e, readonly=readonly)
             raise failure from e
 
-    def _create_file(self) -> None:
+    def _open_server(self, url: str) -> None:
+        """Connect to a PostgreSQL store and bring its schema up to date (a reader needs one already there)."""
+        self.path, self.where, self._dialect = url, redact(url), POSTGRES
+        self._db = connect_postgres(url, readonly=self.readonly, timeout=self._timeout)
+        try:
+            if self.readonly and self.version == 0:
+                raise StoreError(f"no store at {self.where} (the database holds no lioneval tables yet)",
+                                 fix="run an evaluation or `lioneval import` with this --store first, or pass --store "
+                                     "with the right URL")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @staticmethod
+    def _create_file(file: Path) -> None:
         """Create the store's folder and (empty) file here, so a path SQLite cannot use fails with the reason the
         operating system gives (no such folder, permission denied, read-only file system), not "unable to open"."""
-        if self.path.exists():
+        if file.exists():
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            file.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise StoreError(f"cannot create the folder {self.path.parent} of store {self.path}: {e.strerror}",
+            raise StoreError(f"cannot create the folder {file.parent} of store {file}: {e.strerror}",
                              fix="pass --store with a path in a folder you can write to") from e
         try:
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
+            os.close(os.open(file, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
             pass  # another process created it meanwhile
         except OSError as e:
-            raise store_failure(self.path, e, readonly=False) from e
+            raise store_failure(file, e, readonly=False) from e
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -381,7 +417,10 @@ class RunStore:
     @staticmethod
     def remove_if_empty(path: str | Path) -> bool:
         """Delete the store at ``path`` (and its WAL files) when it holds no row at all: what a command that failed
-        before storing anything leaves behind. True when it was removed."""
+        before storing anything leaves behind. True when it was removed. A database server's store is never
+        removed: its database was there before."""
+        if is_url(path):
+            return False
         path = Path(path)
         if not path.is_file():
             return False
@@ -408,60 +447,82 @@ class RunStore:
     @property
     def version(self) -> int:
         try:
+            tables = self._dialect.tables(self._db)
+            if "meta" not in tables:
+                if not tables:
+                    return 0
+                if self._dialect is SQLITE:
+                    raise StoreError(f"{self.where} is not a lioneval store (an SQLite database of something else)",
+                                     fix="pass --store with a lioneval store file (default lioneval.db)")
+                raise StoreError(f"{self.where} is not a lioneval store (the database holds other tables)",
+                                 fix="give lioneval a database of its own (createdb lioneval) and pass its URL")
             row = self._db.execute("SELECT value FROM meta WHERE key='store_version'").fetchone()
         except sqlite3.DatabaseError as e:
-            if "no such table" in str(e):
-                if self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]:
-                    raise StoreError(f"{self.path} is not a lioneval store (an SQLite database of something else)",
-                                     fix="pass --store with a lioneval store file (default lioneval.db)") from e
-                return 0
-            raise StoreError(f"{self.path} is not a lioneval store: {e}", fix="pass --store with a store file") from e
+            raise StoreError(f"{self.where} is not a lioneval store: {e}", fix="pass --store with a store file") from e
         return int(row[0]) if row else 0
 
     def _migrate(self) -> None:
         current = self.version
         if current > STORE_VERSION:
             raise StoreError(
-                f"store {self.path} has schema version {current}, newer than this lioneval ({STORE_VERSION})",
+                f"store {self.where} has schema version {current}, newer than this lioneval ({STORE_VERSION})",
                 fix="upgrade lioneval (pip install -U lioneval)",
             )
         if current == STORE_VERSION:
             return
         if self.readonly:
             raise StoreError(
-                f"store {self.path} has schema version {current}, older than this lioneval ({STORE_VERSION})",
+                f"store {self.where} has schema version {current}, older than this lioneval ({STORE_VERSION})",
                 fix="open it once for writing (any `lioneval` command that writes, e.g. `lioneval migrate`)",
             )
-        with self._tx() as db:
-            current = self.version  # another process may have migrated meanwhile
-            if current == 0:
-                db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            for statements in _MIGRATIONS[current:]:
-                for sql in statements:
-                    if sql.startswith("python:"):
-                        globals()[sql.removeprefix("python:")](db)
-                    else:
-                        db.execute(sql)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('store_version', ?)", (str(STORE_VERSION),))
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._write(self._upgrade)
+
+    def _upgrade(self, db: Any) -> None:
+        self._dialect.lock(db, "lioneval:migrate")  # one process migrates; the others then find it done
+        current = self.version  # another process may have migrated meanwhile
+        if current == 0:
+            db.execute(self._dialect.ddl("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"))
+        for statements in _MIGRATIONS[current:]:
+            for sql in statements:
+                if sql.startswith("python:"):
+                    globals()[sql.removeprefix("python:")](db)
+                else:
+                    db.execute(self._dialect.ddl(sql))
+        upsert = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+        db.execute(upsert, ("store_version", str(STORE_VERSION)))
+        db.execute(upsert, ("schema_version", str(SCHEMA_VERSION)))
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[Any]:
         if self.readonly:
-            raise StoreError(f"store {self.path} is open read-only", fix="open it without readonly to write")
+            raise StoreError(f"store {self.where} is open read-only", fix="open it without readonly to write")
         with self._lock:
-            # IMMEDIATE takes the write lock up front, so two writers queue instead of failing mid-transaction.
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(self._dialect.begin)
             try:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()
                 raise
+            if self._dialect is SQLITE:
+                try:
+                    self._bound_wal()
+                except (sqlite3.Error, StoreError):
+                    pass  # the batch is committed; the next commit tries the checkpoint again
+
+    def _write(self, work: Callable[[Any], _T]) -> _T:
+        """``work(db)`` in one write transaction. On PostgreSQL, a transaction that lost a deadlock or a
+        serialization conflict to another writer was rolled back whole by the server: it runs again, after a short
+        random wait, so concurrent writers lose nothing and store nothing twice."""
+        for attempt in range(10):
             try:
-                self._bound_wal()
-            except (sqlite3.Error, StoreError):
-                pass  # the batch is committed; the next commit tries the checkpoint again
+                with self._tx() as db:
+                    return work(db)
+            except Exception as e:
+                if attempt == 9 or not self._dialect.retryable(e):
+                    raise
+                time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     def _rollback(self) -> None:
         """Undo the open transaction, if SQLite has not already (it rolls back by itself on a full disk or an I/O
@@ -470,7 +531,7 @@ class RunStore:
             return
         try:
             self._db.execute("ROLLBACK")
-        except (sqlite3.Error, StoreError):
+        except Exception:
             pass  # the error being raised says what went wrong; an unfinished transaction is never committed
 
     def _bound_wal(self) -> None:
@@ -521,10 +582,13 @@ class RunStore:
             sql += " WHERE judgments.failed = 1 AND excluded.failed = 0"
         else:
             sql += " ON CONFLICT(key) DO NOTHING"
-        with self._tx() as db:
+
+        def put(db: Any) -> int:
             before = db.total_changes
             db.executemany(sql, rows)
             return db.total_changes - before
+
+        return self._write(put)
 
     @staticmethod
     def _row(table: str, r: Record, cols: tuple[str, ...]) -> tuple:
@@ -564,19 +628,25 @@ class RunStore:
         _, cols = _TABLES["checks"]
         names = ["key", *cols, "created_at", "record"]
         rows = [self._row("checks", c, cols) for c in checks]
-        with self._tx() as db:
+        sql = (f"INSERT INTO checks ({','.join(names)}) VALUES ({','.join('?' * len(names))}) ON CONFLICT(key) DO "
+               "UPDATE SET " + ",".join(f"{n}=excluded.{n}" for n in names[1:]))
+
+        def replace(db: Any) -> None:
+            self._dialect.lock(db, f"checks:{run}:{benchmark}")
             db.execute("DELETE FROM checks WHERE run = ? AND benchmark = ? AND (judge IS NULL OR judge = ?)",
                        (run, benchmark, judge))
-            db.executemany(f"INSERT OR REPLACE INTO checks ({','.join(names)}) VALUES ({','.join('?' * len(names))})",
-                           rows)
+            if rows:
+                db.executemany(sql, rows)
+
+        self._write(replace)
         return len(rows)
 
     # -- paid judge calls ---------------------------------------------------------------------------------------
     def put_game(self, key: str, judge: str, result: dict[str, Any]) -> None:
         """Store one answered judge call (a game) under its request key, as soon as it is paid for."""
-        with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO game_results (key, judge, created_at, record) VALUES (?, ?, ?, ?)",
-                       (key, judge, time.time(), json.dumps(result, ensure_ascii=False)))
+        row = (key, judge, time.time(), json.dumps(result, ensure_ascii=False))
+        self._write(lambda db: db.execute("INSERT INTO game_results (key, judge, created_at, record) VALUES "
+                                          "(?, ?, ?, ?) ON CONFLICT(key) DO NOTHING", row))
 
     def games(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The stored game results among ``keys``: key -> result."""
@@ -593,8 +663,10 @@ class RunStore:
         """Take the lease of ``run`` for ``owner`` (this process by default). Returns (True, None), or (False, the
         live owner) when another process holds a lease that has not expired and whose process is alive."""
         owner = owner or owner_id()
-        now = time.time()
-        with self._tx() as db:
+
+        def claim(db: Any) -> tuple[bool, str | None]:
+            self._dialect.lock(db, f"run:{run}")  # two processes claiming at once: the second sees the first's lease
+            now = time.time()
             row = db.execute("SELECT status, owner, lease_until FROM run_state WHERE run = ?", (run,)).fetchone()
             if row is not None and row[0] == "running" and row[1] != owner and (row[2] or 0) > now \
                     and _owner_alive(row[1]):
@@ -603,34 +675,39 @@ class RunStore:
                        "(?, 'running', ?, ?, ?, '') ON CONFLICT(run) DO UPDATE SET status='running', "
                        "owner=excluded.owner, lease_until=excluded.lease_until, updated_at=excluded.updated_at, "
                        "detail=''", (run, owner, now + lease_s, now))
-        return True, None
+            return True, None
+
+        return self._write(claim)
 
     def renew_run(self, run: str, owner: str | None = None, *, lease_s: float = LEASE_S) -> None:
         owner = owner or owner_id()
-        with self._tx() as db:
-            db.execute("UPDATE run_state SET lease_until = ?, updated_at = ? WHERE run = ? AND owner = ? "
-                       "AND status = 'running'", (time.time() + lease_s, time.time(), run, owner))
+        self._write(lambda db: db.execute("UPDATE run_state SET lease_until = ?, updated_at = ? WHERE run = ? AND "
+                                          "owner = ? AND status = 'running'",
+                                          (time.time() + lease_s, time.time(), run, owner)))
 
     def finish_run(self, run: str, status: str, detail: str = "", owner: str | None = None) -> None:
         """Record how a run ended (complete, incomplete, failed) and release its lease."""
         if status not in RUN_STATUSES:
             raise ValueError(f"unknown run status {status!r}")
         owner = owner or owner_id()
-        with self._tx() as db:
-            db.execute("INSERT INTO run_state (run, status, owner, lease_until, updated_at, detail) VALUES "
-                       "(?, ?, ?, NULL, ?, ?) ON CONFLICT(run) DO UPDATE SET status=excluded.status, "
-                       "lease_until=NULL, updated_at=excluded.updated_at, detail=excluded.detail",
-                       (run, status, owner, time.time(), detail))
+        self._write(lambda db: db.execute(
+            "INSERT INTO run_state (run, status, owner, lease_until, updated_at, detail) VALUES "
+            "(?, ?, ?, NULL, ?, ?) ON CONFLICT(run) DO UPDATE SET status=excluded.status, "
+            "lease_until=NULL, updated_at=excluded.updated_at, detail=excluded.detail",
+            (run, status, owner, time.time(), detail)))
 
     def set_progress(self, run: str, stage: str, **figures: Any) -> None:
         """Record how far ``stage`` of a running run is (done, total, tokens, ...), merged into its progress."""
-        with self._tx() as db:
+        def merge(db: Any) -> None:
+            self._dialect.lock(db, f"run:{run}")  # another stage's figures, merged meanwhile, are kept
             row = db.execute("SELECT progress FROM run_state WHERE run = ?", (run,)).fetchone()
             if row is None:
                 return
             progress = json.loads(row[0] or "{}")
             progress[stage] = {**figures, "updated_at": time.time()}
             db.execute("UPDATE run_state SET progress = ? WHERE run = ?", (json.dumps(progress), run))
+
+        self._write(merge)
 
     def run_progress(self, run: str) -> dict[str, dict[str, Any]]:
         """Per stage, the figures a run last recorded with :meth:`set_progress` ({} when none)."""
@@ -663,10 +740,12 @@ class RunStore:
         rows = [(run, table, k) for k in dict.fromkeys(keys)]
         if not rows:
             return 0
-        with self._tx() as db:
+        def put(db: Any) -> int:
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO run_records (run, tbl, key) VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT INTO run_records (run, tbl, key) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
             return db.total_changes - before
+
+        return self._write(put)
 
     def linked(self, run: str, table: str, **where: Any) -> list[Record]:
         """The records of ``table`` that belong to ``run``, in the order they were stored (``where`` filters on
@@ -717,7 +796,7 @@ class RunStore:
             return rtype.model_validate_json(text)
         except ValidationError as e:
             raise StoreError(
-                f"a stored {table} record in {self.path} is damaged ({e.error_count()} invalid field(s), e.g. "
+                f"a stored {table} record in {self.where} is damaged ({e.error_count()} invalid field(s), e.g. "
                 f"{' '.join(str(e.errors()[0].get('msg', '')).split())})",
                 fix="`lioneval export FILE` leaves damaged records out: export, then `lioneval import jsonl FILE` "
                     "into a new store",
@@ -732,7 +811,7 @@ class RunStore:
             found = [r for r in self.runs() if r.key.startswith(key)] if len(key) >= 4 else []
         if len(found) != 1:
             raise StoreError(
-                f"no run {key!r} in {self.path}" if not found else f"run prefix {key!r} is ambiguous",
+                f"no run {key!r} in {self.where}" if not found else f"run prefix {key!r} is ambiguous",
                 fix="list runs with `lioneval runs` and pass a full run id",
             )
         return found[0]  # type: ignore[return-value]
@@ -826,10 +905,10 @@ class RunStore:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 for t in tables:
                     if t == "run_records":
-                        rows = self._db.execute("SELECT run, tbl, key FROM run_records ORDER BY rowid")
+                        rows = self._db.stream("SELECT run, tbl, key FROM run_records ORDER BY rowid")
                         recs: Iterable[dict | None] = ({"run": r, "tbl": tb, "key": k} for r, tb, k in rows)
                     else:
-                        rows = self._db.execute(f"SELECT record FROM {t} ORDER BY rowid")
+                        rows = self._db.stream(f"SELECT record FROM {t} ORDER BY rowid")
                         recs = (self._valid(t, rec) for (rec,) in rows)
                     for rec in recs:
                         if rec is None:
@@ -895,9 +974,8 @@ class RunStore:
 
     # -- dashboard reads ---------------------------------------------------------------------------------------
     # Column reads for views over many records (a training run leaves ~225k judgments): tuples of the few fields a
-    # page needs, without validating each record; full records only for the rows a page shows. json_extract and
-    # json_array_length are the only SQLite-specific functions (PostgreSQL: record::jsonb #>> '{games,0,value}').
-    # Read-only: none of these writes.
+    # page needs, without validating each record; full records only for the rows a page shows. JSON fields are read
+    # through the dialect (SQLite's json_extract, PostgreSQL's #>>). Read-only: none of these writes.
 
     def judgment_inventory(self) -> list[tuple[str, str, str, int]]:
         """(benchmark, judge, kind, judgments) per benchmark and judge, sorted; counted on the index, no record read."""
@@ -919,13 +997,13 @@ class RunStore:
                                (benchmark, judge)).fetchone()
         return row[0] if row else None
 
-    # Per game: its value, and where the judged model stood as a number (A -> 1, B -> 0, single -> NULL): a string
-    # per row is what makes a big fetch slow.
-    _GAME_COLUMNS = "".join(
-        f", json_extract(record, '$.games[{i}].value')"
-        f", CASE json_extract(record, '$.games[{i}].model_position') WHEN 'A' THEN 1 WHEN 'B' THEN 0 END"
-        for i in range(2)
-    )
+    def _game_columns(self) -> str:
+        """Per game: its value, and where the judged model stood as a number (A -> 1, B -> 0, single -> NULL): a
+        string per row is what makes a big fetch slow."""
+        d = self._dialect
+        return "".join(f", {d.json_number(('games', i, 'value'))}"
+                       f", CASE {d.json_text(('games', i, 'model_position'))} WHEN 'A' THEN 1 WHEN 'B' THEN 0 END"
+                       for i in range(2))
 
     def judgment_columns(
         self, benchmark: str, *, judges: Sequence[str] | None = None, models: Sequence[str] | None = None
@@ -938,12 +1016,13 @@ class RunStore:
         the first two games' values and positions (1 when the judged model was shown as A, 0 as B, None for a
         single rating or a missing game). ``rowid`` fetches the full record again with :meth:`judgments_at`.
         """
-        if self.readonly:
+        d = self._dialect
+        if self.readonly and d is SQLITE:
             # reading through a memory map skips a copy per page: a third off the time of a big fetch
             self._db.execute("PRAGMA mmap_size=1073741824")
-        sql = ("SELECT rowid, question_id, model, judge, turn, failed, json_extract(record, '$.baseline'),"
-               " json_extract(record, '$.value'), json_array_length(record, '$.games')" + self._GAME_COLUMNS
-               + " FROM judgments WHERE benchmark = ?")
+        sql = (f"SELECT rowid, question_id, model, judge, turn, failed, {d.json_text(('baseline',))},"
+               f" {d.json_number(('value',))}, {d.json_length(('games',))}" + self._game_columns()
+               + f" FROM judgments{d.json_source} WHERE benchmark = ?")
         params: list[Any] = [benchmark]
         for col, values in (("judge", judges), ("model", models)):
             if values is not None:
@@ -1012,3 +1091,53 @@ class RunStore:
         sql = f"SELECT key, created_at, record FROM {table}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         rows = self._db.execute(sql + " ORDER BY created_at, rowid", params).fetchall()
         return [(k, t, rtype.model_validate_json(r)) for k, t, r in rows]
+
+    def content_stamp(self, tables: Sequence[str] | None = None, benchmark: str | None = None) -> tuple:
+        """A cheap stamp of what the tables hold: (table, records, highest rowid, latest write) per table, for
+        ``benchmark`` only where the table has that column. It changes when a record is added or replaced, so a
+        reader can key cached computations by it (a progress update of a running job leaves it as it was)."""
+        out = []
+        for table in tables or sorted(_TABLES):
+            if table not in _TABLES:
+                raise ValueError(f"no table {table!r}")
+            created = "MAX(created_at)" if table in _HAS_CREATED else "NULL"
+            sql = f"SELECT COUNT(*), MAX(rowid), {created} FROM {table}"
+            params: list[Any] = []
+            if benchmark is not None and "benchmark" in _TABLES[table][1]:
+                sql += " WHERE benchmark = ?"
+                params.append(benchmark)
+            out.append((table, *self._db.execute(sql, params).fetchone()))
+        return tuple(out)
+
+    def record_dicts(self, table: str, **where: Any) -> Iterator[dict[str, Any]]:
+        """A table's records as parsed JSON objects, in stored order, one at a time: for reads over many records that
+        use a few fields of each (a leaderboard over 100k judgments and their answers' lengths). They are not
+        validated again as their type (each was validated when stored): the caller checks the fields it reads.
+        ``where`` filters on the table's indexed columns, each with one value or a list of them (None: no filter)."""
+        if table not in _TABLES:
+            raise ValueError(f"no table {table!r}")
+        cols = _TABLES[table][1]
+        clauses, params = [], []
+        for col, val in where.items():
+            if col not in cols:
+                raise ValueError(f"cannot filter {table} on {col!r}")
+            if val is None:
+                continue
+            if isinstance(val, (list, tuple, set, frozenset)):
+                val = sorted(set(val))
+                clauses.append(f"{col} IN ({','.join('?' * len(val))})" if val else "0 = 1")
+                params += val
+            else:
+                clauses.append(f"{col} = ?")
+                params.append(val)
+        sql = f"SELECT record FROM {table}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        for (text,) in self._db.execute(sql + " ORDER BY rowid", params):
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):
+                raise StoreError(f"a stored {table} record in {self.where} is damaged (not a JSON object)",
+                                 fix="`lioneval export FILE` leaves damaged records out: export, then `lioneval "
+                                     "import jsonl FILE` into a new store")
+            yield obj
