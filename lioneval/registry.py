@@ -149,7 +149,8 @@ JUDGES.register("scripted", _J + "judge:Judge", "scripted:NAME - in-process scri
 JUDGES.register("ensemble", _J + "ensemble:EnsembleJudge", "ensemble:[SPEC; SPEC] or ensemble:majority:[...]")
 
 _K = "lioneval.backends."
-BACKENDS.register("openai-compatible", _K + "openai_compat:OpenAICompatibleBackend", "any OpenAI-compatible server")
+BACKENDS.register("openai-compatible", _K + "fanout:FanoutBackend",
+                  "any OpenAI-compatible server, or several (fan-out with failover and prefix affinity)")
 BACKENDS.register("openai", _K + "openai_compat:OpenAIBackend", "the OpenAI API")
 BACKENDS.register("hf", _K + "transformers_backend:TransformersBackend", "local transformers model, CPU or GPU",
                   needs=("torch", "transformers"), extra="train")
