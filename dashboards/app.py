@@ -12,16 +12,19 @@ import functools
 import html
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from lioneval.dashboards import data
 from lioneval.errors import LionEvalError
-from lioneval.store import DEFAULT_STORE, RunStore
+from lioneval.store import DEFAULT_STORE, RunStore, is_url
 
 
 def _fill_help() -> str:
@@ -41,18 +44,42 @@ Fill the store with any of:
 FILL_HELP = _fill_help()
 
 
-def store_path() -> Path:
-    """``--store`` after ``--`` on the streamlit command line wins over ``LIONEVAL_STORE``."""
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--store")
+    parser.add_argument("--data", action="append", default=[])
+    parser.add_argument("--lc-data")
+    parser.add_argument("--glm-weights")
     args, _ = parser.parse_known_args(sys.argv[1:])
-    return Path(args.store or os.environ.get("LIONEVAL_STORE") or DEFAULT_STORE)
+    return args
+
+
+def store_path() -> Path | str:
+    """``--store`` after ``--`` on the streamlit command line wins over ``LIONEVAL_STORE`` (a file, or a database
+    server's URL, kept as a string)."""
+    where = _args().store or os.environ.get("LIONEVAL_STORE") or DEFAULT_STORE
+    return where if is_url(where) else Path(where)
+
+
+def bench_inputs(bench: str) -> tuple[str | None, tuple[tuple[str, str], ...]]:
+    """(data, settings) of ``bench`` as ``lioneval leaderboard`` takes them: ``--data BENCH=PATH`` (repeatable),
+    ``--lc-data`` and ``--glm-weights`` after ``--`` on the streamlit command line, or the variables
+    ``LIONEVAL_LC_DATA`` and ``LIONEVAL_GLM_WEIGHTS``. Settings a benchmark does not take are left out (asked of
+    its constructor); without them a benchmark finds its inputs as the CLI does (AlpacaEval: the hub cache)."""
+    args = _args()
+    data_path = next((v.split("=", 1)[1] for v in args.data if v.split("=", 1)[0] == bench and "=" in v), None)
+    settings = data.bench_settings(
+        bench, lc_data=args.lc_data or os.environ.get("LIONEVAL_LC_DATA") or None,
+        weights=args.glm_weights or os.environ.get("LIONEVAL_GLM_WEIGHTS") or None,
+    )
+    return data_path, tuple(sorted((k, str(v)) for k, v in settings.items()))
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Cached reads. Every cached function takes the store fingerprint, which changes when a job writes, so a rerun after
-# a write reads the new records and a rerun without one costs nothing. DataFrame attrs do not survive the cache's
-# copy, so the functions that need them return them beside the frame.
+# Cached reads. The light ones take the store file's fingerprint (it changes on every write). The costly ones take
+# a stamp of the store's content for their benchmark (records, highest row, latest write per table): a running job
+# that writes progress or another benchmark's records leaves it, so they are computed once per content. DataFrame
+# attrs do not survive the cache's copy, so the functions that need them return them beside the frame.
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -65,10 +92,26 @@ def _inventory(path: str, stamp: tuple) -> pd.DataFrame:
     return data.judge_inventory(path)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _bench_stamp(path: str, stamp: tuple, bench: str) -> tuple:
+    """The content stamp of a benchmark's records, read again only when the store file changed (``stamp``)."""
+    return data.store_stamp(path, bench, tables=("questions", "answers", "judgments", "checks"))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _checks_stamp(path: str, stamp: tuple) -> tuple:
+    return data.store_stamp(path, tables=("checks",))
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _frame(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
     """Shared, not copied (a resource cache): pickling 100k rows per rerun would cost more than the page. Read-only."""
     return data.judgment_frame(path, bench)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _overlap(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
+    return data.judge_overlap(_frame(path, stamp, bench))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -89,8 +132,18 @@ def _judge_stats(path: str, stamp: tuple, bench: str, judges: tuple[str, ...]) -
 def _disagreements(path: str, stamp: tuple, bench: str, judges: tuple[str, ...], gap: float) -> tuple:
     frame = _frame(path, stamp, bench)
     frame = frame[frame["judge"].isin(judges)]
-    df = data.disagreements(path, frame, list(judges), rating_gap=gap)
-    return df, df.attrs.get("total", len(df))
+    df = data.disagreements(path, frame, list(judges), rating_gap=gap, limit=None, texts=False)
+    return df, df.attrs.get("total", len(df)), df.attrs.get("compared", 0)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _detail(path: str, stamp: tuple, bench: str, qid: str, models: tuple[str, ...]) -> dict:
+    return data.item_detail(path, bench, qid, list(models))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _usage(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
+    return data.judge_usage(path, bench)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -103,14 +156,21 @@ def _audits(path: str, stamp: tuple) -> pd.DataFrame:
     return data.judge_audits(path)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _board(path: str, stamp: tuple, bench: str, judge: str | None, rounds: int, seed: int,
-           options: tuple[str, ...] = ()) -> tuple:
-    """``options``: the benchmark's summary toggles that are on (a sorted tuple, so the cache key is stable)."""
+@st.cache_data(show_spinner=False, max_entries=32)
+def _board(path: str, stamp: tuple, bench: str, judge: str | None, rounds: int | None, seed: int,
+           options: tuple[str, ...] = (), inputs: tuple = (None, ())) -> tuple:
+    """``options``: the benchmark's summary toggles that are on (a sorted tuple, so the cache key is stable);
+    ``inputs``: (data, settings) from :func:`bench_inputs`."""
+    data_path, settings = inputs
     with RunStore(path, readonly=True) as store:
         df = data.leaderboard_frame(store, bench, judge=judge, rounds=rounds, seed=seed,
-                                    options=dict.fromkeys(options, True))
+                                    options=dict.fromkeys(options, True), data=data_path, settings=dict(settings))
     return df, df.attrs.get("headline")
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _marks(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
+    return data.model_marks(path, bench)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -121,7 +181,7 @@ def _reports(path: str, stamp: tuple) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=8)
 def _training(path: str, stamp: tuple) -> tuple:
     df = data.training_frame(path)
-    return df, df.attrs.get("unplaced", 0)
+    return df, df.attrs.get("unplaced", 0), data.drift_frame(path)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -136,6 +196,10 @@ def _answer_checks(path: str, stamp: tuple) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------------------------------------------
 # Layout helpers
+
+
+# legends above the plot area: below it they cover the axis title
+LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0}
 
 
 def table(df: pd.DataFrame, name: str, *, caption: str | None = None, **kw: Any) -> None:
@@ -164,6 +228,22 @@ def fmt(v: Any, digits: int = 3) -> str:
     return "-" if v is None or (isinstance(v, float) and v != v) else f"{v:.{digits}f}"
 
 
+def link(**params: Any) -> str:
+    """A link to a view of this dashboard (relative: it keeps the server and port)."""
+    return "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v not in (None, "")})
+
+
+def interval_label(methods: pd.Series) -> str:
+    """How the drawn intervals were made, from the Estimates' ``method`` (only rows that have an interval)."""
+    found = sorted({str(m) for m in methods.dropna() if str(m)})
+    return f"95% interval: {', '.join(found)}" if found else "no interval"
+
+
+def markdown_block(text: str) -> None:
+    """Model and judge text as markdown (code, lists, tables render); raw HTML stays text."""
+    st.markdown(text or "_(empty)_")
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Pages
 
@@ -176,102 +256,260 @@ def page_judges(path: str, stamp: tuple) -> None:
         return
     benches = sorted(inv["benchmark"].unique())
     bench = pick("Benchmark", benches, "bench")
+    bstamp = _bench_stamp(path, stamp, bench)
     judges_here = inv.loc[inv["benchmark"] == bench].sort_values("judgments", ascending=False)
     options = list(judges_here["judge"])
+    labels = data.judge_labels(options)
+    # by default the two judges that share the most items: a pair that shares none says nothing
+    overlap = _overlap(path, bstamp, bench)
+    default = [overlap.iloc[0]["judge_a"], overlap.iloc[0]["judge_b"]] if len(overlap) else options[:2]
     chosen = st.sidebar.multiselect(
-        "Judges (two or more)", options, default=options[:4], key="judges", bind="query-params"
+        "Judges (two or more)", options, default=default, key="judges", bind="query-params"
     )
     gap = st.sidebar.number_input(
         "Rating gap that counts as disagreement", 1.0, 9.0, data.RATING_GAP, 1.0, key="gap", bind="query-params"
     )
-    table(judges_here, f"judges-{bench}", caption=f"Judges with {bench} judgments")
+    shown_inv = judges_here.assign(label=judges_here["judge"].map(labels))[
+        ["label", "kind", "judgments", "benchmark", "judge"]]
+    table(shown_inv, f"judges-{bench}", caption=f"Judges with {bench} judgments (the null-model probe's answers "
+          "are left out of every number on this page)")
     if len(options) < 2:
         st.info(
             f"Only one judge has judged {bench}. Judge the same answers with another one to compare them, e.g. "
             f"`lioneval rejudge RUN --judge SPEC` or `lioneval judge --bench {bench} --model M --judge SPEC`."
         )
-    agreement, scores, health, n_all, kind = _judge_stats(path, stamp, bench, tuple(chosen))
+    agreement, scores, health, n_all, kind = _judge_stats(path, bstamp, bench, tuple(chosen))
 
     probe = _probe(path, stamp)
     gameable = probe[probe["gameable"] & probe["judge"].isin(options)]
-    for j in gameable["judge"]:
-        st.warning(f"The null-model probe marked judge `{j}` as gameable: a constant answer scores above the bar.")
+    for j, detail in zip(gameable["judge"], gameable["detail"], strict=True):
+        st.warning(f"The null-model probe marked judge `{labels.get(j, j)}` as gameable: a constant answer scores "
+                   f"above the bar. {detail or ''}")
 
+    dis = total = compared = None
     if len(chosen) >= 2:
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Items judged by all chosen judges", f"{n_all}")
-        c2.metric("Mean pairwise agreement", fmt(agreement["agreement"].mean()))
-        c3.metric("Mean kappa", fmt(agreement["kappa"].mean()))
+        dis, total, compared = _disagreements(path, bstamp, bench, tuple(chosen), float(gap))
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Items compared", f"{compared}", help="items that two or more of the chosen judges parsed")
+        c2.metric("Judged by all", f"{n_all}", help="items that every chosen judge parsed")
+        c3.metric("Disagreements", f"{total}", help="compared items on which two of the judges disagree")
+        c4.metric("Mean kappa", fmt(agreement["kappa"].mean()), help="mean over the pairs of judges")
+        empty_pairs = agreement[agreement["items"] == 0]
+        for a, b in zip(empty_pairs["judge_a"], empty_pairs["judge_b"], strict=True):
+            st.warning(f"`{labels[a]}` and `{labels[b]}` judged no item in common: their agreement is unknown.")
         st.subheader("Model scores by judge")
         unit = "win share vs baseline (%)" if kind == "pairwise" else "mean rating"
         fig = go.Figure()
         order = scores.groupby("model")["score"].mean().sort_values().index.tolist()
         for judge, g in scores.groupby("judge", sort=False):
             g = g.set_index("model").reindex(order)
-            fig.add_trace(go.Scatter(x=g.index, y=g["score"], mode="lines+markers", name=short(judge)))
+            # markers only: the models are not a sequence, a line between them would suggest one
+            fig.add_trace(go.Scatter(x=g.index, y=g["score"], mode="markers", name=labels.get(judge, judge),
+                                     marker={"size": 10}))
         fig.update_layout(yaxis_title=unit, xaxis_title="model (sorted by mean score)", height=380,
-                          margin={"t": 30, "b": 10}, legend={"orientation": "h"})
+                          margin={"t": 40, "b": 10}, legend=LEGEND)
         st.plotly_chart(fig, key="judge-scores")
         st.subheader("Agreement between judges")
-        table(agreement, f"agreement-{bench}", caption=(
+        shown = agreement.assign(label_a=agreement["judge_a"].map(labels), label_b=agreement["judge_b"].map(labels))
+        shown = shown[["label_a", "label_b", "items", "agreement", "kappa", "spearman", "kendall",
+                       "agreement_within_1", "kappa_method", "models", "judge_a", "judge_b"]]
+        table(shown, f"agreement-{bench}", caption=(
             "Per pair of judges on the items both parsed. Pairwise: win/tie/loss agreement and Cohen's kappa. "
             "Ratings: exact and within-one-point agreement of rounded ratings, quadratic-weighted kappa. "
             "Spearman/Kendall: rank correlation of the models' mean scores on the shared items."
         ))
-        pivot = scores.pivot(index="model", columns="judge", values="score").reset_index()
+        pivot = scores.pivot(index="model", columns="judge", values="score").rename(columns=labels).reset_index()
         pivot.columns.name = None
         table(pivot, f"model-scores-{bench}", caption=f"Model scores per judge ({unit})")
     elif chosen:
         st.info("Pick a second judge in the sidebar to compare.")
 
-    st.subheader("Position bias and parse failures")
-    table(health, f"judge-health-{bench}", caption=(
+    st.subheader("Judge report card: position bias and parse failures")
+    card = health.assign(label=health["judge"].map(labels))
+    first = ["label", "parse_failure_rate", "games_agree", "first_position_win_share", "judgments", "failed"]
+    card = card[first + [c for c in card.columns if c not in first]]
+    table(card, f"judge-health-{bench}", caption=(
         "games_agree: share of two-order judgments whose games give the same verdict (order-blind judge: 1). "
         "first_position_win_share: share of decisive games won by the answer shown first (unbiased: 0.5)."
     ))
+    usage = _usage(path, bstamp, bench)
+    usage = usage[usage["judge"].isin(chosen or options)].assign(label=lambda u: u["judge"].map(labels))
+    if usage["with_usage"].sum():
+        table(usage[["label", "judgments", "with_usage", "prompt_tokens_per_1k", "completion_tokens_per_1k",
+                     "calls_per_1k", "judge"]], f"judge-usage-{bench}", caption=(
+            "Cost per 1,000 judgments: tokens and calls (retries included), from the usage each judgment recorded "
+            "(imported judgments record none). Latency is not recorded."))
+    for label, rate in zip(card["label"], card["parse_failure_rate"], strict=True):
+        if rate == rate and rate > 0.5:
+            st.warning(f"`{label}` failed to give a verdict on {rate:.0%} of its judgments: its numbers rest on the "
+                       "rest.")
 
     st.subheader("Null-model probe")
-    shown = probe[probe["judge"].isin(options)]
-    if shown.empty:
+    shown_probe = probe[probe["judge"].isin(options)]
+    if shown_probe.empty:
         st.caption(f"No probe stored for these judges: `lioneval audit judge --judge SPEC --bench {bench}` runs it.")
     else:
-        table(shown, f"null-model-probe-{bench}")
+        table(shown_probe, f"null-model-probe-{bench}")
     audits = _audits(path, stamp)
     audits = audits[audits["judge"].isin(options) & ~audits["name"].isin(data.PROBE_NAMES)]
     if not audits.empty:
         with st.expander("Other stored judge audits"):
             table(audits.drop(columns=["meta"]), f"judge-audits-{bench}")
 
-    if len(chosen) >= 2:
-        _disagreement_browser(path, stamp, bench, chosen, float(gap))
+    if dis is not None:
+        _disagreement_browser(path, bstamp, bench, chosen, labels, dis, int(total or 0), int(compared or 0))
 
 
-def _disagreement_browser(path: str, stamp: tuple, bench: str, chosen: list[str], gap: float) -> None:
+def _disagreement_browser(path: str, stamp: tuple, bench: str, chosen: list[str], labels: dict[str, str],
+                          dis: pd.DataFrame, total: int, compared: int) -> None:
     st.subheader("Where the judges disagree")
-    dis, total = _disagreements(path, stamp, bench, tuple(chosen), gap)
-    if dis.empty:
-        st.success("The chosen judges agree on every item they both judged.")
+    if compared == 0:
+        st.warning("No item was parsed by two of the chosen judges, so their agreement cannot be told. Pick judges "
+                   "that judged the same answers.")
         return
-    brief = [*data.ITEM_KEYS, "spread", *(c for c in dis.columns if c.startswith("value:"))]
-    st.caption(f"{total} items in disagreement; the {len(dis)} widest are listed (the CSV has the texts).")
-    table(dis[brief], f"disagreements-{bench}", column_config={"turn": st.column_config.NumberColumn(format="%d")})
-    st.download_button("Download disagreements with texts.csv", functools.partial(data.to_csv_bytes, dis),
-                       file_name=f"disagreements-{bench}-texts.csv", mime="text/csv", key="csv-dis-texts")
-    labels = [f"{r.question_id} / {r.model}" + (f" / turn {r.turn}" if r.turn > 0 else "") for r in dis.itertuples()]
-    idx = st.selectbox("Item", range(len(dis)), format_func=lambda i: labels[i], key="item", bind="query-params")
-    row = dis.iloc[int(idx or 0)]
-    st.markdown("**Question**")
-    st.text(row["question"])
-    cols = st.columns(2 if row["baseline"] else 1)
-    cols[0].markdown(f"**Answer of `{row['model']}`**")
-    cols[0].text(row["answer"])
-    if row["baseline"]:
-        cols[1].markdown(f"**Answer of the baseline `{row['baseline']}`**")
-        cols[1].text(row["baseline_answer"])
-    jcols = st.columns(len(chosen))
-    for col, j in zip(jcols, chosen, strict=True):
-        col.markdown(f"**{short(j)}**: {fmt(row[f'value:{j}'], 2)}")
-        col.text(row[f"rationale:{j}"])
+    if dis.empty:
+        st.success(f"The chosen judges agree on every one of the {compared} items two or more of them parsed.")
+        return
+    c1, c2, c3 = st.columns(3)
+    cats = sorted(c for c in dis["category"].unique() if c)
+    cat = c1.selectbox("Category", ["(all)", *cats], key="dis_cat") if cats else "(all)"
+    model = c2.selectbox("Model", ["(all)", *sorted(dis["model"].unique())], key="dis_model")
+    search = c3.text_input("Question id contains", key="dis_q")
+    view = dis
+    if cat != "(all)":
+        view = view[view["category"] == cat]
+    if model != "(all)":
+        view = view[view["model"] == model]
+    if search:
+        view = view[view["question_id"].astype(str).str.contains(search, case=False, regex=False)]
+    st.caption(f"{total} of {compared} compared items in disagreement; {len(view)} match the filters "
+               "(widest spread first). Pick one below to read it.")
+    value_cols = [c for c in view.columns if c.startswith("value:")]
+    brief = view[[*data.ITEM_KEYS, "category", "spread", *value_cols]].rename(
+        columns={f"value:{j}": labels.get(j, j) for j in chosen})
+    brief = brief.assign(open=[link(view="Questions", bench=bench, question=q, model=m)
+                               for q, m in zip(view["question_id"], view["model"], strict=True)])
+    table(brief, f"disagreements-{bench}", column_config={
+        "turn": st.column_config.NumberColumn(format="%d"),
+        "open": st.column_config.LinkColumn("side by side", display_text="open"),
+    })
+    if view.empty:
+        return
+    rows = view.reset_index(drop=True)
+    item_labels = [f"{r.question_id} / {r.model}" + (f" / turn {r.turn}" if r.turn > 0 else "")
+                   for r in rows.itertuples()]
+    idx = st.selectbox("Item", range(len(rows)), format_func=lambda i: item_labels[i], key="item")
+    row = rows.iloc[int(idx or 0)]
+    models = [row["model"], *([row["baseline"]] if row["baseline"] else [])]
+    detail = _detail(path, stamp, bench, str(row["question_id"]), tuple(models))
+    show_item(detail, models, int(row["turn"]), chosen, labels)
+
+
+def show_item(detail: dict, models: list[str], turn: int, judges: list[str] | None,
+              labels: dict[str, str]) -> None:
+    """One question with every turn up to ``turn`` (all when 0 or -1), its reference answers, the answers of
+    ``models`` side by side and each judge's verdict and rationale."""
+    question, reference = detail["question"], detail["reference"]
+    last = len(question) if turn < 1 else min(turn, len(question))
+    if detail["category"]:
+        st.caption(f"category: {detail['category']}")
+    verdicts = detail["verdicts"]
+    if judges is not None and not verdicts.empty:
+        verdicts = verdicts[verdicts["judge"].isin(judges)]
+    for t in range(1, max(last, 1) + 1):
+        st.markdown(f"**Question, turn {t}**" if len(question) > 1 else "**Question**")
+        markdown_block(question[t - 1] if t <= len(question) else "(question not in the store)")
+        if reference and t <= len(reference) and reference[t - 1]:
+            with st.expander(f"Reference answer, turn {t}", expanded=True):
+                markdown_block(reference[t - 1])
+        cols = st.columns(len(models))
+        for col, m in zip(cols, models, strict=True):
+            turns = detail["answers"].get(m) or detail["baselines"].get(m)
+            with col:
+                st.markdown(f"**Answer of `{m}`**")
+                markdown_block(turns[t - 1] if turns and t <= len(turns) else "(answer not in the store)")
+    if verdicts.empty:
+        st.caption("No stored verdict on this question for these models.")
+        return
+    st.markdown("**Verdicts**")
+    for r in verdicts.itertuples():
+        value = "failed: " + r.error if r.failed else fmt(r.value, 2)
+        where = f" turn {r.turn}" if r.turn else ""
+        vs = f" vs `{r.baseline}`" if r.baseline else ""
+        with st.expander(f"{labels.get(r.judge, r.judge)} on {r.model}{where}{vs}: {value}", expanded=True):
+            markdown_block(r.rationale)
+
+
+def page_questions(path: str, stamp: tuple) -> None:
+    st.header("Questions")
+    inv = _inventory(path, stamp)
+    if inv.empty:
+        st.info("No judgments yet.\n\n" + FILL_HELP)
+        return
+    bench = pick("Benchmark", sorted(inv["benchmark"].unique()), "bench")
+    bstamp = _bench_stamp(path, stamp, bench)
+    frame = _frame(path, bstamp, bench)
+    labels = data.judge_labels(sorted(frame["judge"].unique()))
+    scale = 100.0 if data.frame_kind(frame) == "pairwise" else 1.0
+    items = _items(path, bstamp, stamp, bench)
+
+    with st.sidebar:
+        cat_options = ["(all)", *sorted(c for c in items["category"].unique() if c)]
+        cat = st.selectbox("Category", cat_options, key="category", bind="query-params")
+        model = st.selectbox("Model", ["(all)", *sorted(items["model"].unique())], key="model",
+                             bind="query-params")
+        only = st.multiselect("Only items", ["judges disagree", "flagged", "failed"], key="only")
+        search = st.text_input("Question id contains", key="q")
+    view = items
+    if cat != "(all)":
+        view = view[view["category"] == cat]
+    if model != "(all)":
+        view = view[view["model"] == model]
+    if "judges disagree" in only:
+        view = view[(view["judges"] >= 2) & (view["spread"] >= (50.0 if scale == 100.0 else data.RATING_GAP))]
+    if "flagged" in only:
+        view = view[view["flagged"]]
+    if "failed" in only:
+        view = view[view["failed"] > 0]
+    if search:
+        view = view[view["question_id"].astype(str).str.contains(search, case=False, regex=False)]
+    st.caption(f"{len(view)} of {len(items)} (question, model) items match. The spread is the widest gap between "
+               "two verdicts on the item (any judge, any turn).")
+    table(view.drop(columns=["low", "high"]), f"questions-{bench}")
+    qids = sorted(view["question_id"].unique())
+    if not qids:
+        return
+    wanted = st.query_params.get("question")
+    qid = st.selectbox("Question", qids, index=qids.index(wanted) if wanted in qids else 0, key="question_pick")
+    answered = sorted(frame.loc[frame["question_id"] == qid, "model"].unique())
+    a_default = model if model in answered else answered[0]
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Left", answered, index=answered.index(a_default), key="left")
+    others = [m for m in answered if m != a] or answered
+    b = c2.selectbox("Right", ["(its baseline)", *others], key="right")
+    models = [a] if b == "(its baseline)" else [a, b]
+    detail = _detail(path, bstamp, bench, str(qid), tuple(models))
+    if b == "(its baseline)":
+        models = [a, *sorted(detail["baselines"])[:1]]
+    show_item(detail, models, 0, None, labels)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _items(path: str, bstamp: tuple, stamp: tuple, bench: str) -> pd.DataFrame:
+    """One row per (question, model) of the benchmark: how many judges, failures, the verdicts' spread, the
+    question's category and whether a cheat check flagged the answer."""
+    frame = _frame(path, bstamp, bench)
+    items = frame.groupby(["question_id", "model"], sort=True).agg(
+        judges=("judge", "nunique"), failed=("failed", "sum"), low=("value", "min"), high=("value", "max"),
+    ).reset_index()
+    with RunStore(path, readonly=True) as store:
+        cats = {q.id: q.category or "" for q in store.questions(benchmark=bench)}
+    items["category"] = [cats.get(q, "") for q in items["question_id"]]
+    items["spread"] = (items["high"] - items["low"]) * (100.0 if data.frame_kind(frame) == "pairwise" else 1.0)
+    flagged = _answer_checks(path, stamp)
+    flag_keys = set(zip(flagged["question_id"], flagged["model"], strict=True)) if not flagged.empty else set()
+    items["flagged"] = [(q, m) in flag_keys for q, m in zip(items["question_id"], items["model"], strict=True)]
+    return items
 
 
 def page_leaderboard(path: str, stamp: tuple) -> None:
@@ -282,45 +520,134 @@ def page_leaderboard(path: str, stamp: tuple) -> None:
         st.info("No judgments or reports yet.\n\n" + FILL_HELP)
         return
     if not inv.empty:
-        benches = sorted(inv["benchmark"].unique())
-        bench = pick("Benchmark", benches, "bench")
-        judges = ["(all)", *sorted(inv.loc[inv["benchmark"] == bench, "judge"])]
-        judge = pick("Judge", judges, "judge")
-        rounds = st.sidebar.number_input("Bootstrap rounds", 10, 5000, 200, 10, key="rounds", bind="query-params")
-        seed = st.sidebar.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind="query-params")
-        info = data.bench_info(bench)
-        # one checkbox per summary option the benchmark offers (e.g. style control), none for the others
-        on = tuple(sorted(name for name, label in info.toggles.items()
-                          if st.sidebar.checkbox(label, key=f"opt_{name}", bind="query-params")))
-        try:
-            board, headline = _board(path, stamp, bench, None if judge == "(all)" else judge, int(rounds), int(seed),
-                                     on)
-        except LionEvalError as e:
-            st.error(str(e))
-            return
-        if board.empty:
-            st.info(f"No scores for {bench} yet.")
-        for jid, g in board.groupby("judge", sort=False):
-            st.subheader(f"{bench}: judge {jid}")
-            metric = headline or next(c for c in g.columns if f"{c}_lower" in g.columns)
-            # best at the top of the chart (the last row) and first in the table
-            g = g.sort_values(metric, ascending=info.higher_is_better)
-            fig = go.Figure(go.Scatter(
-                x=g[metric], y=g["model"], mode="markers", name=metric,
-                error_x={"type": "data", "symmetric": False, "array": g[f"{metric}_upper"] - g[metric],
-                         "arrayminus": g[metric] - g[f"{metric}_lower"]},
-            ))
-            fig.update_layout(xaxis_title=f"{metric} (95% CI)", height=120 + 24 * len(g), margin={"t": 20, "b": 10})
-            st.plotly_chart(fig, key=f"board-{jid}")
-            table(g.iloc[::-1], f"leaderboard-{bench}-{short(jid)}")
+        _board_section(path, stamp, inv)
     if not reports.empty:
         with st.expander("Stored reports (as the runs computed them)"):
             table(reports, "reports")
 
 
+def _board_section(path: str, stamp: tuple, inv: pd.DataFrame) -> None:
+    benches = sorted(inv["benchmark"].unique())
+    bench = pick("Benchmark", benches, "bench")
+    judges = ["(all)", *sorted(inv.loc[inv["benchmark"] == bench, "judge"])]
+    judge = pick("Judge", judges, "judge")
+    rounds = st.sidebar.number_input("Bootstrap rounds (empty: the benchmark's)", 10, 5000, None, 10, key="rounds",
+                                     bind="query-params")
+    seed = st.sidebar.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind="query-params")
+    show_marked = st.sidebar.toggle("Rank flagged models too", key="rank_flagged", bind="query-params")
+    info = data.bench_info(bench)
+    # one checkbox per summary option the benchmark offers (e.g. style control), none for the others
+    on = tuple(sorted(name for name, label in info.toggles.items()
+                      if st.sidebar.checkbox(label, key=f"opt_{name}", bind="query-params")))
+    bstamp = _bench_stamp(path, stamp, bench)
+    inputs = bench_inputs(bench)
+    try:
+        board, headline = _board(path, bstamp, bench, None if judge == "(all)" else judge,
+                                 None if rounds is None else int(rounds), int(seed), on, inputs)
+    except LionEvalError as e:
+        st.error(str(e))
+        return
+    given = ([("data", inputs[0])] if inputs[0] else []) + list(inputs[1])
+    if given:
+        st.caption("Benchmark inputs: " + ", ".join(f"{k} = `{v}`" for k, v in given))
+    if board.empty:
+        st.info(f"No scores for {bench} yet.")
+        return
+    marks = _marks(path, (bstamp, _checks_stamp(path, stamp)), bench)
+    reasons = dict(zip(marks["model"], marks["reasons"], strict=True))
+    board = board.assign(mark=[reasons.get(m, "") for m in board["model"]])
+    metrics = [c for c in board.columns if f"{c}_lower" in board.columns]
+    controlled = info.length_metrics[1]
+    default = controlled if on and controlled in metrics else headline if headline in metrics else metrics[0]
+    # a toggle that adds a controlled score switches the plot to it: the choice is kept per set of toggles
+    metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="_".join(["metric", *on]),
+                          bind="query-params")
+    not_comparable = board.loc[~board["comparable"].astype(bool), "note"]
+    if len(not_comparable):
+        notes = "; ".join(dict.fromkeys(n for n in not_comparable if n)) or "see the notes column"
+        st.warning(f"{len(not_comparable)} scores are not comparable with the official leaderboard: {notes}.")
+    probe = _probe(path, stamp)
+    labels = data.judge_labels(list(board["judge"].unique()))
+    for j in probe.loc[probe["gameable"] & probe["judge"].isin(board["judge"]), "judge"].unique():
+        st.warning(f"Judge `{labels.get(j, j)}` is gameable (the null-model probe): rank with care.")
+    unreliable = board[~board["reliable"].astype(bool)]
+    if len(unreliable):
+        first = unreliable["unreliable"].iloc[0].split("; ")[0]
+        st.warning(f"{len(unreliable)} of {len(board)} scores are unreliable (`reliable` False; the `unreliable` "
+                   f"column says why), e.g. {unreliable['model'].iloc[0]}: {first}.")
+    marked = board["mark"] != ""
+    if marked.any() and not show_marked:
+        st.info(f"{int(marked.sum())} flagged models are not ranked (listed at the bottom of the table with the "
+                "reason); tick 'Rank flagged models too' to rank them.")
+    ranked = board if show_marked else board[~marked]
+    hib = info.higher_is_better
+    if ranked.empty:
+        st.info("Every model here is flagged; tick 'Rank flagged models too' to rank them anyway.")
+    # one chart for every judge, on one axis: scores of different judges side by side on the same scale
+    fig = go.Figure()
+    order = ranked.groupby("model")[metric].mean().sort_values(ascending=hib).index.tolist()
+    for jid, g in ranked.groupby("judge", sort=False):
+        g = g.set_index("model").reindex(order).dropna(subset=[metric])
+        has = g[f"{metric}_lower"].notna() & g[f"{metric}_upper"].notna()
+        err = None
+        if has.any():
+            err = {"type": "data", "symmetric": False,
+                   "array": (g[f"{metric}_upper"] - g[metric]).where(has).astype(float).tolist(),
+                   "arrayminus": (g[metric] - g[f"{metric}_lower"]).where(has).astype(float).tolist()}
+        fig.add_trace(go.Scatter(x=g[metric], y=g.index, mode="markers", name=labels.get(jid, jid), error_x=err,
+                                 customdata=g[[f"{metric}_method"]].fillna("").to_numpy(),
+                                 hovertemplate="%{y}: %{x:.2f} (%{customdata[0]})<extra></extra>"))
+    methods = ranked.loc[ranked[f"{metric}_lower"].notna(), f"{metric}_method"]
+    if not ranked.empty:
+        fig.update_layout(xaxis_title=f"{metric} ({interval_label(methods)})", height=160 + 22 * len(order),
+                          margin={"t": 40, "b": 10}, legend=LEGEND)
+        st.plotly_chart(fig, key="board")
+    sign = -1 if hib else 1
+    out = board.assign(rank=np.nan)
+    for _, g in ranked.groupby("judge", sort=False):
+        out.loc[g.index, "rank"] = (sign * g[metric]).rank(method="min")
+    out = out.assign(_key=out["rank"].fillna(np.inf)).sort_values(["judge", "_key", "model"]).drop(columns="_key")
+    out = out.assign(judge_label=out["judge"].map(labels))
+    lead = ["judge_label", "rank", "model", metric, f"{metric}_lower", f"{metric}_upper", f"{metric}_method", "n",
+            "mark", "reliable", "unreliable", "comparable", "note", "failed", "dropped"]
+    lead = list(dict.fromkeys(c for c in lead if c in out.columns))
+    out = out[lead + [c for c in out.columns if c not in lead]]
+    out = out.assign(open=[link(view="Questions", bench=bench, model=m) for m in out["model"]])
+    table(out, f"leaderboard-{bench}", column_config={
+        "open": st.column_config.LinkColumn("answers", display_text="browse")})
+    _breakdown(ranked, metrics, labels)
+
+
+def _breakdown(board: pd.DataFrame, metrics: list[str], labels: dict[str, str]) -> None:
+    """Metrics named ``group/part`` (MT-Bench's ``category/<name>``) as bars with their intervals."""
+    groups = sorted({m.split("/", 1)[0] for m in metrics if "/" in m})
+    if not groups:
+        return
+    st.subheader("Breakdown")
+    group = st.selectbox("Group", groups, key="group") if len(groups) > 1 else groups[0]
+    parts = [m for m in metrics if m.startswith(f"{group}/")]
+    models = list(dict.fromkeys(board["model"]))
+    chosen = st.multiselect("Models", models, default=models[:4], key="breakdown_models")
+    fig = go.Figure()
+    for (jid, model), g in board[board["model"].isin(chosen)].groupby(["judge", "model"], sort=False):
+        r = g.iloc[0]
+        lows = [r[f"{p}_lower"] for p in parts]
+        highs = [r[f"{p}_upper"] for p in parts]
+        vals = [r[p] for p in parts]
+        has = all(v is not None and v == v for v in lows + highs)
+        err = {"type": "data", "symmetric": False, "array": [h - v for h, v in zip(highs, vals, strict=True)],
+               "arrayminus": [v - lo for v, lo in zip(vals, lows, strict=True)]} if has else None
+        name = model if board["judge"].nunique() == 1 else f"{model} ({labels.get(jid, jid)})"
+        fig.add_trace(go.Bar(x=[p.split("/", 1)[1] for p in parts], y=vals, name=name, error_y=err))
+    methods = board[[f"{p}_method" for p in parts]].stack() if parts else pd.Series(dtype=object)
+    fig.update_layout(barmode="group", yaxis_title=f"{group} score ({interval_label(methods)})", height=400,
+                      margin={"t": 40, "b": 10}, legend=LEGEND)
+    st.plotly_chart(fig, key="breakdown")
+
+
 def page_training(path: str, stamp: tuple) -> None:
     st.header("Training curves")
-    df, unplaced = _training(path, stamp)
+    df, unplaced, drift = _training(path, stamp)
     if df.empty:
         msg = "No reports of training checkpoints yet (a checkpoint run needs a stage and a step)."
         if unplaced:
@@ -335,33 +662,68 @@ def page_training(path: str, stamp: tuple) -> None:
     metrics = sorted(sub["metric"].unique())
     default = data.bench_info(bench).headline
     metric = pick("Metric", metrics, "metric", index=metrics.index(default) if default in metrics else 0)
-    sub = sub[sub["metric"] == metric].sort_values(["stage", "step"])
-    fig = go.Figure()
+    sub = sub[sub["metric"] == metric].sort_values("global_step")
+    sub = sub.merge(drift, on="run", how="left") if not drift.empty else sub
+    rows = 1 + int("kl" in sub and sub["kl"].notna().any()) + int("length_mean" in sub and
+                                                                   sub["length_mean"].notna().any())
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        row_heights=[0.6] + [0.4 / (rows - 1)] * (rows - 1) if rows > 1 else [1.0])
     for stage, g in sub.groupby("stage", sort=False):
         band = g.dropna(subset=["lower", "upper"])
         if not band.empty:
             fig.add_trace(go.Scatter(
-                x=list(band["step"]) + list(band["step"][::-1]), y=list(band["upper"]) + list(band["lower"][::-1]),
-                fill="toself", opacity=0.2, line={"width": 0}, name=f"{stage} 95% CI", hoverinfo="skip",
-            ))
-        fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines+markers", name=stage,
-                                 customdata=g["model"], hovertemplate="%{customdata}: %{y:.2f}<extra></extra>"))
-        stop = g["early_stop_step"].dropna()
+                x=list(band["global_step"]) + list(band["global_step"][::-1]),
+                y=list(band["upper"]) + list(band["lower"][::-1]), fill="toself", opacity=0.2, line={"width": 0},
+                name=f"{stage} interval", hoverinfo="skip",
+            ), row=1, col=1)
+        fig.add_trace(go.Scatter(
+            x=g["global_step"], y=g["value"], mode="lines+markers", name=stage,
+            customdata=np.stack([g["model"], g["step"]], axis=1),
+            hovertemplate="%{customdata[0]} (stage step %{customdata[1]}): %{y:.2f}<extra></extra>",
+        ), row=1, col=1)
+        stop = g[g["stopped_here"]]
         if not stop.empty:
-            fig.add_vline(x=int(stop.iloc[0]), line_dash="dash", annotation_text=f"{stage} stopped")
+            fig.add_vline(x=int(stop["global_step"].iloc[0]), line_dash="dash", annotation_text=f"{stage} stopped")
+    starts = sub.groupby("stage")["global_step"].min().sort_values()
+    for stage, x in list(starts.items())[1:]:
+        fig.add_vline(x=int(x), line_dash="dot", line_color="gray", annotation_text=f"{stage} starts",
+                      annotation_position="bottom right")
     promoted = sub[sub["promoted"]]
     if not promoted.empty:
-        fig.add_trace(go.Scatter(x=promoted["step"], y=promoted["value"], mode="markers", name="promoted",
-                                 marker={"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1}}))
+        fig.add_trace(go.Scatter(
+            x=promoted["global_step"], y=promoted["value"], mode="markers", name="promoted",
+            customdata=promoted[["model", "promotion_reasons"]].to_numpy(),
+            hovertemplate="promoted %{customdata[0]}: %{customdata[1]}<extra></extra>",
+            marker={"symbol": "star", "size": 16, "color": "gold", "line": {"width": 1}}), row=1, col=1)
     flagged = sub[sub["flagged"]]
     if not flagged.empty:
-        fig.add_trace(go.Scatter(x=flagged["step"], y=flagged["value"], mode="markers", name="cheat flag",
-                                 marker={"symbol": "x", "size": 12, "color": "red"}))
-    fig.update_layout(xaxis_title="step", yaxis_title=metric, height=420, margin={"t": 30})
+        fig.add_trace(go.Scatter(x=flagged["global_step"], y=flagged["value"], mode="markers", name="cheat flag",
+                                 customdata=flagged[["model", "flags"]].to_numpy(),
+                                 hovertemplate="%{customdata[0]} flagged: %{customdata[1]}<extra></extra>",
+                                 marker={"symbol": "x", "size": 12, "color": "red"}), row=1, col=1)
+    row = 2
+    for col, label in (("length_mean", "answer length (tokens)"), ("kl", "KL to the stage start")):
+        if col in sub and sub[col].notna().any():
+            fig.add_trace(go.Scatter(x=sub["global_step"], y=sub[col], mode="lines+markers", name=label),
+                          row=row, col=1)
+            fig.update_yaxes(title_text=label, row=row, col=1)
+            row += 1
+    fig.update_yaxes(title_text=metric, row=1, col=1)
+    fig.update_xaxes(title_text="global step (stages one after another)", row=rows, col=1)
+    fig.update_layout(height=420 + 160 * (rows - 1), margin={"t": 30})
     st.plotly_chart(fig, key="training")
     if unplaced:
         st.caption(f"{unplaced} runs with reports but no step are not on the curve.")
-    table(sub, f"training-{bench}-{metric}")
+    for stage, reason, step in sub.loc[sub["stopped_here"], ["stage", "stop_reason", "step"]].itertuples(index=False):
+        st.caption(f"{stage} stopped at step {step}: {reason or 'no reason stored'}")
+    for model, why in sub.loc[sub["promoted"], ["model", "promotion_reasons"]].itertuples(index=False):
+        st.caption(f"promoted {model}: {why}")
+    out = sub.assign(open=[link(view="Questions", bench=bench, model=m) for m in sub["model"]])
+    lead = ["stage", "step", "global_step", "model", "value", "lower", "upper", "promoted", "stopped_here", "flagged",
+            "flags", "promotion_reasons", "stop_reason", "open"]
+    out = out[lead + [c for c in out.columns if c not in lead]]
+    table(out, f"training-{bench}-{metric}", column_config={
+        "open": st.column_config.LinkColumn("answers", display_text="browse")})
 
 
 def page_length(path: str, stamp: tuple) -> None:
@@ -373,18 +735,20 @@ def page_length(path: str, stamp: tuple) -> None:
     bench = pick("Benchmark", sorted(inv["benchmark"].unique()), "bench")
     judge = pick("Judge", sorted(inv.loc[inv["benchmark"] == bench, "judge"]), "judge")
     info = data.bench_info(bench)
+    bstamp = _bench_stamp(path, stamp, bench)
+    inputs = bench_inputs(bench)
     # every summary toggle on (style control...): the controlled twin of the raw score may need one
     toggles = tuple(sorted(info.toggles))
     note = ""
     try:
-        board, _ = _board(path, stamp, bench, judge, 200, 0, toggles)
+        board, _ = _board(path, bstamp, bench, judge, None, 0, toggles, inputs)
     except LionEvalError as e:
         if not toggles:
             st.error(str(e))
             return
         # e.g. style control needs style counts for every answer: show the raw scores and say why the other is missing
         try:
-            board, _ = _board(path, stamp, bench, judge, 200, 0, ())
+            board, _ = _board(path, bstamp, bench, judge, None, 0, (), inputs)
         except LionEvalError as e2:
             st.error(str(e2))
             return
@@ -419,12 +783,16 @@ def page_cheats(path: str, stamp: tuple) -> None:
                 "`lioneval audit answers FILE --bench B` checks a file of answers.")
         return
     st.subheader("Per run")
-    table(runs, "cheat-runs")
+    table(runs, "cheat-runs", caption="details: what each flag and warning found, as stored.")
     st.subheader("Per answer")
     if answers.empty:
         st.caption("No answer was flagged.")
         return
-    table(answers.drop(columns=["text"]), "cheat-answers")
+    shown = answers.drop(columns=["text"]).assign(open=[
+        link(view="Questions", bench=b, question=q, model=m)
+        for b, q, m in zip(answers["benchmark"], answers["question_id"], answers["model"], strict=True)])
+    table(shown, "cheat-answers", column_config={
+        "open": st.column_config.LinkColumn("side by side", display_text="open")})
     labels = [f"{r.status}: {r.name} / {r.model} / {r.question_id}" for r in answers.itertuples()]
     idx = st.selectbox("Answer", range(len(answers)), format_func=lambda i: labels[i], key="flag",
                        bind="query-params")
@@ -441,10 +809,17 @@ def page_cheats(path: str, stamp: tuple) -> None:
 PAGES = {
     "Judges": page_judges,
     "Leaderboards": page_leaderboard,
+    "Questions": page_questions,
     "Training": page_training,
     "Length": page_length,
     "Cheat flags": page_cheats,
 }
+
+
+def _watch(path: Path | str, stamp: tuple) -> None:
+    """Rerun the app when the store changed since this page was drawn (cheap: two file stats)."""
+    if data.fingerprint(path) != stamp:
+        st.rerun(scope="app")
 
 
 def main() -> None:
@@ -454,7 +829,10 @@ def main() -> None:
     view = st.sidebar.radio("View", list(PAGES), key="view", bind="query-params")
     st.sidebar.caption(f"store: `{path}`")
     st.sidebar.button("Reload", help="Re-read the store (it is re-read on every interaction anyway)")
-    if not path.exists():
+    follow = st.sidebar.toggle("Auto-refresh while a run writes", key="follow", bind="query-params")
+    every = st.sidebar.number_input("Check every (s)", 2, 600, 10, key="every", disabled=not follow,
+                                    bind="query-params")
+    if isinstance(path, Path) and not path.exists():
         st.title("lioneval")
         st.info(f"No store at `{path}` yet.\n\n" + FILL_HELP + "\nThen start the dashboard with "
                 "`lioneval --store PATH dashboard`.")
@@ -467,6 +845,11 @@ def main() -> None:
         return
     with st.sidebar.expander("Store contents"):
         st.dataframe(counts, hide_index=True)
+    if follow:
+        # only this small fragment reruns on the timer; the page is recomputed when the store changed, and then
+        # only what depends on the changed records (the caches are keyed by content)
+        st.fragment(run_every=float(every))(_watch)(path, stamp)
+        st.sidebar.caption(f"Following the store: checked every {every:g} s.")
     if int(counts["records"].sum()) == 0:
         st.title("lioneval")
         st.info("The store is empty.\n\n" + FILL_HELP)

@@ -22,6 +22,7 @@ Conventions of the judge comparison, also shown in the app:
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import os
@@ -34,10 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lioneval.checks.audit import NULL_MODEL_PREFIX
 from lioneval.errors import LionEvalError
 from lioneval.registry import BENCHMARKS
-from lioneval.store import RunStore
-from lioneval.types import CheckResult, Judgment
+from lioneval.store import RunStore, is_url
+from lioneval.types import CheckResult, Judgment, Report
 
 __all__ = [
     "BenchInfo",
@@ -46,28 +48,35 @@ __all__ = [
     "RATING_GAP",
     "answer_checks",
     "bench_info",
+    "bench_settings",
     "benchmark_names",
     "cheat_runs",
     "cohen_kappa",
     "disagreements",
+    "drift_frame",
     "fingerprint",
     "frame_kind",
     "highlight_spans",
+    "item_detail",
     "judge_agreement",
     "judge_audits",
     "judge_health",
     "judge_inventory",
+    "judge_labels",
+    "judge_usage",
     "judge_overlap",
     "judgment_frame",
     "leaderboard_frame",
     "length_frame",
     "matched_values",
+    "model_marks",
     "model_scores",
     "null_model_probe",
     "quadratic_kappa",
     "rank_correlation",
     "report_frame",
     "store_counts",
+    "store_stamp",
     "to_csv_bytes",
     "training_frame",
 ]
@@ -148,7 +157,10 @@ def benchmark_names() -> list[str]:
 
 
 def fingerprint(source: Source) -> tuple:
-    """Changes whenever the store is written (database and WAL file stamps): a cache key that sees a running job."""
+    """Changes whenever the store is written (database and WAL file stamps; a database server's store: its content
+    stamp): a cache key that sees a running job."""
+    if is_url(str(source.path if isinstance(source, RunStore) else source)):
+        return store_stamp(source)
     path = _path(source)
     out: list[Any] = [str(path.resolve())]
     for p in (path, Path(f"{path}-wal")):
@@ -158,6 +170,13 @@ def fingerprint(source: Source) -> tuple:
         except OSError:
             out += [None, None]
     return tuple(out)
+
+
+def store_stamp(source: Source, benchmark: str | None = None, tables: Sequence[str] | None = None) -> tuple:
+    """A stamp of the store's content (records, highest row and latest write per table; ``benchmark``: that
+    benchmark's records only): a cache key that changes when records are added or replaced, and only then."""
+    with _open(source) as store:
+        return store.content_stamp(tables, benchmark=benchmark)
 
 
 def store_counts(source: Source) -> pd.DataFrame:
@@ -186,9 +205,13 @@ _FRAME_COLS = [
 
 
 def judgment_frame(
-    source: Source, benchmark: str, judges: Sequence[str] | None = None, models: Sequence[str] | None = None
+    source: Source, benchmark: str, judges: Sequence[str] | None = None, models: Sequence[str] | None = None,
+    *, probes: bool = False,
 ) -> pd.DataFrame:
     """The light columns of a benchmark's judgments (no texts), one row per judgment.
+
+    The null-model probe's constant answers (models named ``NULL_MODEL_PREFIX...``) are not models: they are left
+    out of agreement, kappa and position bias unless ``probes`` is True.
 
     ``turn`` is -1 and ``baseline`` "" where the judgment has none, so the item keys (``ITEM_KEYS``) join cleanly.
     ``g1_pos`` / ``g2_pos`` say where the judged model stood in each game ("A", "B", or "" for single ratings);
@@ -197,6 +220,8 @@ def judgment_frame(
     with _open(source) as store:
         rows = store.judgment_columns(benchmark, judges=judges, models=models)
         kinds = store.judge_kinds(benchmark, {r[3] for r in rows})
+    if not probes:
+        rows = [r for r in rows if not str(r[2]).startswith(NULL_MODEL_PREFIX)]
     if not rows:
         return pd.DataFrame(columns=_FRAME_COLS)
     # one object array, then typed columns: pandas' own inference over 100k rows costs more than the query
@@ -227,6 +252,29 @@ def judgment_frame(
     })
     df["item"] = df.groupby(ITEM_KEYS, sort=False).ngroup()
     return df[_FRAME_COLS]
+
+
+def judge_labels(judges: Sequence[str]) -> dict[str, str]:
+    """judge id -> a short label that still tells the judges apart.
+
+    An id reads ``provider:model@endpoint#hash``: the label is ``provider:model``, with as much of the rest as it
+    takes to be unique (the endpoint, then the hash's first characters, then the whole id).
+    """
+    judges = list(dict.fromkeys(judges))
+
+    def forms(j: str) -> list[str]:
+        base, _, digest = j.partition("#")
+        head = base.split("@", 1)[0]
+        tail = f"#{digest[:6]}" if digest else ""
+        return [head, head + tail, base, base + tail, j]
+
+    all_forms = {j: forms(j) for j in judges}
+    labels = {}
+    for j in judges:
+        labels[j] = next(
+            (f for level, f in enumerate(all_forms[j]) if all(all_forms[k][level] != f for k in judges if k != j)), j
+        )
+    return labels
 
 
 def judge_overlap(frame: pd.DataFrame) -> pd.DataFrame:
@@ -421,6 +469,23 @@ def judge_health(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def judge_usage(source: Source, bench: str) -> pd.DataFrame:
+    """Per judge of a benchmark: what its judgments cost in tokens and calls, per 1,000 judgments, from the usage
+    each stored judgment records (imported judgments record none: ``with_usage`` counts those that do).
+
+    Columns: judge, judgments, with_usage, prompt_tokens_per_1k, completion_tokens_per_1k, calls_per_1k.
+    """
+    cols = ["judge", "judgments", "with_usage", "prompt_tokens_per_1k", "completion_tokens_per_1k", "calls_per_1k"]
+    with _open(source) as store:
+        rows = store.judge_usage(bench)
+    out = []
+    for judge, n, with_usage, prompt, completion, calls in rows:
+        per = 1000.0 / with_usage if with_usage else float("nan")
+        out.append((judge, int(n), int(with_usage), float(prompt or 0) * per, float(completion or 0) * per,
+                    float(calls or 0) * per))
+    return pd.DataFrame(out, columns=cols)
+
+
 def _rationale(j: Judgment) -> str:
     """What the judge wrote: the judgment's raw text, or each game's, labelled by where the judged model stood."""
     if j.raw:
@@ -439,48 +504,101 @@ def disagreements(
     frame: pd.DataFrame,
     judges: Sequence[str],
     *,
-    limit: int = 200,
+    limit: int | None = 200,
     rating_gap: float = RATING_GAP,
     wide: pd.DataFrame | None = None,
+    texts: bool = True,
 ) -> pd.DataFrame:
     """Items the chosen judges disagree on, widest spread first, with the texts a reader needs to decide.
 
-    Pairwise: the judges' win/tie/loss differ. Ratings: the highest and lowest rating are ``rating_gap`` or more
-    apart. Columns: the item keys, ``value:<judge>`` and ``rationale:<judge>`` per judge, ``spread``, the question
+    An item counts when at least two of the chosen judges parsed it (no item needs every judge). Pairwise: their
+    win/tie/loss differ. Ratings: the highest and lowest rating are ``rating_gap`` or more apart. Columns: the item
+    keys, ``category`` (the question's, "" when unknown), ``judges`` (how many of the chosen judges parsed the item),
+    ``value:<judge>`` per judge, ``spread``; with ``texts``, also ``rationale:<judge>`` per judge, the question
     (``question``), the judged answer (``answer``) and the baseline's answer (``baseline_answer``; for ratings the
-    judged turn). Texts are fetched for the returned rows only; ``attrs["total"]`` holds the count before ``limit``.
+    judged turn). Texts are fetched for the returned rows only; ``attrs["total"]`` holds the count before ``limit``
+    (None: every row) and ``attrs["compared"]`` the number of items at least two judges parsed.
     """
     judges = list(dict.fromkeys(judges))
     value_cols = [f"value:{j}" for j in judges]
-    cols = [*ITEM_KEYS, "spread", *value_cols, "question", "answer", "baseline_answer",
-            *(f"rationale:{j}" for j in judges)]
+    cols = [*ITEM_KEYS, "category", "judges", "spread", *value_cols]
+    if texts:
+        cols += ["question", "answer", "baseline_answer", *(f"rationale:{j}" for j in judges)]
     empty = pd.DataFrame(columns=cols)
-    empty.attrs["total"] = 0
+    empty.attrs.update(total=0, compared=0)
     if len(judges) < 2 or frame.empty:
         return empty
     kind = frame_kind(frame)
-    wide = (matched_values(frame, judges) if wide is None else wide).dropna(subset=judges)
+    wide = matched_values(frame, judges) if wide is None else wide
+    parsed = wide[judges].notna().sum(axis=1).to_numpy()
+    wide = wide[parsed >= 2].copy()
+    wide["judges"] = parsed[parsed >= 2]
+    empty.attrs["compared"] = len(wide)
     vals = wide[judges].to_numpy(float)
     if not len(vals):
         return empty
+    with np.errstate(invalid="ignore"):
+        high, low = np.nanmax(vals, axis=1), np.nanmin(vals, axis=1)
     if kind == "pairwise":
-        cats = _categories(vals, kind)
-        mask = (cats != cats[:, :1]).any(axis=1)
+        mask = _categories(high, kind) != _categories(low, kind)
     else:
-        mask = (vals.max(axis=1) - vals.min(axis=1)) >= rating_gap
+        mask = (high - low) >= rating_gap
     hit = wide[mask].copy()
-    hit["spread"] = (vals[mask].max(axis=1) - vals[mask].min(axis=1)) * _scale(kind)
+    hit["spread"] = (high[mask] - low[mask]) * _scale(kind)
     total = len(hit)
-    hit = hit.sort_values(["spread", "question_id", "model"], ascending=[False, True, True]).head(limit)
+    hit = hit.sort_values(["spread", "question_id", "model"], ascending=[False, True, True])
+    if limit is not None:
+        hit = hit.head(limit)
     hit = hit.rename(columns={j: f"value:{j}" for j in judges})
     if kind == "pairwise":
         hit[value_cols] = hit[value_cols] * 100.0
     bench = str(frame["benchmark"].iloc[0])
-    found = frame.loc[frame["judge"].isin(judges), [*ITEM_KEYS, "judge", "rowid"]].merge(hit[ITEM_KEYS], on=ITEM_KEYS)
-    _attach_texts(source, bench, hit, judges, found)
+    with _open(source) as store:
+        cats = _question_categories(store, bench)
+    hit["category"] = pd.Series([cats.get(q, "") for q in hit["question_id"]], index=hit.index, dtype=object)
+    if texts:
+        found = frame.loc[frame["judge"].isin(judges), [*ITEM_KEYS, "judge", "rowid"]].merge(hit[ITEM_KEYS],
+                                                                                             on=ITEM_KEYS)
+        _attach_texts(source, bench, hit, judges, found)
     hit = hit[cols].reset_index(drop=True)
-    hit.attrs["total"] = total
+    hit.attrs.update(total=total, compared=empty.attrs["compared"])
     return hit
+
+
+def _question_categories(store: RunStore, bench: str) -> dict[str, str]:
+    return {q.id: q.category or "" for q in store.questions(benchmark=bench)}
+
+
+def item_detail(
+    source: Source, bench: str, question_id: str, models: Sequence[str], judges: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Everything about one question for a side-by-side view of ``models``: ``question`` (the turns),
+    ``category``, ``reference`` (reference answers per turn, or []), ``answers`` {model: turns} (the latest stored
+    answer), ``baselines`` {model: turns} (the answers each model was compared with), and ``verdicts``: one row per
+    stored judgment of those models on the question (judge, model, turn, baseline, value, failed, error, rationale),
+    of ``judges`` only when given. The null-model probe's answers are not models: asking for one is fine.
+    """
+    models = list(dict.fromkeys(models))
+    with _open(source) as store:
+        found = store.find_questions(bench, [question_id])
+        q = found[-1] if found else None
+        answers: dict[str, list[str]] = {}
+        for a in store.find_answers([question_id], models, benchmark=bench):
+            answers[a.model] = a.turns  # stored order: the latest answer wins
+        judgments = [j for j in store.judgments(benchmark=bench, model=models)
+                     if j.question_id == question_id and (judges is None or j.judge in judges)]
+        baselines_needed = {j.baseline for j in judgments if j.baseline}
+        baselines = {a.model: a.turns for a in store.find_answers([question_id], baselines_needed, benchmark=bench)}
+    verdicts = pd.DataFrame(
+        [(j.judge, j.model, j.turn or 0, j.baseline or "", j.value, j.failed, j.error or "", _rationale(j))
+         for j in judgments],
+        columns=["judge", "model", "turn", "baseline", "value", "failed", "error", "rationale"],
+    )
+    return {
+        "question": list(q.turns) if q else [], "category": (q.category or "") if q else "",
+        "reference": list(q.reference or []) if q else [], "answers": answers, "baselines": baselines,
+        "verdicts": verdicts,
+    }
 
 
 def _attach_texts(source: Source, bench: str, hit: pd.DataFrame, judges: list[str], found: pd.DataFrame) -> None:
@@ -567,6 +685,17 @@ def null_model_probe(source: Source, judges: Sequence[str] | None = None) -> pd.
 # Leaderboards and the length view
 
 
+def bench_settings(bench: str, **given: Any) -> dict[str, Any]:
+    """The ``given`` constructor settings the benchmark takes (e.g. AlpacaEval's ``lc_data`` and ``weights``, its
+    official LC inputs), without the None ones: the same inputs the CLI passes, asked of the benchmark's signature
+    rather than keyed by its name."""
+    try:
+        params = inspect.signature(BENCHMARKS.get(bench)).parameters
+    except (LionEvalError, ImportError, AttributeError, TypeError, ValueError):
+        return {}
+    return {k: v for k, v in given.items() if v is not None and k in params}
+
+
 def leaderboard_frame(
     source: RunStore,
     bench: str,
@@ -576,12 +705,18 @@ def leaderboard_frame(
     seed: int = 0,
     style_control: bool = False,
     options: dict[str, bool] | None = None,
+    data: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """:func:`lioneval.leaderboard.leaderboard` as a flat table: per metric ``<m>``, ``<m>_lower``, ``<m>_upper``.
+    """:func:`lioneval.leaderboard.leaderboard` as a flat table: per metric ``<m>``, ``<m>_lower``, ``<m>_upper``
+    (None where the metric has no interval) and ``<m>_method`` (how the interval was made).
 
-    Also ``judge``, ``model``, ``n`` (of the headline), ``avg_tokens``, ``avg_chars`` and the count columns.
-    ``options`` turns the benchmark's summary toggles (:attr:`BenchInfo.toggles`) on or off; toggles the benchmark
-    does not offer are ignored (``style_control=True`` is ``options={"style_control": True}``).
+    Also ``judge``, ``model``, ``n`` (of the headline), ``avg_tokens``, ``avg_chars``, the count columns, and the
+    headline's qualifiers: ``reliable`` and ``unreliable`` (why not), ``comparable`` (False: not comparable with the
+    official leaderboard) and ``note``. ``options`` turns the benchmark's summary toggles (:attr:`BenchInfo.toggles`)
+    on or off; toggles the benchmark does not offer are ignored (``style_control=True`` is
+    ``options={"style_control": True}``). ``data`` and ``settings`` are the benchmark's data and constructor settings
+    as ``lioneval leaderboard`` takes them (``--data``, ``--lc-data``, ``--glm-weights``).
     ``attrs["headline"]`` names the metric the rows are sorted by (None when the benchmark does not say).
     """
     from lioneval.leaderboard import leaderboard
@@ -589,7 +724,8 @@ def leaderboard_frame(
     info = bench_info(bench)
     wanted = {**({"style_control": True} if style_control else {}), **(options or {})}
     chosen = {k: bool(v) for k, v in wanted.items() if k in info.toggles and v}
-    rows = leaderboard(source, bench, judge=judge, rounds=rounds, seed=seed, **chosen)
+    given = {k: v for k, v in (("data", data), ("settings", settings)) if v}
+    rows = leaderboard(source, bench, judge=judge, rounds=rounds, seed=seed, **given, **chosen)
     headline = info.headline
     flat = []
     for r in rows:
@@ -599,8 +735,14 @@ def leaderboard_frame(
                 out[name] = est["value"]
                 out[f"{name}_lower"] = est.get("lower")
                 out[f"{name}_upper"] = est.get("upper")
+                out[f"{name}_method"] = est.get("method")
         head = r.get(headline) if headline and isinstance(r.get(headline), dict) else None
         out["n"] = head.get("n") if head else None
+        out["reliable"] = bool(r.get("reliable", True))
+        out["unreliable"] = "; ".join(str(x) for x in r.get("unreliable") or [])
+        out["comparable"] = head.get("comparable", True) if head else True
+        out["note"] = str(head.get("note") or "") if head else ""
+        out["failed"], out["dropped"] = r.get("failed", 0), r.get("dropped", 0)
         out["avg_tokens"], out["avg_chars"] = r.get("avg_tokens"), r.get("avg_chars")
         for k, v in (r.get("counts") or {}).items():
             out[f"count_{k}"] = v
@@ -608,6 +750,51 @@ def leaderboard_frame(
     df = pd.DataFrame(flat)
     df.attrs["headline"] = headline if headline in df.columns else None
     return df
+
+
+def model_marks(source: Source, bench: str, *, repeat_share: float = 0.5) -> pd.DataFrame:
+    """Models a leaderboard should not rank among real ones, and why: one row per marked model.
+
+    ``flagged``: a stored cheat check flagged the model (run or answer scope; the training decisions stored as
+    checks are not cheat checks). ``repeated``: the share of its answers that are one and the same text, when at
+    least ``repeat_share`` while most models' answers vary (a constant answer is the null-model attack's pattern).
+    ``null_probe``: the null-model probe's own answers. Columns: model, flagged, repeated, null_probe, reasons.
+    """
+    cols = ["model", "flagged", "repeated", "null_probe", "reasons"]
+    with _open(source) as store:
+        checks = _checks_to_frame(store.stamped("checks", status="flag", scope=["run", "answer"]))
+        # parsed, not validated: a few fields of every answer; a later answer to a question replaces the older
+        latest = {(str(a.get("model")), str(a.get("question_id"))): json.dumps(a.get("turns"))
+                  for a in store.record_dicts("answers", benchmark=bench)}
+    texts: dict[str, dict[str, int]] = {}
+    for (model, _), turns in latest.items():
+        per = texts.setdefault(model, {})
+        per[turns] = per.get(turns, 0) + 1
+    reasons: dict[str, list[str]] = {}
+    flagged: set[str] = set()
+    if not checks.empty:
+        checks = checks[checks["benchmark"].isin([bench, None]) | checks["benchmark"].isna()]
+        for model, g in checks.dropna(subset=["model"]).groupby("model"):
+            flagged.add(str(model))
+            details = "; ".join(dict.fromkeys(f"{n}: {d}" if d else n for n, d in zip(g["name"], g["detail"],
+                                                                                          strict=True)))
+            reasons.setdefault(str(model), []).append(f"cheat check flagged ({details})")
+    repeated: dict[str, float] = {}
+    shares = {m: (max(per.values()), sum(per.values())) for m, per in texts.items()
+              if sum(per.values()) >= 5 and not m.startswith(NULL_MODEL_PREFIX)}
+    # only a model that stands out: a store whose answers are all one placeholder text says nothing about any model
+    typical = float(np.median([top / total for top, total in shares.values()])) if shares else 0.0
+    for model, (top, total) in shares.items():
+        if top / total >= repeat_share > typical:
+            repeated[model] = top / total
+            reasons.setdefault(model, []).append(
+                f"the same answer to {top} of {total} questions ({top / total:.0%}): the null-model pattern")
+    probes = {m for m in texts if m.startswith(NULL_MODEL_PREFIX)}
+    for m in probes:
+        reasons.setdefault(m, []).append("a null-model probe answer, not a model")
+    rows = [(m, m in flagged, repeated.get(m, float("nan")), m in probes, "; ".join(r))
+            for m, r in sorted(reasons.items())]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _metric_columns(board: pd.DataFrame) -> list[str]:
@@ -657,6 +844,23 @@ def report_frame(source: Source) -> pd.DataFrame:
     out = pd.DataFrame(rows, columns=cols)
     # a recomputed report replaces the older one for the same run, benchmark, judge and metric
     return out.drop_duplicates(["run", "benchmark", "judge", "metric"], keep="last").reset_index(drop=True)
+
+
+def drift_frame(source: Source) -> pd.DataFrame:
+    """Per run: the drift analysis its reports carry (``meta["drift"]``, written by the trainers): KL to the stage's
+    start with its interval, mean answer length in tokens and its growth. Runs without one are absent."""
+    cols = ["run", "kl", "kl_lower", "kl_upper", "length_mean", "length_growth"]
+    with _open(source) as store:
+        reports = store.stamped("reports")
+    rows = {}
+    for _, _, r in reports:
+        drift = r.meta.get("drift") if isinstance(r, Report) else None
+        if not isinstance(drift, dict):
+            continue
+        kl, length = drift.get("kl") or {}, drift.get("length") or {}
+        rows[r.run] = (r.run, kl.get("value"), kl.get("ci_low"), kl.get("ci_high"), length.get("mean"),
+                       length.get("growth"))
+    return pd.DataFrame(list(rows.values()), columns=cols)
 
 
 def _stage(stage: str | None) -> str:
@@ -737,13 +941,16 @@ def training_frame(source: Source) -> pd.DataFrame:
 
     Columns: stage, step, model, run, benchmark, judge, metric, value, lower, upper, n, early_stop_step (the step
     the stage stopped at: its latest ``EarlyStop`` record), stopped_here, promoted (the checkpoint is among those
-    promoted by its stage's latest ``Promotion`` decision), flagged (a cheat check flagged the run). Stores written
+    promoted by its stage's latest ``Promotion`` decision), flagged (a cheat check flagged the run) and flags (which,
+    with their stored details); global_step (steps on one axis across stages), stop_reason and promotion_reasons
+    (as stored with the decisions). Stores written
     by older versions are read too: ``RunSpec.settings["early_stop_step"]``, "promotion" checks with
     ``meta["promoted"]`` true and ``settings["promoted"]``, for the stages without the newer records.
     Reports of runs without a step are left out; ``attrs["unplaced"]`` counts them.
     """
-    cols = ["stage", "step", "model", "run", "benchmark", "judge", "metric", "value", "lower", "upper", "n",
-            "early_stop_step", "stopped_here", "promoted", "flagged"]
+    cols = ["stage", "step", "global_step", "model", "run", "benchmark", "judge", "metric", "value", "lower",
+            "upper", "n", "early_stop_step", "stopped_here", "stop_reason", "promoted", "promotion_reasons",
+            "flagged", "flags"]
     reports = report_frame(source)
     if reports.empty:
         out = pd.DataFrame(columns=cols)
@@ -765,14 +972,59 @@ def training_frame(source: Source) -> pd.DataFrame:
     placed["early_stop_step"] = placed["stage"].map(_stop_steps(stops, runs)).astype("Int64")
     placed["stopped_here"] = placed["step"] == placed["early_stop_step"].fillna(-1)
     placed["promoted"] = placed["run"].isin(_promoted_runs(promotions, checks, runs))
+    placed["global_step"] = _global_steps(placed)
+    reasons = _promotion_reasons(promotions, runs)
+    placed["promotion_reasons"] = [
+        reasons.get(k, "") if p else "" for k, p in zip(placed["run"], placed["promoted"], strict=True)
+    ]
+    stop_reasons = {_stage(e.stage or (runs[e.run].stage if e.run in runs else None)): e.reason for e in stops}
+    placed["stop_reason"] = [
+        stop_reasons.get(st, "") if here else "" for st, here in zip(placed["stage"], placed["stopped_here"],
+                                                                     strict=True)
+    ]
     flagged_runs = set(checks.loc[checks["status"] == "flag", "run"].dropna()) if not checks.empty else set()
     flagged_models = (
         set(checks.loc[(checks["status"] == "flag") & (checks["scope"] != "judge"), "model"].dropna())
         if not checks.empty else set()
     )
     placed["flagged"] = placed["run"].isin(flagged_runs) | placed["model"].isin(flagged_models)
-    out = placed[cols].sort_values(["stage", "step", "benchmark", "judge", "metric"], ignore_index=True)
+    why: dict[tuple[str, str], list[str]] = {}
+    if not checks.empty:
+        flags = checks[(checks["status"] == "flag") & (checks["scope"] != "judge")]
+        for run, model, name, detail in zip(flags["run"], flags["model"], flags["name"], flags["detail"],
+                                            strict=True):
+            why.setdefault(("run", run) if run else ("model", model), []).append(f"{name}: {detail}" if detail
+                                                                                 else name)
+    placed["flags"] = [
+        "; ".join(dict.fromkeys(why.get(("run", r), []) + why.get(("model", m), []))) if f else ""
+        for r, m, f in zip(placed["run"], placed["model"], placed["flagged"], strict=True)
+    ]
+    out = placed[cols].sort_values(["global_step", "stage", "benchmark", "judge", "metric"], ignore_index=True)
     out.attrs["unplaced"] = unplaced
+    return out
+
+
+def _global_steps(placed: pd.DataFrame) -> pd.Series:
+    """Steps on one axis across stages: stages in the order their first report was written, each shifted to start
+    after the previous stage's last step, unless its own steps already do (a trainer that counts on across stages)."""
+    order = placed.groupby("stage")["created_at"].min().sort_values(kind="stable").index
+    offsets, end = {}, 0
+    for stage in order:
+        steps = placed.loc[placed["stage"] == stage, "step"]
+        offsets[stage] = 0 if int(steps.min()) > end else end
+        end = offsets[stage] + int(steps.max())
+    return placed["step"] + placed["stage"].map(offsets)
+
+
+def _promotion_reasons(promotions: Sequence[Any], runs: dict[str, Any]) -> dict[str, str]:
+    """run -> why its stage's latest decision promoted it (the stored reasons)."""
+    out: dict[str, str] = {}
+    for records in _latest_promotions(promotions).values():
+        for p in records:
+            why = "; ".join(p.reasons) or "promoted (no reason stored)"
+            for k, r in runs.items():
+                if k == p.run or r.model == p.model:
+                    out[k] = f"rank {p.rank}: {why}"
     return out
 
 
@@ -781,7 +1033,8 @@ def training_frame(source: Source) -> pd.DataFrame:
 
 
 def cheat_runs(source: Source) -> pd.DataFrame:
-    """Per run (or model, for checks without a run): how many checks passed, warned and flagged, and which flagged."""
+    """Per run (or model, for checks without a run): how many checks passed, warned and flagged, which flagged, and
+    the stored details of every flag and warning (``details``)."""
     cols = ["run", "model", "flag", "warn", "pass", "flagged_answers", "flagged_checks", "details"]
     df = _check_frame(source, scope=["run", "answer"])
     df = df[df["name"] != "promotion"]
@@ -795,7 +1048,11 @@ def cheat_runs(source: Source) -> pd.DataFrame:
             run, model, len(flags), int((g["status"] == "warn").sum()), int((g["status"] == "pass").sum()),
             int(flags.loc[flags["scope"] == "answer", "question_id"].nunique()),
             ", ".join(sorted(set(flags["name"]))),
-            "; ".join(dict.fromkeys(d for d in flags.loc[flags["scope"] == "run", "detail"] if d)),
+            "; ".join(dict.fromkeys(
+                f"{status} {name}: {d}"
+                for status, name, d, scope in zip(g["status"], g["name"], g["detail"], g["scope"], strict=True)
+                if d and status in ("flag", "warn") and scope == "run"
+            )),
         ))
     return pd.DataFrame(rows, columns=cols).sort_values(["flag", "warn"], ascending=False, ignore_index=True)
 

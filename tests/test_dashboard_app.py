@@ -25,6 +25,7 @@ pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from lioneval.benchmarks.base import Benchmark, Summary  # noqa: E402
+from lioneval.checks.audit import NULL_MODEL_PREFIX  # noqa: E402
 from lioneval.dashboards import data  # noqa: E402
 from lioneval.errors import LionEvalError  # noqa: E402
 from lioneval.imports import import_official  # noqa: E402
@@ -236,20 +237,30 @@ def test_judge_comparison_shows_the_stores_numbers(demo, monkeypatch):
         mine = [j for j in js if j.judge == judge]
         assert health.loc[judge, "judgments"] == len(mine)
         assert health.loc[judge, "failed"] == sum(j.failed for j in mine)
-    scores = _table(at, "model", strict, lenient).set_index("model")
+    labels = data.judge_labels(list(_table(at, "label", "judge")["judge"]))
+    scores = _table(at, "model", labels[strict], labels[lenient]).set_index("model")
     x_strict = [j.value for j in js if j.judge == strict and j.model == "model-x" and j.value is not None]
-    assert scores.loc["model-x", strict] == pytest.approx(100 * np.mean(x_strict))
+    assert scores.loc["model-x", labels[strict]] == pytest.approx(100 * np.mean(x_strict))
 
+    usage = _table(at, "calls_per_1k", "judge").set_index("judge")
+    for judge in (strict, lenient):  # every scripted judgment recorded its tokens and calls
+        mine = [j for j in js if j.judge == judge]
+        assert usage.loc[judge, "with_usage"] == len(mine)
+        want = 1000 * sum(j.meta["usage"]["prompt_tokens"] for j in mine) / len(mine)
+        assert usage.loc[judge, "prompt_tokens_per_1k"] == pytest.approx(want)
     probe = _table(at, "gameable").set_index("judge")
     assert bool(probe.loc[lenient, "gameable"]) and not bool(probe.loc[strict, "gameable"])
     assert any("gameable" in w.value for w in at.warning)
 
-    dis = _table(at, "spread", f"value:{strict}")
+    assert len(set(labels.values())) == len(labels)  # judges of one provider stay apart
+    dis = _table(at, "spread", labels[strict], labels[lenient])
     disagreeing = int(np.sum(a != b))
     assert len(dis) == disagreeing
+    assert any(m.label == "Disagreements" and m.value == str(disagreeing) for m in at.metric)
+    assert not any("agree on every item" in s.value for s in at.success)
     assert any("Download" in b.label for b in at.get("download_button"))
-    # the browser below the table shows the chosen item's texts and both judges' rationales
-    texts = [t.value for t in at.text]
+    # the browser below the table shows the chosen item's texts and both judges' rationales, as markdown
+    texts = [t.value for t in at.markdown]
     assert any("Comparison by strict" in t for t in texts) and any("Comparison by lenient" in t for t in texts)
 
 
@@ -312,6 +323,7 @@ def test_training_page_marks_early_stop_and_promotion(demo, monkeypatch):
     stopped = shown.set_index("model")["stopped_here"]
     assert stopped["dpo-step200"] and not stopped["dpo-step100"]
     assert shown.set_index("model")["flagged"]["dpo-step200"]
+    assert "near-duplicate-answers: answers repeat across questions" in shown.set_index("model")["flags"]["dpo-step200"]
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = {t.get("name") for t in chart["data"]}
     assert {"sft", "dpo", "promoted", "cheat flag"} <= names
@@ -512,3 +524,157 @@ def test_dashboard_cli_explains_a_missing_extra(monkeypatch, capsys):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
     assert main(["dashboard", "--headless"]) == 2
     assert "lioneval[dashboard]" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Store states a user passes through, and what each page must say on them
+
+
+def test_training_page_mid_first_stage_without_a_promotion(tmp_path, monkeypatch):
+    """Checks but no promotion decision yet: the whole first stage of a training run, exactly when people watch it."""
+    path = tmp_path / "first-stage.db"
+    with RunStore(path) as st:
+        for step in (100, 200):
+            spec = RunSpec(model=f"sft-step{step}", checkpoint=f"out/sft-step{step}", stage="sft", step=step)
+            st.put_run(spec)
+            st.put_report(Report(run=spec.key, benchmark="mt-bench", benchmark_version="1", model=spec.model,
+                                 judge="j1", metrics={"overall": Estimate(value=5.0 + step / 100, ci_low=4.5,
+                                                                          ci_high=6.5, n=80, method="bootstrap")},
+                                 meta={"drift": {"kl": {"value": step / 1000, "ci_low": 0.0, "ci_high": 0.5},
+                                                 "length": {"mean": 100.0 + step, "growth": 0.1}}}))
+            # as the callback stores them: a failed evaluation (no report, so no run) and an early-stopping decision
+            st.put_checks([
+                CheckResult(name="evaluation_failed", scope="run", status="warn", model=spec.model,
+                            detail=f"the evaluation of step {step} failed", meta={"step": step, "stage": "sft"}),
+                CheckResult(name="early_stopping", scope="run", status="pass", run=spec.key, model=spec.model,
+                            judge="j1", value=0.1, threshold=0.2, detail="better than the best so far",
+                            meta={"decision": {"verdict": "better"}, "step": step, "stage": "sft"}),
+            ])
+    at = _app(path, monkeypatch, view="Training")
+    shown = _table(at, "stage", "step", "global_step", "promoted")
+    assert shown["step"].tolist() == [100, 200] and not shown["promoted"].any()
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = {t.get("name") for t in chart["data"]}
+    assert {"sft", "answer length (tokens)", "KL to the stage start"} <= names
+    at = _app(path, monkeypatch, view="Cheat flags")
+    assert "the evaluation of step 200 failed" in " ".join(_table(at, "run", "details")["details"])
+
+
+def test_training_runs_on_one_step_axis_across_stages(demo, monkeypatch):
+    path, info = demo
+    strict = info["judges"]["mt-bench"]["strict"]
+    at = _app(path, monkeypatch, view="Training", bench="mt-bench", judge=strict, metric="overall")
+    shown = _table(at, "model", "global_step", "promotion_reasons").set_index("model")
+    # sft ran first (steps 100, 200), so dpo's steps 100 and 200 come after it
+    assert shown["global_step"].to_dict() == {"sft-step100": 100, "sft-step200": 200, "dpo-step100": 300,
+                                              "dpo-step200": 400}
+    assert "best mt-bench overall" in shown.loc["dpo-step100", "promotion_reasons"]
+    assert any("best mt-bench overall" in c.value for c in at.caption)
+    assert any("no gain over the best" in c.value for c in at.caption)  # the early stop's stored reason
+
+
+def test_judge_page_never_claims_agreement_it_cannot_see(tmp_path, monkeypatch):
+    """Three judges, none sharing an item with all others, disagreements between two of them, and a null probe."""
+    path = tmp_path / "three.db"
+    js = []
+    for i in range(6):
+        js.append(Judgment(question_id=f"q{i}", benchmark="mt-bench", judge="openai-compatible:x#aaaa11", model="m",
+                           kind="rating", turn=1, value=2.0))
+        js.append(Judgment(question_id=f"q{i}", benchmark="mt-bench", judge="openai-compatible:x#bbbb22", model="m",
+                           kind="rating", turn=1, value=9.0 if i < 4 else 2.0))
+        js.append(Judgment(question_id=f"z{i}", benchmark="mt-bench", judge="openai-compatible:y#cccc33", model="m",
+                           kind="rating", turn=1, value=5.0))
+        # the null-model probe's constant answers: not a model
+        js.append(Judgment(question_id=f"q{i}", benchmark="mt-bench", judge="openai-compatible:x#aaaa11",
+                           model=NULL_MODEL_PREFIX + "empty", kind="rating", turn=1, value=10.0))
+    with RunStore(path) as st:
+        st.put_judgments(js)
+    judges = ["openai-compatible:x#aaaa11", "openai-compatible:x#bbbb22", "openai-compatible:y#cccc33"]
+    at = _app(path, monkeypatch, view="Judges", bench="mt-bench", judges=judges)
+    assert not any("agree on every item" in s.value for s in at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Judged by all"] == "0" and metrics["Disagreements"] == "4"
+    assert any("judged no item in common" in w.value for w in at.warning)
+    labels = set(_table(at, "label", "judge")["label"])
+    assert labels == {"openai-compatible:x#aaaa11", "openai-compatible:x#bbbb22", "openai-compatible:y"}
+    assert NULL_MODEL_PREFIX + "empty" not in set(_table(at, "model", "openai-compatible:x#aaaa11")["model"])
+    # the default pair is the one that shares items, not the first two listed
+    at = _app(path, monkeypatch, view="Judges", bench="mt-bench")
+    assert set(at.multiselect(key="judges").value) == set(judges[:2])
+    # judges that share no item: a warning, never a green "agree"
+    at = _app(path, monkeypatch, view="Judges", bench="mt-bench", judges=[judges[0], judges[2]])
+    assert not at.success and any("No item was parsed by two" in w.value for w in at.warning)
+
+
+def test_leaderboard_marks_flagged_models_and_labels_intervals(demo, monkeypatch):
+    path, info = demo
+    strict = info["judges"]["arena-hard"]["strict"]
+    at = _app(path, monkeypatch, view="Leaderboards", bench="arena-hard", judge=strict, rounds="50")
+    board = _table(at, "model", "rank", "mark").set_index("model")
+    # dpo-step200 wrote a judge verdict into an answer: marked with the stored reason, not ranked
+    assert np.isnan(board.loc["dpo-step200", "rank"]) and "injection" in board.loc["dpo-step200", "mark"]
+    assert board["rank"].dropna().tolist() == sorted(board["rank"].dropna().tolist())
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    plotted = {y for t in chart["data"] for y in t["y"]}
+    assert "dpo-step200" not in plotted and "sft-step100" in plotted
+    # seven questions are below the minimum for an interval: none is drawn, and the axis says so
+    assert board["score_lower"].isna().all() and "no interval" in chart["layout"]["xaxis"]["title"]["text"]
+    assert not any(t.get("error_x", {}).get("array") for t in chart["data"])
+    assert any("fewer than the minimum of 10" in w.value for w in at.warning)
+    at.toggle(key="rank_flagged").set_value(True).run()
+    board = _table(at, "model", "rank", "mark").set_index("model")
+    assert not np.isnan(board.loc["dpo-step200", "rank"])
+    # the gameable judge is named above its scores
+    lenient = info["judges"]["arena-hard"]["lenient"]
+    at = _app(path, monkeypatch, view="Leaderboards", bench="arena-hard", judge=lenient, rounds="50")
+    assert any("gameable" in w.value for w in at.warning)
+
+
+def test_leaderboard_without_intervals_draws_no_error_bars(toy_bench, tmp_path, monkeypatch):
+    path = tmp_path / "plain.db"
+    _toy_store(path, toy_bench)
+    at = _app(path, monkeypatch, view="Leaderboards", bench=toy_bench, judge="j1", metric="errors")
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert "95% interval: mean" in chart["layout"]["xaxis"]["title"]["text"]
+    assert all(t.get("error_x", {}).get("array") for t in chart["data"])
+
+
+def test_questions_page_puts_two_checkpoints_side_by_side(demo, monkeypatch):
+    path, info = demo
+    at = _app(path, monkeypatch, view="Questions", bench="mt-bench", model="dpo-step100", question="2")
+    assert not at.exception
+    shown = _table(at, "question_id", "model", "judges", "spread")
+    assert set(shown["model"]) == {"dpo-step100"}
+    at.selectbox(key="right").set_value("sft-step100").run()
+    text = " ".join(m.value for m in at.markdown)
+    # both turns of the question, both checkpoints' answers to each, and each judge's rationale
+    assert "What is 17 times 3?" in text and "And divided by 3 again?" in text
+    assert "dpo-step100 turn 1." in text and "sft-step100 turn 2." in text
+    assert "strict grades this" in text and "lenient grades this" in text
+    # the reference answer of a math question
+    assert any(e.label.startswith("Reference answer") for e in at.expander)
+    at.multiselect(key="only").set_value(["flagged"]).run()
+    assert _table(at, "question_id", "flagged").empty
+
+
+def test_auto_refresh_follows_a_store_being_written(tmp_path, monkeypatch):
+    path = tmp_path / "s.db"
+    writer = RunStore(path)
+    writer.put_judgments([Judgment(question_id="q1", benchmark="mt-bench", judge="j1", model="m", kind="rating",
+                                   turn=1, value=5.0)])
+    at = _app(path, monkeypatch, view="Judges", bench="mt-bench", follow="true", every="3")
+    assert any("Following the store: checked every 3 s" in c.value for c in at.sidebar.caption)
+    writer.close()
+
+
+def test_benchmark_inputs_go_only_to_benchmarks_that_take_them():
+    assert data.bench_settings("alpaca-eval", lc_data="lc", weights=None) == {"lc_data": "lc"}
+    assert data.bench_settings("arena-hard", lc_data="lc", weights="w.csv") == {}
+    assert data.bench_settings("ghost-bench", lc_data="lc") == {}
+
+
+def test_dashboard_cli_refuses_benchmark_data_it_cannot_use(tmp_path, capsys):
+    from lioneval.cli import main
+
+    assert main(["--store", str(tmp_path / "s.db"), "dashboard", "--headless", "--data", "alpaca-eval"]) == 2
+    assert "BENCH=PATH" in capsys.readouterr().err

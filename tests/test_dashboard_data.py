@@ -372,7 +372,7 @@ def test_cheat_frames_point_spans_into_the_right_text(tmp_path):
         ])
     runs = data.cheat_runs(path).iloc[0]
     assert (runs["flag"], runs["warn"], runs["pass"], runs["flagged_answers"]) == (2, 1, 1, 1)
-    assert runs["flagged_checks"] == "duplicates, injection" and runs["details"] == "all the same"
+    assert runs["flagged_checks"] == "duplicates, injection" and runs["details"] == "flag duplicates: all the same"
     checks = data.answer_checks(path).set_index("name")
     assert "clean" not in checks.index
     flagged = checks.loc["injection"]
@@ -518,3 +518,76 @@ def test_data_module_and_lioneval_do_not_import_streamlit():
             "print([m for m in ('streamlit', 'plotly', 'scipy.stats') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Labels, marks and cache stamps
+
+
+def test_judge_labels_tell_judges_of_one_provider_apart():
+    ids = ["openai-compatible:llama@http://a:8000/v1#1234567890", "openai-compatible:llama@http://b:8000/v1#abcdef0123",
+           "openai-compatible:qwen@http://a:8000/v1#1234567890", "gpt-4"]
+    labels = data.judge_labels(ids)
+    assert labels["gpt-4"] == "gpt-4" and labels[ids[2]] == "openai-compatible:qwen"
+    assert labels[ids[0]] == "openai-compatible:llama#123456" and labels[ids[1]] == "openai-compatible:llama#abcdef"
+    twins = ["p:m@u#aaaaaa1", "p:m@u#aaaaaa2"]  # only the whole id tells these apart
+    assert data.judge_labels(twins) == {t: t for t in twins}
+
+
+def test_disagreements_count_items_two_judges_share_not_only_those_all_share(tmp_path):
+    rows = [("q1", "a", 1.0), ("q1", "b", 0.0), ("q2", "a", 1.0), ("q2", "b", 1.0), ("q3", "c", 0.0),
+            ("q3", "a", 0.0)]
+    path = tmp_path / "d.db"
+    with RunStore(path) as st:
+        st.put_questions([Question(id=q, benchmark="arena-hard", turns=["?"], category=f"cat-{q}") for q in ("q1",)])
+        st.put_judgments([Judgment(question_id=q, benchmark="arena-hard", judge=j, model="m", kind="pairwise",
+                                   baseline="base", value=v) for q, j, v in rows])
+    frame = data.judgment_frame(path, "arena-hard")
+    dis = data.disagreements(path, frame, ["a", "b", "c"], texts=False)
+    assert dis.attrs["compared"] == 3 and dis.attrs["total"] == 1  # no item has all three judges
+    assert dis["question_id"].tolist() == ["q1"] and dis["judges"].tolist() == [2]
+    assert dis["category"].tolist() == ["cat-q1"] and "rationale:a" not in dis.columns
+
+
+def test_model_marks_name_the_reason(tmp_path):
+    path = tmp_path / "m.db"
+    with RunStore(path) as st:
+        st.put_answers([Answer(question_id=f"q{i}", benchmark="alpaca-eval", model=m, turns=[text(i)])
+                        for i in range(8) for m, text in (("real", lambda i: f"answer {i}"),
+                                                          ("other", lambda i: f"another answer {i}"),
+                                                          ("constant", lambda i: "Sure!"),
+                                                          ("lioneval-null:empty", lambda i: ""))])
+        # a store of placeholder texts (every model answers one text each time) marks nobody
+        st.put_answers([Answer(question_id=f"q{i}", benchmark="arena-hard", model=m, turns=["x"])
+                        for i in range(8) for m in ("a", "b", "c")])
+        st.put_checks([CheckResult(name="injection", scope="run", run="r1", status="flag", model="real",
+                                   detail="writes a verdict", benchmark="alpaca-eval")])
+    marks = data.model_marks(path, "alpaca-eval").set_index("model")
+    assert marks.loc["real", "flagged"] and "injection: writes a verdict" in marks.loc["real", "reasons"]
+    assert marks.loc["constant", "repeated"] == 1.0 and "8 of 8" in marks.loc["constant", "reasons"]
+    assert marks.loc["lioneval-null:empty", "null_probe"]
+    assert set(marks.index) == {"real", "constant", "lioneval-null:empty"}
+    assert data.model_marks(path, "arena-hard").empty
+
+
+def test_store_stamp_changes_with_the_records_and_only_with_them(tmp_path):
+    path = tmp_path / "s.db"
+    with RunStore(path) as st:
+        spec = RunSpec(model="m", stage="sft", step=1)
+        st.put_run(spec)
+        st.claim_run(spec.key)
+        before = data.store_stamp(st, "mt-bench")
+        st.set_progress(spec.key, "judge", done=3, total=10)  # a running job's progress is not content
+        assert data.store_stamp(st, "mt-bench") == before
+        st.put_judgments([Judgment(question_id="q1", benchmark="arena-hard", judge="j", model="m", kind="pairwise",
+                                   baseline="base", value=1.0)])
+        assert data.store_stamp(st, "mt-bench") == before  # another benchmark's records
+        st.put_judgments([Judgment(question_id="q1", benchmark="mt-bench", judge="j", model="m", kind="rating",
+                                   turn=1, value=None, error="no verdict")])
+        failed = data.store_stamp(st, "mt-bench")
+        assert failed != before
+        time.sleep(0.01)
+        # a paid retry replaces the failed judgment under the same key: same count, new content
+        st.put_judgments([Judgment(question_id="q1", benchmark="mt-bench", judge="j", model="m", kind="rating",
+                                   turn=1, value=7.0)])
+        assert data.store_stamp(st, "mt-bench") != failed
