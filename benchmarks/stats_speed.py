@@ -6,10 +6,10 @@ against a reference that refits scikit-learn models the way the official scripts
 line is one JSON object. Targets: Arena-Hard >= 20x, LC >= 5x, same numbers. AlpacaEval end to end
 (``lc_cli_*``): the leaderboard of the 57 validation models with official LC and its bootstrap intervals, as a CLI
 process after ``lioneval import``, >= 10x faster than a per-model scikit-learn process with no more peak memory
-(see speed_alpaca.py). Arena-Hard with style control and
-question-unit intervals: >= 100x the per-round refits (``arena_cpu_ratio_style_question``, on the two validation
-models, and ``arena_cpu_ratio_style_question_10_models``: CPU time, BLAS on one thread for both sides; the wall-time
-ratios are printed beside them, and swing with the machine's load).
+(see speed_alpaca.py; ``lc_cli_cpu_ratio`` is the same ratio in CPU time, steadier on a loaded machine). Arena-Hard
+with style control and question-unit intervals: >= 100x the per-round refits (``arena_cpu_ratio_style_question``, on
+the two validation models, and ``arena_cpu_ratio_style_question_10_models``: CPU time, BLAS on one thread for both
+sides; the wall-time ratios are printed beside them, and swing with the machine's load).
 
 Run: ``python benchmarks/stats_speed.py [VALIDATION_DIR]`` (default ../shared/validation).
 """
@@ -41,7 +41,8 @@ def main() -> None:
         "arena_cpu_ratio_style_question_10_models": arena["arena_synthetic_style_question_speed"]["cpu_ratio"],
         "lc_ratio": alpaca["lc_speed"]["ratio"],
         "lc_with_boot_s": alpaca["lc_speed"]["ours_with_boot_s"],
-        **({"lc_cli_ratio": alpaca["lc_cli"]["ratio"], "lc_cli_ours_s": alpaca["lc_cli"]["ours_s"],
+        **({"lc_cli_ratio": alpaca["lc_cli"]["ratio"], "lc_cli_cpu_ratio": alpaca["lc_cli"]["cpu_ratio"],
+            "lc_cli_ours_s": alpaca["lc_cli"]["ours_s"],
             "lc_cli_ref_s": alpaca["lc_cli"]["ref_s"], "lc_cli_rss_ours_mb": alpaca["lc_cli"]["ours_rss_mb"],
             "lc_cli_rss_ref_mb": alpaca["lc_cli"]["ref_rss_mb"]} if "lc_cli" in alpaca else {}),
         "arena_max_abs_diff": max(arena[k]["max_abs_diff"] for k in

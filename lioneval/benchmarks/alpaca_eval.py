@@ -42,7 +42,7 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -443,6 +443,81 @@ def load_glm_weights(path: str | Path) -> dict[str, dict[str, float]]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# What a summary reads of a judgment
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """The fields of one judgment that a summary reads, taken from a Judgment or from a stored record's JSON."""
+
+    model: str
+    question_id: str
+    value: float | None
+    eval_idx: int | None  # the loader's (meta["eval_idx"]); None: looked up in the eval set by question id
+    from_file: bool  # read from an annotations file (meta["row"]): its position there is its rank in eval order
+    annotator: tuple[str | None, bool]  # see annotator_of
+    own: bool  # one of lioneval's own judgments (it names its templates)
+    tiebreak: tuple  # (inputs, value, raw, error): judgments equal in these and in the eval order are interchangeable
+
+    @classmethod
+    def make(cls, model: str, question_id: str, judge: str, value: float | None, inputs: str, raw: str,
+             error: str | None, meta: Mapping[str, Any]) -> _Row:
+        idx = meta.get("eval_idx")
+        return cls(model, question_id, value, idx if isinstance(idx, int) else None, isinstance(meta.get("row"), int),
+                   _annotator(judge, meta), isinstance(meta.get("templates"), list),
+                   (inputs, -1.0 if value is None else value, raw, error or ""))
+
+    @classmethod
+    def of(cls, j: Judgment) -> _Row:
+        return cls.make(j.model, j.question_id, j.judge, j.value, j.inputs, j.raw, j.error, j.meta)
+
+
+# What AlpacaEval.summarize_stored reads of each stored judgment (RunStore.record_fields): indexed columns, then JSON
+# fields of the record.
+STORED_COLUMNS = ("question_id", "model", "judge", "kind")
+STORED_FIELDS: tuple[tuple[str, tuple[str | int, ...]], ...] = (
+    ("number", ("value",)), ("text", ("baseline",)), ("text", ("inputs",)), ("text", ("raw",)), ("text", ("error",)),
+    ("text", ("meta", "eval_idx")), ("text", ("meta", "row")), ("text", ("meta", "file")),
+    ("length", ("meta", "templates")), ("text", ("meta", "templates", 0)),
+)
+
+
+def _index(v: Any) -> int | None:
+    # A number read as "text" comes back as a number from SQLite and as its digits from PostgreSQL.
+    if type(v) is int:
+        return v
+    return int(v) if isinstance(v, str) and v.isdigit() else None
+
+
+def _stored_row(t: tuple) -> tuple[_Row, str, str | None]:
+    """(row, judge, baseline) of one stored judgment read as STORED_COLUMNS + STORED_FIELDS, with the types of the
+    fields read checked (the store validated the record on write; this catches one damaged since, cheaply)."""
+    qid, model, judge, _, value, baseline, inputs, raw, error, eval_idx, row, file, n_templates, template = t
+    if not ((value is None or (type(value) in (float, int) and math.isfinite(value)))
+            and isinstance(inputs, str) and isinstance(raw, str) and isinstance(error, (str, type(None)))
+            and isinstance(baseline, (str, type(None)))):
+        raise DataError(
+            f"a stored {BENCHMARK} judgment record is damaged (question {qid!r}, model {model!r}: a field has the "
+            "wrong type)",
+            fix="`lioneval export FILE` leaves damaged records out: export, then `lioneval import jsonl FILE` into a "
+                "new store",
+        )
+    # The meta fields as _Row.make reads them: lioneval's own judgments name their templates, imported ones their
+    # file and row; an eval index or row is an integer.
+    meta: dict[str, Any] = {}
+    if n_templates:
+        meta["templates"] = [template]
+    if file is not None and row is not None:
+        meta["file"] = file
+    if row is not None:
+        meta["row"] = row if _index(row) is None else _index(row)
+    if _index(eval_idx) is not None:
+        meta["eval_idx"] = _index(eval_idx)
+    value = None if value is None else float(value)
+    return _Row.make(model, qid, judge, value, inputs, raw, error, meta), judge, baseline
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Annotators
 
 
@@ -463,21 +538,25 @@ def annotator_of(j: Judgment) -> tuple[str | None, bool]:
     """(annotator, whether lioneval's built-in prompt stood in for its official one) of a judgment: lioneval's own
     name their template (``meta["templates"]``, ``name@version#hash``), imported ones their annotator. (None, False)
     when neither says (a reward-model or ensemble judge)."""
-    templates = j.meta.get("templates")
+    return _annotator(j.judge, j.meta)
+
+
+def _annotator(judge: str, meta: Mapping[str, Any]) -> tuple[str | None, bool]:
+    templates = meta.get("templates")
     if isinstance(templates, list) and templates and isinstance(templates[0], str):
         name, _, rest = templates[0].partition("@")
         return name, rest.partition("#")[0] == BUILTIN_VERSION
-    if "file" in j.meta and "row" in j.meta:
-        return j.judge, False
+    if "file" in meta and "row" in meta:
+        return judge, False
     return None, False
 
 
-def _annotator_note(js: Sequence[Judgment]) -> tuple[str | None, str | None]:
+def _annotator_note(rows: Sequence[_Row]) -> tuple[str | None, str | None]:
     """(the annotator of a model's judgments, why their numbers are not comparable with the leaderboard or None).
 
     Only what is known counts: an imported annotator lioneval does not know (a custom one, a renamed export) is named
     but not judged either way."""
-    found = {annotator_of(j) for j in js}
+    found = {r.annotator for r in rows}
     names = sorted({n for n, _ in found if n})
     if not names:
         return None, None
@@ -486,7 +565,7 @@ def _annotator_note(js: Sequence[Judgment]) -> tuple[str | None, str | None]:
         return annotator, (f"lioneval's built-in prompt stood in for the official {annotator} prompt: not comparable "
                            "with the published leaderboard")
     # lioneval's own judgments name the official evaluator they followed; an imported name counts when it is one
-    own = any(isinstance(j.meta.get("templates"), list) for j in js)
+    own = any(r.own for r in rows)
     known = set(names) if own else set(names) & {TEXT_ANNOTATOR, *alpaca_annotators()}
     other = sorted(n for n in known if n != DEFAULT_ANNOTATOR)
     if other:
@@ -713,15 +792,7 @@ class AlpacaEval(Benchmark):
         question id and content) before the CV folds, the difficulty lookup and the resampling see them. Official
         annotation files are written in eval order, so this is their row order and the official numbers stay.
         """
-        rounds = self.default_rounds if rounds is None else rounds
-        if questions and self._index is None and any("eval_idx" in q.meta for q in questions):
-            self._index = _eval_index(questions)
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise TypeError(f"unknown alpaca-eval option(s) {unknown}; known: {', '.join(_OPTIONS)}")
-        lookup = options.get("difficulty_lookup", self.difficulty_lookup)
-        if lookup not in LOOKUPS:
-            raise ValueError(f"difficulty_lookup must be one of {LOOKUPS}, got {lookup!r}")
+        self._lookup(options)
         judgments = [j for j in judgments if j.benchmark == BENCHMARK and j.kind == "pairwise"]
         for attr in ("judge", "baseline"):
             seen = sorted({getattr(j, attr) for j in judgments})
@@ -729,87 +800,146 @@ class AlpacaEval(Benchmark):
                 raise DataError(f"the judgments mix several {attr}s: {seen}", fix=f"summarize one {attr} at a time")
         if not judgments:
             return {}
-        baseline = judgments[0].baseline or self.baseline
-        # Keyed by (question, model); the baseline looked up in it may be None (then its lengths are unknown). Of
-        # several answers to one question by one model the longest counts, whatever order they come in.
-        chars: dict[tuple[str, str | None], float] = {}
+        # Keyed by (question, model); of several answers to one question by one model the longest counts, whatever
+        # order they come in.
+        chars: dict[tuple[str, str], float] = {}
         for a in answers:
             if a.benchmark == BENCHMARK:
                 key, size = (a.question_id, a.model), float(len(a.turns[0]))
                 if size > chars.get(key, -1.0):
                     chars[key] = size
+        return self._summarize([_Row.of(j) for j in judgments], judgments[0].judge, judgments[0].baseline, chars,
+                               questions=questions, rounds=rounds, seed=seed, **options)
 
-        by_model: dict[str, list[Judgment]] = defaultdict(list)
-        for j in judgments:
-            by_model[j.model].append(j)
+    # The few fields of a stored judgment the scores use (see summarize_stored)
+    stored_columns = STORED_COLUMNS
+    stored_fields = STORED_FIELDS
+
+    def summarize_stored(
+        self,
+        records: Iterable[tuple],
+        chars: Mapping[tuple[str, str], float],
+        *,
+        questions: Sequence[Question] | None = None,
+        rounds: int | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> dict[str, Summary]:
+        """:meth:`summarize` over stored judgments read as ``stored_columns`` and ``stored_fields``
+        (``RunStore.record_fields``, which parses the records in the database), with the answers' lengths given as
+        ``chars``: (question id, model) -> characters of the answer (the longest, where a model answered a question
+        twice). The same numbers as :meth:`summarize` on the validated records, for a fraction of the time and memory
+        of a leaderboard over many models. An eval index, a file row or a template name stored as something other
+        than lioneval writes (a number, a string) may read differently here."""
+        self._lookup(options)
+        rows: list[_Row] = []
+        judges: set[str] = set()
+        baselines: set[str | None] = set()
+        for t in records:
+            if t[3] != "pairwise":
+                continue
+            row, judge, baseline = _stored_row(t)
+            rows.append(row)
+            judges.add(judge)
+            baselines.add(baseline)
+        for attr, seen in (("judge", judges), ("baseline", baselines)):
+            if len(seen) > 1:
+                raise DataError(f"the judgments mix several {attr}s: {sorted(seen, key=str)}",
+                                fix=f"summarize one {attr} at a time")
+        if not rows:
+            return {}
+        return self._summarize(rows, judges.pop(), baselines.pop(), chars, questions=questions, rounds=rounds,
+                               seed=seed, **options)
+
+    def _summarize(self, rows: list[_Row], judge: str, baseline: str | None,
+                   chars: Mapping[tuple[str, str], float], *, questions: Sequence[Question] | None,
+                   rounds: int | None, seed: int, **options: Any) -> dict[str, Summary]:
+        rounds = self.default_rounds if rounds is None else rounds
+        if questions and self._index is None and any("eval_idx" in q.meta for q in questions):
+            self._index = _eval_index(questions)
+        lookup = self._lookup(options)
+        baseline = baseline or self.baseline
+
+        by_model: dict[str, list[_Row]] = defaultdict(list)
+        for r in rows:
+            by_model[r.model].append(r)
         out: dict[str, Summary] = {}
-        tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[Judgment]]] = {}
+        tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[_Row]]] = {}
         for model in sorted(by_model):
-            js = sorted(by_model[model], key=self._order_key)
-            pref = np.array([np.nan if j.value is None else j.value + 1 for j in js])
-            len_m = np.array([chars.get((j.question_id, model), np.nan) for j in js])
-            len_b = np.array([chars.get((j.question_id, baseline), np.nan) for j in js])
+            rs = sorted(by_model[model], key=self._order_key)
+            pref = np.array([np.nan if r.value is None else r.value + 1 for r in rs])
+            len_m = np.array([chars.get((r.question_id, model), np.nan) for r in rs])
+            # the baseline may be unknown (None): then its lengths are
+            len_b = np.array([chars.get((r.question_id, baseline), np.nan) if baseline else np.nan for r in rs])
             metrics, counts = win_rates(pref, rounds=rounds, seed=seed)
-            counts["rows"] = len(js)
-            counts["failed"] = sum(j.value is None for j in js)
+            counts["rows"] = len(rs)
+            counts["failed"] = sum(r.value is None for r in rs)
             counts["missing_length"] = int(np.isnan(len_m).sum() + np.isnan(len_b).sum())
             if np.isfinite(len_m).any():
                 known = len_m[np.isfinite(len_m)]
                 metrics["avg_length"] = Estimate(value=float(known.mean()), n=int(known.size), method="mean",
                                                  meta={"unit": "characters"})
-            annotator, note = _annotator_note(js)
+            annotator, note = _annotator_note(rs)
             for name in ("win_rate", "discrete_win_rate"):
                 if name in metrics:
                     metrics[name] = _with_annotator(metrics[name], annotator, note)
-            meta = {"baseline": baseline, "judge": js[0].judge, "difficulty_lookup": lookup, "annotator": annotator}
+            meta = {"baseline": baseline, "judge": judge, "difficulty_lookup": lookup, "annotator": annotator}
             if note:
                 meta["not_comparable"] = note
             if "win_rate" not in metrics:
                 meta["error"] = "no usable preference: every annotation failed"
             out[model] = Summary(metrics=metrics, counts=counts, meta=meta)
-            tables[model] = (pref, len_b, len_m, js)
+            tables[model] = (pref, len_b, len_m, rs)
 
         if options.get("lc", True):
             self._length_controlled(out, tables, baseline, lookup, options, rounds, seed)
         return out
 
-    def _order_key(self, j: Judgment) -> tuple:
+    def _lookup(self, options: Mapping[str, Any]) -> str:
+        """The difficulty lookup the options ask for, once they are checked."""
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown alpaca-eval option(s) {unknown}; known: {', '.join(_OPTIONS)}")
+        lookup = options.get("difficulty_lookup", self.difficulty_lookup)
+        if lookup not in LOOKUPS:
+            raise ValueError(f"difficulty_lookup must be one of {LOOKUPS}, got {lookup!r}")
+        return lookup
+
+    def _order_key(self, r: _Row) -> tuple:
         """Eval order: the eval index (judgments without one last), then the question id and the judgment's content,
         so that equal keys mean interchangeable judgments."""
-        idx = self._eval_idx(j)
-        return (idx is None, -1 if idx is None else idx, j.question_id, j.inputs,
-                -1.0 if j.value is None else j.value, j.raw, j.error or "")
+        idx = self._eval_idx(r)
+        return (idx is None, -1 if idx is None else idx, r.question_id, *r.tiebreak)
 
-    def _difficulties(self, js: list[Judgment], table: np.ndarray | None, lookup: str) -> tuple[np.ndarray, int, int]:
+    def _difficulties(self, rs: list[_Row], table: np.ndarray | None, lookup: str) -> tuple[np.ndarray, int, int]:
         """Each row's difficulty by the chosen lookup, with unknown ones set to 0: (difficulties, unknown, of which
-        without an eval index). ``js`` is in eval order (:meth:`_order_key`).
+        without an eval index). ``rs`` is in eval order (:meth:`_order_key`).
 
         "position" is the official lookup, by the row's position in its annotations file; the file is in eval order,
         so a row read from a file takes its rank in the eval order of the model's rows (the same number, whatever
         order the records arrive in), and one of lioneval's own judgments its eval index. A row without an eval index
         has no position to go by: its difficulty is unknown (never guessed from the order of the records).
         """
-        idx = [self._eval_idx(j) for j in js]
+        idx = [self._eval_idx(r) for r in rs]
         no_index = sum(k is None for k in idx)
         if table is None:
-            return np.zeros(len(js)), len(js), no_index
+            return np.zeros(len(rs)), len(rs), no_index
         if lookup == "position":
-            idx = [k if k is None or not isinstance(j.meta.get("row"), int) else rank
-                   for rank, (j, k) in enumerate(zip(js, idx, strict=True))]
+            idx = [k if k is None or not r.from_file else rank for rank, (r, k) in enumerate(zip(rs, idx, strict=True))]
         keys = np.array([-1 if k is None else k for k in idx], dtype=int)
         ok = (keys >= 0) & (keys < table.size)
-        diff = np.full(len(js), np.nan)
+        diff = np.full(len(rs), np.nan)
         diff[ok] = table[keys[ok]]
         unknown = ~np.isfinite(diff)
         return np.where(unknown, 0.0, diff), int(unknown.sum()), no_index
 
-    def _eval_idx(self, j: Judgment) -> int | None:
+    def _eval_idx(self, r: _Row) -> int | None:
         """The eval index of a judgment's instruction: from the loader, else from the eval set (None if unknown)."""
-        if isinstance(j.meta.get("eval_idx"), int):
-            return j.meta["eval_idx"]
+        if r.eval_idx is not None:
+            return r.eval_idx
         if self._index is None:
             self._index = _eval_index(self.questions()) if self.eval_set is not None else {}
-        return self._index.get(j.question_id)
+        return self._index.get(r.question_id)
 
     def _length_controlled(self, out, tables, baseline, lookup, options, rounds: int = 0, seed: int = 0) -> None:
         data = self.lc_data(options.get("lc_data"))
@@ -825,12 +955,12 @@ class AlpacaEval(Benchmark):
                 "tatsu-lab/alpaca_eval>"
             )
         rows, fitted = [], []
-        for model, (pref, len_b, len_m, js) in tables.items():
+        for model, (pref, len_b, len_m, rs) in tables.items():
             s = out[model]
             n_ok = int((np.isfinite(pref) & np.isfinite(len_m) & np.isfinite(len_b)).sum())
             if model == baseline:  # the official code skips the fit: every prediction is 1/2
                 s.metrics["length_controlled_winrate"] = Estimate(
-                    value=50.0, se=0.0, n=len(js), method="glm-lc",
+                    value=50.0, se=0.0, n=len(rs), method="glm-lc",
                     meta={"note": "the baseline against itself: 50 by construction", "comparable": True},
                 )
                 continue
@@ -838,7 +968,7 @@ class AlpacaEval(Benchmark):
             if n_ok == 0 or n_ok + n_gamed < 5:
                 s.meta["lc_error"] = f"{n_ok} usable rows (a preference and both lengths): too few to fit the GLM"
                 continue
-            diff, unknown, no_index = self._difficulties(js, fit_table, lookup)
+            diff, unknown, no_index = self._difficulties(rs, fit_table, lookup)
             s.counts["lc_difficulty_unknown"] = unknown if fit_table is not None else 0
             s.counts["lc_no_eval_index"] = no_index
             rows.append(LCRows(pref, len_b, len_m, diff if fit_table is not None else None))
@@ -869,10 +999,10 @@ class AlpacaEval(Benchmark):
             return
         weights = load_glm_weights(weights) if isinstance(weights, (str, Path)) else weights
         wtable = data.weights_difficulty()
-        for model, (_, _, _, js) in tables.items():
+        for model, (_, _, _, rs) in tables.items():
             if model not in weights or wtable is None:
                 continue
-            diff, unknown, _ = self._difficulties(js, wtable, lookup)
+            diff, unknown, _ = self._difficulties(rs, wtable, lookup)
             est = lc_from_weights(weights[model], diff, weights.get(baseline))
             est = est.model_copy(update={"meta": {**est.meta, "difficulty_lookup": lookup, "unknown": unknown}})
             out[model].metrics["lc_from_weights"] = est

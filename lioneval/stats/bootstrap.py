@@ -35,6 +35,7 @@ order, before anything is drawn or added.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "mark_unreliable",
     "ratio_intervals",
     "resample_counts",
+    "shared_counts",
 ]
 
 DEFAULT_ROUNDS = 1000
@@ -75,6 +77,15 @@ def resample_counts(n_units: int, rounds: int, seed: int) -> np.ndarray:
     idx = rng.integers(0, n_units, size=(rounds, n_units))
     offsets = (np.arange(rounds) * n_units)[:, None]
     return np.bincount((idx + offsets).ravel(), minlength=rounds * n_units).reshape(rounds, n_units)
+
+
+@functools.lru_cache(maxsize=4)
+def shared_counts(n_units: int, rounds: int, seed: int) -> np.ndarray:
+    """:func:`resample_counts`, drawn once per process for each (n_units, rounds, seed) and shared read-only, in the
+    smallest integer type that holds them: a leaderboard of many models on the same questions reuses one draw."""
+    counts = resample_counts(n_units, rounds, seed).astype(np.uint16 if n_units < 2**16 else np.int64)
+    counts.flags.writeable = False
+    return counts
 
 
 @dataclass
