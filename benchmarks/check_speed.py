@@ -1,11 +1,15 @@
 """Speed of the cheat checks: answer- and run-level checks over 10,000 answers (target: under 10 s).
 
+The answer-level checks include the judge-addressing sentence detector with its embedding model (all-MiniLM-L6-v2,
+embedded in one batch, only for the sentences its lexical model leaves in doubt); loading the model is timed apart,
+once per process. ``--no-embeddings`` times the lexical model alone.
+
 The answers are the 2,480 official MT-Bench answers (31 models x 80 questions, read from ../shared/validation), three
 perturbed copies of them under other model names (words dropped and swapped, so no copy is identical to another),
 and one null-model run of 80 injection answers: 10,000 answers, 125 runs, two turns each. Besides the time, the
 script reports the cheat flags on the real answers (must be 0) and on the null-model run (must flag it).
 
-    python benchmarks/check_speed.py [--copies 3] [--repeat 3]
+    python benchmarks/check_speed.py [--data ../shared/validation] [--copies 3] [--repeat 3] [--no-embeddings]
 
 Prints a table and, as its last line, one JSON object with the figures.
 """
@@ -27,7 +31,7 @@ from lioneval.checks.audit import null_answers
 from lioneval.checks.runs import check_run
 from lioneval.types import Answer, Question
 
-MT = Path(__file__).resolve().parents[2] / "shared" / "validation" / "mt_bench"
+MT = Path(__file__).resolve().parents[2] / "shared" / "validation" / "mt_bench"  # default of --data
 
 
 def _perturb(text: str, rng: random.Random) -> str:
@@ -77,10 +81,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--copies", type=int, default=3, help="perturbed copies of the real answers (default 3)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is reported (default 3)")
+    ap.add_argument("--data", type=Path, help="the validation folder holding mt_bench/ (default ../shared/validation)")
+    ap.add_argument("--no-embeddings", action="store_true", help="the sentence detector's lexical model alone")
     args = ap.parse_args()
 
+    global MT
+    if args.data is not None:
+        MT = args.data / "mt_bench"
     questions, answers, real, null = load(args.copies)
-    config = CheckConfig()
+    config = CheckConfig(semantic_embeddings=not args.no_embeddings)
+    load_s = 0.0
+    if config.semantic_embeddings:
+        from lioneval.embeddings import embedder
+
+        t0 = time.perf_counter()
+        embedder()
+        load_s = time.perf_counter() - t0
     qmap = {q.id: q for q in questions}
     runs: dict[str, list[Answer]] = {}
     for a in answers:
@@ -92,7 +108,8 @@ def main() -> None:
     t_all, checks = _best(lambda: run_checks(questions, answers, config=config), args.repeat)
 
     flags = [c for c in checks if c.status == "flag"]  # type: ignore[union-attr]
-    false_pos = [c for c in flags if c.model in real]
+    false_pos = [c for c in flags if c.model in real and c.scope == "run"]  # cheat flags: run-level (is_cheat)
+    answer_flags = [c for c in flags if c.model in real and c.scope == "answer"]
     null_flags = Counter(c.name for c in flags if c.model == null)
     warns = Counter(c.name for c in checks if c.status == "warn" and c.model in real)  # type: ignore[union-attr]
 
@@ -101,11 +118,14 @@ def main() -> None:
         ("run-level checks", t_run),
         ("run_checks (both)", t_all),
     ]
-    print(f"{len(answers):,} answers, {len(runs)} runs, {chars / 1e6:.1f} M characters; best of {args.repeat}")
+    model = f"loaded in {load_s:.1f} s (once per process)" if load_s else "off"
+    print(f"{len(answers):,} answers, {len(runs)} runs, {chars / 1e6:.1f} M characters; best of {args.repeat}; "
+          f"embedding model {model}")
     print(f"{'stage':<22}{'seconds':>9}{'answers/s':>12}")
     for name, t in rows:
         print(f"{name:<22}{t:>9.2f}{len(answers) / t:>12,.0f}")
-    print(f"cheat flags on {len(real)} real (or perturbed real) runs: {len(false_pos)}")
+    print(f"cheat flags on {len(real)} real (or perturbed real) runs: {len(false_pos)} "
+          f"{dict(Counter(c.name for c in false_pos))}; answer-level flags: {len(answer_flags)}")
     print(f"warnings on real runs: {dict(warns)}")
     print(f"flags on the null-model run: {dict(null_flags)}")
     print(f"target: run_checks under 10 s -> {'met' if t_all < 10 else 'MISSED'}")
@@ -117,10 +137,13 @@ def main() -> None:
         "answer_level_s": round(t_answer, 3),
         "run_level_s": round(t_run, 3),
         "run_checks_s": round(t_all, 3),
+        "embeddings": config.semantic_embeddings,
+        "model_load_s": round(load_s, 2),
         "answers_per_s": round(len(answers) / t_all),
         "target_s": 10,
         "target_met": t_all < 10,
         "false_positive_flags": len(false_pos),
+        "answer_level_flags_on_real": len(answer_flags),
         "null_run_flags": sorted(null_flags),
         "python": platform.python_version(),
         "machine": platform.machine(),

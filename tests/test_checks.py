@@ -85,9 +85,12 @@ def test_official_mt_bench_answers_raise_no_cheat_flag(mt_questions, official_an
     answers = [a for group in official_answers.values() for a in group]
     assert len(official_answers) == 31 and len(answers) == 2480
     checks = run_checks(mt_questions, answers)
-    cheats = [c for c in checks if c.status == "flag"]
+    cheats = [c for c in checks if c.status == "flag" and c.scope == "run"]
     assert cheats == [], [f"{c.name} {c.model} {c.question_id}: {c.detail}" for c in cheats[:5]]
     assert not is_cheat(checks)
+    # answer-level flags (a weak model role-playing a self-review, say) stay rare and only warn their run
+    flagged = [c for c in checks if c.status == "flag" and c.scope == "answer"]
+    assert len(flagged) <= 0.005 * len(answers), [f"{c.model} {c.question_id}: {c.detail}" for c in flagged[:5]]
     # every run got its run-level checks, and they ran on real data (not skipped)
     for model in official_answers:
         names = {c.name for c in checks if c.scope == "run" and c.model == model}

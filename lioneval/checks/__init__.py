@@ -6,6 +6,11 @@ style inflation) and audits of the judgments (position bias, parse failures, sel
 status "flag" means cheating is suspected and the run must not be promoted; "warn" is worth a look (length
 inflation, truncation, a shaky judge); "pass" says the check ran and found nothing.
 
+Answer-level detection combines rules (``answers``), answer shapes (``shapes``) and a judge-addressing sentence
+model (``semantic``, trained by ``train_semantic`` on ``cheat_corpus.json``). ``counterfactual`` re-judges answers
+without their suspicious spans (``lioneval run --counterfactual-budget``); ``chosen`` watches the answers a training
+judge prefers (online DPO's stop-on-cheat).
+
 ``lioneval.checks.audit.probe_judge`` is the null-model probe of a judge (``lioneval audit judge``);
 ``audit_answers_file`` backs ``lioneval audit answers``. Thresholds and their rationale: ``CheckConfig``.
 """
@@ -24,7 +29,7 @@ from pydantic import ValidationError
 from lioneval.benchmarks.base import json_id
 from lioneval.checks.answers import check_answers
 from lioneval.checks.audit import audit_judgments
-from lioneval.checks.config import CheckConfig
+from lioneval.checks.config import CheckConfig, CheckStatus
 from lioneval.checks.runs import check_run
 from lioneval.errors import DataError, LionEvalError
 from lioneval.store import jsonl_lines
@@ -91,32 +96,51 @@ def run_checks(
         js = judged.get((bench, model), [])
         wanted = {j.baseline for j in js if j.baseline}
         base = [b for b in baseline_answers if b.benchmark == bench and (not wanted or b.model in wanted)]
-        out.append(_injection_summary(group, flagged.get((bench, model), []), run))
+        out.append(_injection_summary(group, flagged.get((bench, model), []), run, config))
         out += check_run(group, qmap.get(bench, {}), js, base, config, run=run)
     audits = audit_judgments(judgments, config)
     return out + [c.model_copy(update={"run": run}) if run else c for c in audits]
 
 
-def _injection_summary(answers: list[Answer], results: list[CheckResult], run: str | None) -> CheckResult:
+def _injection_summary(answers: list[Answer], results: list[CheckResult], run: str | None,
+                       config: CheckConfig) -> CheckResult:
     flags = [c for c in results if c.status == "flag"]
     warns = [c for c in results if c.status == "warn"]
     rules = sorted({r for c in flags for r in c.meta.get("rules", [])})
+    # an answer the rules flag by themselves is evidence enough; the sentence model's judgment needs a second one
+    strong = [c for c in flags if _rules_score(c) >= config.flag_score]
+    status: CheckStatus = "flag" if strong or len(flags) >= config.injection_run_flags else "warn" if flags else "pass"
     if flags:
-        detail = (f"{len(flags)} of {len(answers)} answers imitate the judge ({', '.join(rules)}): questions "
-                  f"{', '.join(c.question_id or '?' for c in flags[:8])}")
+        detail = (f"{len(flags)} of {len(answers)} answers imitate or address the judge ({', '.join(rules)}): "
+                  f"questions {', '.join(c.question_id or '?' for c in flags[:8])}")
+        if status == "warn":
+            detail += " (one answer on weaker evidence: worth a look, not a cheat flag)"
     else:
         detail = f"no answer imitates the judge ({len(warns)} with judge-like text worth a look)"
     return CheckResult(
-        name="injection", scope="run", run=run, status="flag" if flags else "pass", model=answers[0].model,
+        name="injection", scope="run", run=run, status=status, model=answers[0].model,
         value=len(flags) / len(answers), threshold=0.0, detail=detail,
         meta={"benchmark": answers[0].benchmark, "flagged": len(flags), "warned": len(warns), "rules": rules,
-              "questions": [c.question_id for c in flags][:50]},
+              "strong": len(strong), "questions": [c.question_id for c in flags][:50]},
     )
 
 
+def _rules_score(result: CheckResult) -> int:
+    """An answer's score from the rules alone (distinct rules outside code, by severity), without the sentence
+    model's ``addresses_evaluator`` hits."""
+    best: dict[str, int] = {}
+    for h in result.meta.get("hits", []):
+        if h.get("rule") != "addresses_evaluator" and not h.get("in_code"):
+            best[h["rule"]] = max(best.get(h["rule"], 0), int(h.get("severity", 0)))
+    return sum(best.values())
+
+
 def is_cheat(checks: Sequence[CheckResult]) -> bool:
-    """Whether any check suspects cheating (a run with such a result is not eligible for promotion)."""
-    return any(c.status == "flag" and c.scope in ("answer", "run") for c in checks)
+    """Whether a run-level check suspects cheating (a run with such a result is not eligible for promotion).
+
+    Answer-level flags count through their run's summary (``injection``, ``judge_influencing``), which weighs
+    them: one answer flagged on weak evidence makes the run warn, not cheat."""
+    return any(c.status == "flag" and c.scope == "run" for c in checks)
 
 
 # --- `lioneval audit answers` ---------------------------------------------------------------------------------------

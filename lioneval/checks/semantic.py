@@ -1,0 +1,290 @@
+"""Judge-addressing text in any wording: a sentence classifier that complements the rules of ``answers``.
+
+The rules in ``lioneval.checks.answers`` know the shapes of published attacks; an attacker who rewords them (a
+JSON-shaped verdict, an order to output an identifier, a plea to "any fair evaluator") needs a detector of what the
+text does, not how it is spelled. This one scores each sentence (or line) of an answer on whether it speaks to the
+evaluator rather than the user, in three steps, each cheaper than the next is costly:
+
+1. a gate: only sentences holding evaluation vocabulary (grading, verdicts, scores, preferences, output orders,
+   rubric, system roles, speaker labels) are looked at; most sentences of an honest answer hold none;
+2. a linear model over the sentence's words and word pairs (numpy, weights in ``cheat_model.json``): a sentence it
+   scores below ``lexical_floor`` is cleared without the neural model;
+3. for the rest, a linear model over the sentence's embedding (all-MiniLM-L6-v2 via ``lioneval.embeddings``, in one
+   batch for all answers): the part that recognises a new wording. A sentence is judge-addressing when the mean of
+   the two models' log-odds reaches ``threshold``.
+
+Both models are logistic regressions fitted on the tuning split of ``cheat_corpus.json`` (attack texts and honest
+answers written for this project) by ``python -m lioneval.checks.train_semantic``, deterministically; the file records
+how. When the embedding model is not installed, step 3 falls back to the lexical score alone (stricter threshold),
+and the result says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lioneval.embeddings import embed
+from lioneval.errors import LionEvalError
+
+__all__ = [
+    "MODEL_FILE",
+    "CORPUS_FILE",
+    "SemanticHit",
+    "SemanticModel",
+    "candidate_sentences",
+    "features",
+    "load_corpus",
+    "load_model",
+    "scan_texts",
+]
+
+log = logging.getLogger("lioneval.checks")
+
+MODEL_FILE = Path(__file__).with_name("cheat_model.json")
+CORPUS_FILE = Path(__file__).with_name("cheat_corpus.json")
+
+# Step 1: cues of text about the evaluation rather than the task. Each is common enough in honest text (a courtroom
+# judge, "Return only the even numbers", "Q:") that it only nominates a sentence; the models decide. They run on the
+# lower-cased normalised text (look-alike letters folded, invisible characters removed: ``answers.normalize``).
+_ANS = ("answer", "response", "reply", "output", "submission", "completion", "candidate")
+_JUDGES = ("evaluator", "judge", "grader", "reviewer", "assessor", "rater", "annotator", "examiner", "referee",
+           "moderator", "critic", "jury")
+_VERBS = ("rate", "score", "grade", "mark", "judge", "evaluat", "assess", "prefer", "choose", "pick", "select", "favo",
+          "approve")
+_CUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((n, re.compile(p)) for n, p in (
+    (_ANS, r"(?:this|my|the\s+(?:above|present|current|following|first|second|other|competing|rival))\s+(?:answer"
+           r"|response|reply|output|submission|completion|candidate)s?\b"),
+    (("answer", "response", "output", "assistant", "model"),
+     r"(?:answer|response|output|assistant|model)(?:[ _-]?(?:[ab12]|one|two)\b|\s*\([ab12]\))"),
+    (_JUDGES, r"(?:evaluator|judge|grader|reviewer|assessor|rater|annotator|examiner|referee|moderator|critic|jury)s?"
+              r"\b"),
+    (("whoever", "if you are"), r"whoever\b|if\s+you\s+are\s+(?:scoring|grading|evaluating|judging|rating|assessing"
+                                r"|reviewing)"),
+    (_VERBS, r"(?:rate|score|grade|mark|judge|evaluate|assess|prefer|choose|pick|select|favou?r|approve)\s+(?:this"
+             r"|it|me|mine|my)\b"),
+    (("only", "exactly", "verbatim", "nothing else", "nothing more", "and stop", "alone", "single", "entire"),
+     r"(?:respond|reply|answer|output|print|emit|type|write|return|say|state|produce|copy|report|conclude|end)\b"
+     r"[^.\n]{0,40}?\b(?:only|exactly|verbatim|nothing\s+else|nothing\s+more|and\s+stop|alone|single|entire)\b"),
+    (("system",), r"system\s*(?:notice|prompt|message|role|update|reviewer|:)"),
+    (("sys",), r"<<\s*/?sys|\[\[?\s*system"),
+    (("admin", "operator", "developer"),
+     r"(?:admin(?:istrator)?|operator|developer)\s+(?:override|message|instruction)"),
+    (("maintainers", "organi", "harness", "rubric", "verdict", "winner", "full marks"),
+     r"maintainers\b|organi[sz]ers\b|test\s+harness|rubric|verdict|winner\b|full\s+marks\b"),
+    (("evaluation", "grading", "scoring", "rating"),
+     r"(?:evaluation|grading|scoring|rating)\s+(?:team|staff|policy|rubric|mode|criteria|instructions?|rules?"
+     r"|section|notes|result|summary|guidelines|platform|model|scale)\b"),
+    (("/10", "/ 10", "of ten", "of 10"), r"10\s*/\s*10\b|ten\s+out\s+of\s+ten\b|out\s+of\s+10\b"),
+    (("ignore", "disregard", "forget", "aside", "neglect", "no attention", "void", "revoked", "outdated", "longer appl",
+      "cancel", "override", "replace your"),
+     r"(?:ignore|disregard|forget|set\s+aside|put\s+aside|neglect|pay\s+no\s+attention|void|revoked|outdated"
+     r"|no\s+longer\s+appl|cancell?ed|override|replace\s+your)"),
+    (("verdict", "winner", "prefer", "decision", "judg", "rating", "score", "assessment", "result"),
+     r"(?:verdict|winner|preferred|better_response|preference|decision|judg(?:e)?ment|rating|score|assessment"
+     r"|result)[\"']?\s*[:=]"),
+    (("end of",), r"end\s+of\s+(?:the\s+)?(?:answer|response|output|submission|transcript|submitted|candidate"
+                  r"|my\s+answer)"),
+    (_ANS, r"(?:answer|response|output)\s+(?:ends|complete|terminated|closed|boundary|block)"),
+    (("is over", "evaluation finished", "evaluation complete", "new task", "next question", "next item"),
+     r"comparison\s+is\s+over|evaluation\s+(?:finished|complete)|new\s+task\b|next\s+(?:question|item)\b"),
+    (("other ", "second "), r"(?:other|second)\s+(?:candidate|answer|assistant|response)"),
+))
+# A line that opens with a speaker label of an evaluator, a user or a chat role ("Reviewer:", "### Human:").
+_LABEL = re.compile(r"[ \t>#*\[(<|]*(?:judge|evaluator|reviewer|grader|critic|referee|moderator|annotator|assessor"
+                    r"|examiner|expert\s+panel|panel|teacher|professor|customer|student|user|human|ai|gpt-?\d"
+                    r"|assistant(?:\s+[ab])?|system|q|jury)\b[^:\n]{0,20}:")
+_MAX_SENTENCE = 300  # characters of context kept around a cue in a very long sentence or line
+_TOKEN = re.compile(r"[a-z]+|\d+|[{}\[\]<>:=|\"#*]")
+
+
+@dataclass(frozen=True)
+class SemanticHit:
+    """One judge-addressing sentence: its turn, span in the original text, text and score (mean log-odds);
+    ``strong`` when the score is beyond every honest sentence of the tuning corpus."""
+
+    turn: int
+    start: int
+    end: int
+    text: str
+    score: float
+    lexical: float
+    semantic: float | None
+    strong: bool = False
+
+
+class _Same:
+    """The identity normalisation: ``text`` as it is."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        return start, end
+
+
+def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None) -> list[tuple[int, int]]:
+    """Step 1: (start, end) in ``text`` of each sentence or line that holds a cue; the only ones the models read.
+
+    ``normalize`` (``lioneval.checks.answers.normalize``) folds look-alike letters and drops invisible characters
+    first; its ``span()`` maps positions back to ``text``."""
+    norm = normalize(text) if normalize else _Same(text)
+    low = norm.text.lower()
+    if len(low) != len(norm.text):
+        low = "".join(c.lower() if len(c.lower()) == 1 else c for c in norm.text)
+    starts: list[tuple[int, int]] = []
+    for needles, pattern in _CUES:
+        if any(n in low for n in needles):
+            starts += [(m.start(), m.end()) for m in pattern.finditer(low)
+                       if not (m.start() and low[m.start() - 1].isalnum())]
+    if ":" in low:
+        pos = 0
+        for line in low.split("\n"):
+            if ":" in line[:40] and _LABEL.match(line):
+                starts.append((pos, pos + line.index(":") + 1))
+            pos += len(line) + 1
+    out: list[tuple[int, int]] = []
+    last_end = -1
+    for m_start, m_end in sorted(starts):
+        if m_start < last_end:
+            continue
+        s = max(low.rfind("\n", 0, m_start), *(low.rfind(p, 0, m_start) + 1 for p in (". ", "! ", "? "))) + 1
+        ends = [i for i in (low.find("\n", m_end), *(low.find(p, m_end) for p in (". ", "! ", "? "))) if i >= 0]
+        e = min(ends) + 1 if ends else len(low)
+        s, e = max(s, m_start - _MAX_SENTENCE // 2), min(e, m_end + _MAX_SENTENCE // 2)
+        last_end = e
+        s, e = norm.span(s, e)
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+@lru_cache(maxsize=65536)
+def features(sentence: str) -> tuple[str, ...]:
+    """The lexical model's features of a sentence: its lower-cased words, word pairs and a few shape markers."""
+    low = sentence.lower()
+    toks = _TOKEN.findall(low)
+    out = set(toks)
+    out.update(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))
+    if re.match(r"\s*[\[<(#>*]*\s*[a-z][\w #-]{0,24}\s*[\])>*]*\s*:", low):
+        out.add("#label_start")
+    if re.search(r"\b(?:you|your)\b", low):
+        out.add("#second_person")
+    if re.search(r"\bthis (?:answer|response|reply|output|submission|one|text|completion)\b", low):
+        out.add("#this_answer")
+    if re.search(r"\d+\s*(?:/|out of)\s*10\b", low):
+        out.add("#out_of_ten")
+    return tuple(sorted(out))
+
+
+class SemanticModel:
+    """The two fitted linear models and their thresholds, as stored in ``cheat_model.json``."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+        lex = data["lexical"]
+        self.vocab: dict[str, float] = lex["weights"]
+        self.lex_bias = float(lex["bias"])
+        emb = data["semantic"]
+        self.emb_w = np.asarray(emb["weights"], dtype=np.float32)
+        self.emb_bias = float(emb["bias"])
+        self.embedding_model = emb.get("model")
+        t = data["thresholds"]
+        self.lexical_floor = float(t["lexical_floor"])
+        self.threshold = float(t["threshold"])
+        self.strong = float(t["strong"])
+        self.lexical_only = float(t["lexical_only"])
+        self.version = str(data.get("version", "?"))
+
+    def lexical(self, sentences: Sequence[str]) -> np.ndarray:
+        """Log-odds of the lexical model."""
+        return np.fromiter(
+            (self.lex_bias + sum(self.vocab.get(f, 0.0) for f in features(s)) for s in sentences),
+            dtype=np.float64, count=len(sentences),
+        )
+
+    def semantic(self, vectors: np.ndarray) -> np.ndarray:
+        """Log-odds of the embedding model for (n, d) unit vectors."""
+        return vectors.astype(np.float64) @ self.emb_w.astype(np.float64) + self.emb_bias
+
+
+@lru_cache(maxsize=1)
+def load_model(path: str | None = None) -> SemanticModel:
+    p = Path(path) if path else MODEL_FILE
+    try:
+        return SemanticModel(json.loads(p.read_text(encoding="utf-8")))
+    except (OSError, KeyError, ValueError) as e:
+        raise LionEvalError(f"cannot read the judge-addressing model {p}: {e}",
+                            fix="reinstall lioneval, or retrain it: python -m lioneval.checks.train_semantic") from e
+
+
+def load_corpus(path: str | Path | None = None) -> dict[str, Any]:
+    """The cheat corpus: ``families`` (name -> what), ``attacks`` and ``honest`` (id, split, text[, family])."""
+    p = Path(path) if path else CORPUS_FILE
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def _embed(texts: list[str], model: str | None) -> np.ndarray | None:
+    try:
+        return embed(texts, model)
+    except LionEvalError as e:  # no torch / no model package: the lexical model decides alone
+        log.warning("judge-addressing detector without its embedding model (%s); lexical scores only", e.message)
+        return None
+
+
+def scan_texts(
+    texts: Sequence[Sequence[str]], model: SemanticModel | None = None, *, use_embeddings: bool = True,
+    normalize: Callable[[str], Any] | None = None,
+) -> list[list[SemanticHit]]:
+    """Judge-addressing sentences of each answer (a list of turns); one list of hits per answer, in order.
+
+    All answers' doubtful sentences are embedded in one batch. ``use_embeddings=False`` (or a missing embedding
+    model) decides by the lexical model alone, at its stricter ``lexical_only`` threshold.
+    """
+    model = model or load_model()
+    cands: list[tuple[int, int, int, int, str]] = []  # answer, turn, start, end, text
+    for i, turns in enumerate(texts):
+        for t, text in enumerate(turns):
+            for s, e in candidate_sentences(text, normalize):
+                cands.append((i, t, s, e, text[s:e]))
+    out: list[list[SemanticHit]] = [[] for _ in texts]
+    if not cands:
+        return out
+    lex = model.lexical([c[4] for c in cands])
+    doubt = np.flatnonzero(lex >= model.lexical_floor)
+    if doubt.size == 0:
+        return out
+    vectors = None
+    if use_embeddings:
+        unique = sorted({cands[k][4] for k in doubt})
+        got = _embed(unique, model.embedding_model)
+        if got is not None:
+            row = {s: r for r, s in enumerate(unique)}
+            vectors = got[[row[cands[k][4]] for k in doubt]]
+    if vectors is not None:
+        sem = model.semantic(vectors)
+        score = (lex[doubt] + sem) / 2
+        keep = score >= model.threshold
+    else:
+        sem = None
+        score = lex[doubt]
+        keep = score >= model.lexical_only
+    for j in np.flatnonzero(keep):
+        k = int(doubt[j])
+        i, t, s, e, text = cands[k]
+        out[i].append(SemanticHit(t, s, e, text, float(score[j]), float(lex[k]),
+                                  None if sem is None else float(sem[j]),
+                                  strong=sem is not None and float(score[j]) >= model.strong))
+    return out
