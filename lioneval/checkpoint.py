@@ -45,9 +45,41 @@ def _weight_files(path: Path) -> list[Path]:
                   and p.name not in TRAINER_FILES and not p.name.startswith("rng_state"))
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def adapter_base(path: str | Path) -> Path | None:
+    """The checkpoint a PEFT adapter checkpoint applies to (its ``base_model_name_or_path``), or None when ``path``
+    is not an adapter. A relative base is read from the adapter's folder first, then from the working directory.
+    The base may itself be an adapter: stages trained with LoRA chain their checkpoints that way."""
+    path = Path(path)
+    config = path / ADAPTER_CONFIG
+    if not path.is_dir() or not config.is_file():
+        return None
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (OSError, json.JSONDecodeError) as e:
+        raise LionEvalError(f"cannot read {config}: {e}", fix="check the adapter checkpoint is complete") from e
+    if not base:
+        raise LionEvalError(f"the adapter {path} does not say which model it applies to",
+                            fix=f"set base_model_name_or_path in {config} to the base checkpoint's folder")
+    for candidate in (path / base, Path(base)):
+        if candidate.exists():
+            return candidate
+    raise LionEvalError(f"the base model {base!r} of the adapter {path} does not exist",
+                        fix=f"restore it, or set base_model_name_or_path in {config} to where it is now")
+
+
 def weights_hash(path: str | Path) -> str:
+    """A hash of the weights; an adapter's covers its base's weights and its adapter settings as well."""
     path = Path(path)
     h = hashlib.sha256()
+    base = adapter_base(path)
+    if base is not None:
+        settings = json.loads((path / ADAPTER_CONFIG).read_text())
+        settings.pop("base_model_name_or_path", None)  # where the base lies is no part of what the weights are
+        h.update(weights_hash(base).encode())
+        h.update(json.dumps(settings, sort_keys=True).encode())
     index = sorted(path.glob("*.index.json")) if path.is_dir() else []
     files = _weight_files(path)
     if not files:

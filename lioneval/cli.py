@@ -17,7 +17,7 @@ import click
 
 from lioneval import __version__
 from lioneval.errors import DataError, IncompleteError, LionEvalError
-from lioneval.store import DEFAULT_STORE, RunStore
+from lioneval.store import DEFAULT_STORE, RunStore, is_url
 
 
 class _Ctx:
@@ -66,7 +66,8 @@ SEED = click.IntRange(min=0)
     default=DEFAULT_STORE,
     show_default=True,
     envvar="LIONEVAL_STORE",
-    help="SQLite run store (answers, judgments, reports); before or after the verb. Env: LIONEVAL_STORE. "
+    help="Run store (answers, judgments, reports): an SQLite file, or a PostgreSQL URL "
+         "(postgresql://USER@HOST/DB); before or after the verb. Env: LIONEVAL_STORE. "
          "Default: the project config's store, else lioneval.db.",
 )
 @click.option("--project-config", "config_path", type=click.Path(dir_okay=False),
@@ -80,11 +81,17 @@ def cli(ctx: click.Context, store: str, config_path: str | None) -> None:
 
 
 @cli.command("list")
-@click.argument("what", type=click.Choice(["benchmarks", "judges", "backends"]))
+@click.argument("what", type=click.Choice(["benchmarks", "judges", "backends", "stages"]))
 def list_cmd(what: str) -> None:
-    """List the registered benchmarks, judges or backends and what each needs."""
+    """List the registered benchmarks, judges, backends or training stages and what each needs."""
     from lioneval.registry import REGISTRIES
 
+    if what == "stages":
+        from lioneval.trainers.recipe import stage_lines
+
+        for line in stage_lines():
+            click.echo(line)
+        return
     reg = REGISTRIES[what]
     names = reg.names()
     if not names:
@@ -103,7 +110,7 @@ def info(ctx: _Ctx) -> None:
     with ctx.store(readonly=True) as st:
         counts = st.counts()
         width = max(len("store"), *(len(t) for t in counts)) + 2
-        click.echo(f"{'store':<{width}}{st.path} (schema {st.version})")
+        click.echo(f"{'store':<{width}}{st.where} (schema {st.version})")
         for table, n in counts.items():
             click.echo(f"{table:<{width}}{n}")
 
@@ -113,7 +120,7 @@ def info(ctx: _Ctx) -> None:
 def migrate(ctx: _Ctx) -> None:
     """Upgrade an older store to this version's schema (other commands that write do it too)."""
     with ctx.store() as st:
-        click.echo(f"store {st.path} is at schema version {st.version}")
+        click.echo(f"store {st.where} is at schema version {st.version}")
 
 
 @cli.command("export")
@@ -307,6 +314,102 @@ def _print_leaderboard(rows: list[dict], headline: str | None) -> None:
             console.print(line, markup=False, highlight=False)
 
 
+# --- benchmark curation verbs ---
+@cli.command("build-bench")
+@click.argument("prompts", type=click.Path(exists=True, dir_okay=False))
+@click.option("--judge", required=True, help="Annotator: a chat judge spec (openai:MODEL, openai-compatible:M@URL).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write question.jsonl to.")
+@click.option("--n", type=COUNT, default=500, show_default=True, help="Prompts in the benchmark.")
+@click.option("--clusters", type=COUNT, help="Number of topic clusters (default: chosen by silhouette).")
+@click.option("--max-clusters", type=click.IntRange(min=2), default=50, show_default=True,
+              help="Most clusters tried when choosing their number.")
+@click.option("--dedup-threshold", type=float, default=0.95, show_default=True,
+              help="Cosine similarity at which a prompt is a near-duplicate of an earlier one.")
+@click.option("--min-score", type=click.IntRange(0, 7), default=6, show_default=True,
+              help="Qualities (of seven) a prompt needs.")
+@click.option("--min-cluster-score", type=float, default=5.0, show_default=True,
+              help="Mean quality score a cluster needs.")
+@click.option("--category", default="benchbuilder", show_default=True, help="Category written to question.jsonl.")
+@click.option("--embedding-model", help="Sentence-embedding model (default: the offline all-MiniLM-L6-v2).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of clustering and sampling.")
+@click.option("--baseline-policy", help="Backend spec that answers the questions as the baseline (e.g. openai:MODEL).")
+@click.option("--baseline-model", help="Model name of those answers (default: the spec's model).")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@pass_ctx
+def build_bench_cmd(ctx: _Ctx, prompts: str, as_json: bool, **settings: Any) -> None:
+    """Curate a benchmark from a prompt pool (BenchBuilder) in Arena-Hard's layout: dedup, cluster, annotate, sample."""
+    from lioneval.benchbuilder import BuildConfig, build_bench
+
+    cfg = BuildConfig(prompts=prompts, **settings)
+    cfg.check()
+    with ctx.store() as st, _progress(quiet=as_json) as progress:
+        result = build_bench(cfg, st, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.report, indent=1))
+        return
+    r = result.report
+    click.echo(f"{r['pool']} prompts, {r['distinct']} distinct, {r['clusters_chosen']} clusters; "
+               f"{r['selected']} selected into {result.out / 'question.jsonl'}")
+    for c in sorted(r["clusters"], key=lambda c: -(c["mean_score"] or 0)):
+        mark = "" if c["eligible"] else "  (dropped: low mean score)"
+        click.echo(f"  {c['name']:<40} size {c['size']:>5}  mean score {c['mean_score']}  "
+                   f"selected {c['selected']}{mark}")
+    click.echo("dropped: " + ", ".join(f"{n} {why}" for why, n in r["dropped_counts"].items()))
+
+
+@cli.command("bench-quality")
+@click.option("--bench", "benches", multiple=True, help="Benchmark (repeatable; default: every one in the store).")
+@click.option("--reference", type=click.Path(exists=True, dir_okay=False),
+              help="Reference ranking (CSV model,score[,lower,upper] or JSON), e.g. human-preference Elo.")
+@click.option("--data", "data", multiple=True, help="BENCH=PATH: benchmark data its scores need (AlpacaEval: "
+              "the eval set).")
+@click.option("--setting", "settings", multiple=True, help="BENCH.KEY=VALUE: a benchmark's own setting (AlpacaEval: "
+              "alpaca-eval.lc_data=DIR for the official LC inputs).")
+@click.option("--rounds", type=COUNT, help="Bootstrap rounds (default: each benchmark's).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_ctx
+def bench_quality_cmd(ctx: _Ctx, benches: tuple[str, ...], reference: str | None, data: tuple[str, ...],
+                      settings: tuple[str, ...], rounds: int | None, seed: int, as_json: bool) -> None:
+    """How well each stored benchmark separates models, and agrees with a reference ranking (Li et al. 2024)."""
+    from lioneval.bench_quality import bench_quality, load_reference
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in data:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise click.UsageError(f"--data {item!r} is not BENCH=PATH")
+        options.setdefault(name, {})["data"] = path
+    for item in settings:
+        target, sep, value = item.partition("=")
+        name, dot, key = target.partition(".")
+        if not (sep and dot and name and key and value):
+            raise click.UsageError(f"--setting {item!r} is not BENCH.KEY=VALUE")
+        options.setdefault(name, {}).setdefault("settings", {})[key] = value
+    ref = load_reference(reference) if reference else None
+    with ctx.store(readonly=True) as st:
+        rows = bench_quality(st, benches, reference=ref, rounds=rounds, seed=seed, options=options)
+    if as_json:
+        click.echo(json.dumps([q.to_json() for q in rows], indent=1))
+        return
+
+    def num(v: float | None, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    click.echo(f"{'benchmark':<14} {'judge':<28} {'metric':<26} {'models':>6} {'separable':>9} {'CI width':>9} "
+               f"{'rel width':>9} {'agree':>6} {'rho':>6} {'tau':>6} {'brier':>6}")
+    for q in rows:
+        click.echo(f"{q.benchmark:<14} {q.judge[:28]:<28} {q.metric[:26]:<26} {q.models:>6} {q.separability:>9.1%} "
+                   f"{q.mean_ci_width:>9.3g} {num(q.mean_ci_width_rel, '.3f'):>9} {num(q.agreement, '.3f'):>6} "
+                   f"{num(q.spearman, '.3f'):>6} {num(q.kendall, '.3f'):>6} {num(q.brier, '.3f'):>6}")
+    for q in rows:
+        if q.left_out:
+            click.echo(f"{q.benchmark} ({q.judge}): left out, no reliable interval: {', '.join(q.left_out)}")
+    if ref is not None:
+        click.echo(f"reference: {reference} ({len(ref)} models); agreement, rho, tau and Brier over the models in both")
+# --- end benchmark curation verbs ---
+
+
 @cli.command("judge")
 @click.option("--bench", required=True, help="Benchmark whose stored answers to judge.")
 @click.option("--model", "models", multiple=True, required=True, help="Model id of the answers (repeatable).")
@@ -350,6 +453,9 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 
 
 @cli.command("run")
+@click.option("--executor", type=click.Choice(["local", "ray"]),
+              help="Send model and judge requests from this process (local, the default) or from Ray tasks (ray: "
+                   "the `ray` extra; the cluster in RAY_ADDRESS, else a local one).")
 @click.option("--ckpt", help="Checkpoint directory (or .gguf file) to evaluate with transformers.")
 @click.option("--policy", help="Or a generation backend: vllm:PATH or openai-compatible:MODEL@URL.")
 @click.option("--bench", multiple=True,
@@ -378,16 +484,41 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
               help="Jinja chat template file for a checkpoint whose tokenizer has none.")
 @click.option("--conv-template", help="FastChat conversation template name for a checkpoint without a chat template.")
 @click.option("--retry-failed", is_flag=True, help="Judge again the stored judgments that could not be parsed.")
+@click.option("--counterfactual-budget", type=click.IntRange(min=0), metavar="CALLS",
+              help="Extra judge calls for counterfactual re-judging: answers with suspicious spans (and a seeded "
+                   "sample of the rest) are judged again without them; a verdict that drops flags the answer as "
+                   "judge-influencing (default 0: off).")
 @click.option("--demo", is_flag=True, help="Offline demo: SmolLM2-135M as policy and judge on bundled questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
 @click.option("--progress-interval", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="Seconds between progress lines when output is not a terminal (logs, CI).")
+@click.option("--until-decided", is_flag=True,
+              help="Adaptive run: judge the questions in a seeded order, a batch at a time (generating them in the "
+                   "same order), and stop as soon as the question asked (--better-than, --not-worse-than or "
+                   "--width) is settled at --alpha (anytime-valid test); the report says after how many questions.")
+@click.option("--better-than", metavar="RUN", help="With --until-decided: is this checkpoint better than run RUN "
+                                                   "(paired per question; not better by more than --margin ends it)?")
+@click.option("--not-worse-than", metavar="RUN",
+              help="With --until-decided: is this checkpoint not worse than run RUN by --margin or more?")
+@click.option("--width", type=click.FloatRange(min=0, min_open=True),
+              help="With --until-decided: is each benchmark's score known to within W (the interval of the metric "
+                   "`lioneval compare` pairs, in its units) without an incumbent?")
+@click.option("--margin", type=click.FloatRange(min=0), help="Margin of --better-than / --not-worse-than, in the "
+                                                             "headline's units (default 0).")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Error rate of the adaptive decision (default 0.05; shared by the run's benchmarks).")
+@click.option("--budget", type=COUNT, help="With --until-decided: the most judge calls the run may make.")
+@click.option("--sequential-batch", type=COUNT, help="With --until-decided: questions between two looks (default 10).")
 @pass_ctx
 def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, judge_max_tokens, judge_timeout, judge_concurrency, data,
             revision, baseline, bench_option, limit, subset, seed, rounds, max_new_tokens, batch_size,
-            chat_template, conv_template, retry_failed, demo, as_json, progress_interval) -> None:
+            chat_template, conv_template, retry_failed, counterfactual_budget, demo, as_json, progress_interval,
+            executor, **sequential) -> None:
     """Generate, judge, score and check a checkpoint: `lioneval run --ckpt out/dpo-step2000`."""
+    from lioneval.adaptive import goal_from_flags, run_until_decided
     from lioneval.pipeline import demo_config, prepare, run
+
+    goal = goal_from_flags(batch=sequential.pop("sequential_batch"), **sequential)
 
     flags = dict(
         ckpt=ckpt, policy=policy, bench=tuple(bench) or None, judge=judge_spec, judge_max_tokens=judge_max_tokens,
@@ -396,7 +527,8 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, judge_max_tokens, judge_
         bench_options=_bench_options(bench_option), limit=limit, subset=subset, seed=seed, rounds=rounds,
         max_new_tokens=max_new_tokens, batch_size=batch_size,
         chat_template=_read_text(chat_template, "chat template") if chat_template else None,
-        conv_template=conv_template, retry_failed=retry_failed,
+        conv_template=conv_template, retry_failed=retry_failed, executor=executor,
+        counterfactual_budget=counterfactual_budget,
     )
     from lioneval.project import ProjectConfig
 
@@ -409,7 +541,10 @@ def run_cmd(ctx: _Ctx, ckpt, policy, bench, judge_spec, judge_max_tokens, judge_
         raise click.UsageError("nothing to evaluate: pass --ckpt PATH (or --policy openai-compatible:MODEL@URL)")
     prepared = prepare(cfg)  # checkpoint, judges and data checked before the store is opened or a model loaded
     with ctx.store() as st, _progress(quiet=as_json, interval=progress_interval) as progress:
-        result = run(cfg, st, progress=progress, prepared=prepared)
+        if goal is not None:
+            result = run_until_decided(cfg, st, goal, progress=progress, prepared=prepared)
+        else:
+            result = run(cfg, st, progress=progress, prepared=prepared)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
         result.raise_if_incomplete()
@@ -735,11 +870,36 @@ def failures_cmd(ctx: _Ctx, run: str, bench: str | None, judge: str | None, limi
 @click.option("--rounds", type=COUNT, default=1000, show_default=True, help="Paired bootstrap rounds.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Bootstrap seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--until-decided", is_flag=True,
+              help="Read the anytime-valid test of A against B on their stored judgments in the seeded judging "
+                   "order (--seed) and say after how many questions it settles: is A better than B (or, with "
+                   "--not-worse, not worse by --margin or more)? No judge call.")
+@click.option("--not-worse", is_flag=True, help="With --until-decided: ask whether A is not worse than B by --margin.")
+@click.option("--margin", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="With --until-decided: the margin, in the metric's units.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="With --until-decided: the error rate.")
 @pass_ctx
-def compare_cmd(ctx: _Ctx, run_a: str, run_b: str, rounds: int, seed: int, as_json: bool) -> None:
+def compare_cmd(ctx: _Ctx, run_a: str, run_b: str, rounds: int, seed: int, as_json: bool, until_decided: bool,
+                not_worse: bool, margin: float, alpha: float) -> None:
     """Score differences A - B on the questions both runs answered, with paired bootstrap CIs."""
     from lioneval.compare import compare_runs
 
+    if not_worse and not until_decided:
+        raise click.UsageError("--not-worse asks the adaptive question: add --until-decided")
+    if until_decided:
+        from lioneval.adaptive import Goal, compare_until_decided
+
+        with ctx.store(readonly=True) as st:
+            goal = Goal("not-worse" if not_worse else "better", incumbent=run_b, margin=margin, alpha=alpha)
+            found = compare_until_decided(st, run_a, run_b, goal, seed=seed)
+        if as_json:
+            click.echo(json.dumps(found, indent=1))
+            return
+        for r in found:
+            click.echo(f"{r['benchmark']:<12} {r['metric']:<10} {r['line']} (judge {r['judge']}, {r['method']}, "
+                       f"alpha {r['alpha']:g})")
+        return
     with ctx.store(readonly=True) as st:
         rows = compare_runs(st, run_a, run_b, rounds=rounds, seed=seed)
     if as_json:
@@ -781,9 +941,18 @@ def _judge(ctx: _Ctx, bench: str, models: list[str], judge_spec: str, baseline: 
 @click.option("--port", type=click.IntRange(1, 65535), default=8501, show_default=True,
               help="Port the dashboard serves on.")
 @click.option("--headless", is_flag=True, help="Do not open a browser (for servers and containers).")
+@click.option("--data", "bench_data", multiple=True, metavar="BENCH=PATH",
+              help="A benchmark's data, as `leaderboard --data` takes it (repeatable; AlpacaEval: the eval set).")
+@click.option("--lc-data", type=click.Path(exists=True, file_okay=False),
+              help="AlpacaEval: folder with instruction_difficulty.csv and df_gamed.csv (official LC).")
+@click.option("--glm-weights", type=click.Path(exists=True, dir_okay=False),
+              help="AlpacaEval: published GLM weights CSV, to also report the LC they predict.")
 @pass_ctx
-def dashboard_cmd(ctx: _Ctx, port: int, headless: bool) -> None:
-    """Open the Streamlit dashboard on the store (read-only; it follows a store a running job writes to)."""
+def dashboard_cmd(ctx: _Ctx, port: int, headless: bool, bench_data: tuple[str, ...], lc_data: str | None,
+                  glm_weights: str | None) -> None:
+    """Open the Streamlit dashboard on the store (read-only; it follows a store a running job writes to).
+
+    Its leaderboards take the inputs `lioneval leaderboard` takes, so they show the same numbers."""
     import importlib.util
     import subprocess
     from pathlib import Path
@@ -799,8 +968,15 @@ def dashboard_cmd(ctx: _Ctx, port: int, headless: bool) -> None:
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
         "--server.headless", "true" if headless else "false", "--browser.gatherUsageStats", "false",
-        "--", "--store", str(Path(ctx.store_path).resolve()),
+        "--", "--store", ctx.store_path if is_url(ctx.store_path) else str(Path(ctx.store_path).resolve()),
     ]
+    for item in bench_data:
+        bench, sep, path = item.partition("=")
+        if not sep or not bench or not Path(path).exists():
+            raise click.BadParameter(f"{item!r} is not BENCH=PATH of an existing path", param_hint="--data")
+        cmd += ["--data", f"{bench}={Path(path).resolve()}"]
+    cmd += [*(["--lc-data", str(Path(lc_data).resolve())] if lc_data else []),
+            *(["--glm-weights", str(Path(glm_weights).resolve())] if glm_weights else [])]
     click.echo(f"dashboard on http://localhost:{port} for store {ctx.store_path} (Ctrl+C stops it)", err=True)
     try:
         code = subprocess.call(cmd)
@@ -825,11 +1001,14 @@ def audit_group() -> None:
               "store has none.")
 @click.option("--baseline", help="Baseline model of pairwise benchmarks (default: the benchmark's).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="Check thresholds (YAML).")
+@click.option("--families/--no-families", default=True, show_default=True,
+              help="Also probe the attack families (structured verdicts, fake turns, output orders, persuasion, "
+                   "authority, overrides, template breaks, master keys, padding), several wordings each.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_ctx
 def audit_judge_cmd(ctx: _Ctx, judge_spec: str, bench: str, sample: int | None, seed: int, data: str | None,
-                    baseline: str | None, config_path: str | None, as_json: bool) -> None:
-    """Score constant answers (generic, refusal, injections) with a judge; exit 1 when it is gameable.
+                    baseline: str | None, config_path: str | None, families: bool, as_json: bool) -> None:
+    """Score constant answers and attack families with a judge; exit 1 when it is gameable.
 
     Judgments and results are cached in the store under the judge id: a rerun makes no judge call, and every
     report judged by this judge can show whether it was marked gameable.
@@ -838,7 +1017,7 @@ def audit_judge_cmd(ctx: _Ctx, judge_spec: str, bench: str, sample: int | None, 
 
     with ctx.store() as st:
         result = audit_judge(judge_spec, bench, store=st, sample=sample, seed=seed, data=data, baseline=baseline,
-                             config=config_path)
+                             config=config_path, families=families)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1))
     else:
@@ -849,7 +1028,9 @@ def audit_judge_cmd(ctx: _Ctx, judge_spec: str, bench: str, sample: int | None, 
             ci = f" [{s['ci_low']:.2f}, {s['ci_high']:.2f}]" if s["ci_low"] is not None else ""
             mark = "GAMEABLE" if s["gameable"] else ("?" if s["value"] is None else "ok")
             click.echo(f"  {s['answer']:<26} {s['metric']:<10} {value + ci:<24} threshold {s['threshold']:g}  {mark}")
-        click.echo(f"verdict: {'GAMEABLE' if result.gameable else 'not gameable by these null answers'}")
+        gamed = result.to_dict()["gameable_families"]
+        click.echo(f"verdict: {'GAMEABLE' if result.gameable else 'not gameable by these null answers'}"
+                   + (f" (attack families: {', '.join(gamed)})" if gamed else ""))
     if result.gameable:
         sys.exit(1)  # main() discards a command's return value, so the exit code is raised here
 
@@ -879,6 +1060,67 @@ def audit_answers_cmd(file: str, bench: str, config_path: str | None, as_json: b
 # --- end audit verbs ---
 
 
+# --- watch verb ---
+@cli.command("watch")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--policy", help="Backend of each checkpoint, {ckpt} its folder and {name} its name (default hf:{ckpt}), "
+                               "e.g. vllm:{ckpt}.")
+@click.option("--bench", multiple=True, help="Benchmark, NAME or NAME@VERSION (repeatable; default as for run).")
+@click.option("--judge", "judge_spec", help="Judge of every benchmark: a spec or YAML file.")
+@click.option("--judge-concurrency", type=COUNT, help="Judge requests in flight.")
+@click.option("--data", multiple=True, help="BENCH=PATH: questions and baseline answers (repeatable).")
+@click.option("--baseline", multiple=True, help="BENCH=MODEL: baseline of a pairwise benchmark (repeatable).")
+@click.option("--limit", type=COUNT, help="Only the first N questions of each benchmark.")
+@click.option("--seed", type=SEED, help="Sampling and bootstrap seed (default 0).")
+@click.option("--max-new-tokens", type=COUNT, help="Generation limit (default per benchmark).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), help="local, or ray: requests sent from Ray tasks.")
+@click.option("--suite", "suite_path", type=click.Path(exists=True, dir_okay=False),
+              help="JSON file of run settings (RunConfig fields); the flags above override it.")
+@click.option("--pattern", help="Only checkpoints whose folder name matches this glob, e.g. 'dpo-step*'.")
+@click.option("--parallel", type=COUNT, default=1, show_default=True, help="Checkpoints evaluated at once.")
+@click.option("--interval", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds between scans of the folder.")
+@click.option("--settle", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="A checkpoint without trainer_state.json is ready once its files are this many seconds old.")
+@click.option("--max-behind", type=COUNT, help="Evaluate only the newest N waiting checkpoints; skip older ones.")
+@click.option("--pin", type=click.Choice(["link", "copy", "none"]), default="link", show_default=True,
+              help="Protect a checkpoint from deletion while it is evaluated: hard links, a copy, or nothing.")
+@click.option("--pin-dir", type=click.Path(file_okay=False),
+              help="Where pinned files go (default FOLDER/.lioneval-pins; the same file system keeps links free).")
+@click.option("--once", is_flag=True, help="Evaluate the checkpoints ready now, then exit.")
+@click.option("--idle-exit", type=click.FloatRange(min=0), help="Exit after this many seconds with nothing to do.")
+@click.option("--stop-file", help="Finish and exit once this file exists (e.g. written when training ends).")
+@click.option("--parent-pid", type=int, help="Finish and exit once this process (the trainer) has ended.")
+@pass_ctx
+def watch_cmd(ctx: _Ctx, folder, policy, bench, judge_spec, judge_concurrency, data, baseline, limit, seed,
+              max_new_tokens, executor, suite_path, pattern, parallel, interval, settle, max_behind, pin, pin_dir,
+              once, idle_exit, stop_file, parent_pid) -> None:
+    """Evaluate each new checkpoint under FOLDER as a trainer writes it (newest first), into the store."""
+    from lioneval.watch import WatchConfig, watch
+
+    flags: dict[str, Any] = json.loads(_read_text(suite_path, "suite file")) if suite_path else {}
+    flags.update({k: v for k, v in dict(
+        bench=tuple(bench) or None, judge=judge_spec, judge_concurrency=judge_concurrency,
+        data=_pairs(data, "--data"), baseline=_pairs(baseline, "--baseline"), limit=limit, seed=seed,
+        max_new_tokens=max_new_tokens, executor=executor).items() if v not in (None, {}, ())})
+    suite = run_config(ctx.project, flags)
+    config = WatchConfig(folder=folder, policy=policy, pattern=pattern, parallel=parallel, interval=interval,
+                         settle=settle, max_behind=max_behind, pin=pin, pin_dir=pin_dir, once=once, idle_exit=idle_exit,
+                         stop_file=stop_file, parent_pid=parent_pid)
+
+    def say(c) -> None:
+        click.echo(f"{c.path} (step {c.step}): {c.state}: {c.detail}", err=True)
+
+    seen = watch(config, suite, ctx.store_path, on_event=say)
+    counts = {o: sum(1 for c in seen if c.state == o) for o in ("evaluated", "incomplete", "failed", "skipped",
+                                                                 "vanished")}
+    click.echo(", ".join(f"{n} {o}" for o, n in counts.items()))
+    if counts["incomplete"] or counts["failed"]:
+        raise IncompleteError(f"{counts['incomplete'] + counts['failed']} checkpoint(s) were not fully evaluated",
+                              fix="see the lines above; run `lioneval watch` again to resume them")
+# --- end watch verb ---
+
+
 # --- training verbs ---
 @cli.command("train")
 @click.option("--config", "config", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -886,7 +1128,7 @@ def audit_answers_cmd(file: str, bench: str, config_path: str | None, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print the stages, evaluations and decisions as JSON.")
 @pass_ctx
 def train_cmd(ctx: _Ctx, config: str, as_json: bool) -> None:
-    """Run a recipe (SFT, DPO, online DPO): each checkpoint evaluated, the promoted one starts the next stage."""
+    """Run a recipe of stages (`lioneval list stages`): each checkpoint evaluated, the promoted one starts the next."""
     import contextlib
     import logging
 
@@ -927,16 +1169,22 @@ def train_cmd(ctx: _Ctx, config: str, as_json: bool) -> None:
               help="Checkpoint folder: only its checkpoints compete, and the `<stage>-promoted` marker goes there.")
 @click.option("--policy", "policy_path", type=click.Path(exists=True, dir_okay=False),
               help="PromotionPolicy YAML (weights, tie_break, length bounds); default: the documented policy.")
+@click.option("--config", "recipe_path", type=click.Path(exists=True, dir_okay=False),
+              help="Training recipe: promote by its `promotion` policy, in its output_dir (unless --out).")
 @click.option("--start", help="The checkpoint (path, model id or run id) the stage started from: when it was "
               "evaluated, every candidate must beat it (default: the stage's earliest evaluated checkpoint).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @pass_ctx
-def promote_cmd(ctx: _Ctx, stage: str, out: str | None, policy_path: str | None, start: str | None,
-                as_json: bool) -> None:
+def promote_cmd(ctx: _Ctx, stage: str, out: str | None, policy_path: str | None, recipe_path: str | None,
+                start: str | None, as_json: bool) -> None:
     """Pick the checkpoint of a stage to promote from stored reports; record the decision and mark it."""
     from lioneval.trainers.promotion import PromotionPolicy, promote
 
+    if policy_path and recipe_path:
+        raise LionEvalError("--policy and --config both name a promotion policy", fix="pass one of them")
     policy = PromotionPolicy.from_yaml(policy_path) if policy_path else PromotionPolicy()
+    if recipe_path:
+        policy, out = PromotionPolicy.from_recipe(recipe_path, out)
     with ctx.store() as st:
         decision = promote(st, stage, policy, out=out, start=start)
     if as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -30,10 +31,14 @@ def summarize_store(
     settings: dict[str, Any] | None = None,
     unit: str | None = None,
     answers: list[Answer] | None = None,
+    sizes: list[AnswerSize] | None = None,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """{judge: {model: Summary}} computed from the store's judgments and answers for one benchmark (``answers``: the
-    benchmark's stored answers when the caller has read them already).
+    benchmark's stored answers when the caller has read them already; ``sizes``: their :func:`answer_sizes`).
+
+    A benchmark that scores from a few fields of each judgment and its answers' lengths (``summarize_stored``) has
+    the database read just those fields (``RunStore.record_fields``): no record is validated, and no text is fetched.
 
     ``data`` is the benchmark's data (AlpacaEval: the eval set, for the instruction order); ``settings`` are the
     benchmark's own constructor settings (AlpacaEval: ``lc_data`` and ``weights``, its official LC inputs);
@@ -52,6 +57,12 @@ def summarize_store(
     elif unit == "battle":
         raise DataError(f"{bench} has no battle rows to resample: its intervals always resample questions",
                         fix="leave --unit out (or use --unit question) for this benchmark")
+    kw: dict[str, Any] = {"seed": seed, **options}
+    if rounds is not None:
+        kw["rounds"] = rounds
+    if hasattr(benchmark, "summarize_stored") and answers is None:
+        sizes = answer_sizes(store, benchmark.name) if sizes is None else sizes
+        return _summarize_stored(store, benchmark, judge, models, sizes, kw)
     # The null-model probe stores its constant answers' judgments beside real ones; they are not contenders.
     judgments = [j for j in store.judgments(benchmark=benchmark.name, judge=judge, model=models)
                  if not j.model.startswith(NULL_MODEL_PREFIX)]
@@ -60,24 +71,83 @@ def summarize_store(
     by_judge = defaultdict(list)
     for j in judgments:
         by_judge[j.judge].append(j)
-    kw: dict[str, Any] = {"seed": seed, **options}
-    if rounds is not None:
-        kw["rounds"] = rounds
     return {name: benchmark.summarize(js, answers, **kw) for name, js in sorted(by_judge.items())}
 
 
-def _lengths(answers: list[Answer]) -> dict[str, dict[str, float | None]]:
+# (question id, model, characters of the first turn, characters of all turns, tokens or None) of one answer
+AnswerSize = tuple[str, str, int, int, "float | None"]
+
+
+_SIZE_FIELDS: list[tuple[str, tuple[str | int, ...]]] = [
+    ("chars", ("turns", 0)), ("chars", ("turns", 1)), ("length", ("turns",)), ("text", ("token_counts",)),
+    ("number", ("meta", "style", "token_len")),
+]
+
+
+def answer_sizes(store: RunStore, benchmark: str) -> list[AnswerSize]:
+    """The sizes of a benchmark's stored answers, in stored order, read by the database (no text is fetched).
+    Tokens: the answer's token counts summed, else its style features' ``token_len``, else None."""
+    out: list[AnswerSize] = []
+    longer = False
+    for qid, model, first, second, n_turns, counts, style_tokens in store.record_fields(
+            "answers", ("question_id", "model"), _SIZE_FIELDS, benchmark=benchmark):
+        if not (isinstance(n_turns, int) and n_turns >= 1 and isinstance(first, int)):
+            raise DataError(f"a stored {benchmark} answer record is damaged (question {qid!r}, model {model!r}: no "
+                            "turns)", fix="`lioneval export FILE` leaves damaged records out: export, then `lioneval "
+                                          "import jsonl FILE` into a new store")
+        longer |= n_turns > 2
+        tokens = None
+        if counts is not None:
+            parsed = json.loads(counts) if isinstance(counts, str) else counts
+            tokens = sum(parsed) if isinstance(parsed, list) and parsed else None
+        if tokens is None and style_tokens is not None:
+            tokens = style_tokens
+        out.append((qid, model, first, first + (second or 0), tokens))
+    if longer:  # more than two turns: their characters summed from the records
+        totals = [sum(len(t) for t in d["turns"]) for d in store.record_dicts("answers", benchmark=benchmark)]
+        out = [(q, m, first, total, tokens) for (q, m, first, _, tokens), total in zip(out, totals, strict=True)]
+    return out
+
+
+def _summarize_stored(store: RunStore, benchmark: Any, judge: str | None, models: list[str] | None,
+                      sizes: list[AnswerSize], kw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    chars: dict[tuple[str, str], float] = {}
+    for qid, model, first, _, _ in sizes:  # of several answers to one question by one model the longest counts
+        if first > chars.get((qid, model), -1.0):
+            chars[qid, model] = float(first)
+    names = [judge] if judge is not None else store.distinct("judgments", "judge", benchmark=benchmark.name)
+    out = {}
+    for name in sorted(names):
+        rows = store.record_fields("judgments", benchmark.stored_columns, benchmark.stored_fields,
+                                   benchmark=benchmark.name, judge=name, model=models)
+        # The null-model probe stores its constant answers' judgments beside real ones; they are not contenders.
+        at = benchmark.stored_columns.index("model")
+        rows = [r for r in rows if not r[at].startswith(NULL_MODEL_PREFIX)]
+        if rows:
+            out[name] = benchmark.summarize_stored(rows, chars, **kw)
+    return out
+
+
+def _lengths(sizes: list[AnswerSize]) -> dict[str, dict[str, float | None]]:
     chars, tokens = defaultdict(list), defaultdict(list)
-    for a in answers:
-        chars[a.model].append(sum(len(t) for t in a.turns))
-        if a.token_counts:
-            tokens[a.model].append(sum(a.token_counts))
-        elif isinstance(a.meta.get("style"), dict) and "token_len" in a.meta["style"]:
-            tokens[a.model].append(a.meta["style"]["token_len"])
+    for _, model, _, total, n_tokens in sizes:
+        chars[model].append(total)
+        if n_tokens is not None:
+            tokens[model].append(n_tokens)
     return {
         m: {"avg_chars": float(np.mean(chars[m])), "avg_tokens": float(np.mean(tokens[m])) if tokens[m] else None}
         for m in chars
     }
+
+
+def _sizes(answers: list[Answer]) -> list[AnswerSize]:
+    out: list[AnswerSize] = []
+    for a in answers:
+        style = a.meta.get("style")
+        tokens = (sum(a.token_counts) if a.token_counts
+                  else style["token_len"] if isinstance(style, dict) and "token_len" in style else None)
+        out.append((a.question_id, a.model, len(a.turns[0]) if a.turns else 0, sum(len(t) for t in a.turns), tokens))
+    return out
 
 
 def leaderboard(
@@ -97,16 +167,25 @@ def leaderboard(
     many failures), or when more than MAX_FAILED_SHARE of the model's judgments failed; ``unreliable`` gives the
     reasons. ``unit``: see summarize_store.
     """
-    # read once: the summaries and the length columns both need them (records carry the name without @VERSION)
-    answers = store.answers(benchmark=benchmarks.split_version(bench)[0])
-    summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, unit=unit, answers=answers,
-                                **options)
-    lengths = _lengths(answers)
+    name = benchmarks.split_version(bench)[0]  # records carry the name without @VERSION
     found = benchmarks.find(bench)
+    # Read once: the summaries and the length columns both need them (only their sizes, where the benchmark scores
+    # from those).
+    if hasattr(found, "summarize_stored"):
+        sizes = answer_sizes(store, name)
+        summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, unit=unit, sizes=sizes,
+                                    **options)
+    else:
+        answers = store.answers(benchmark=name)
+        summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, unit=unit, answers=answers,
+                                    **options)
+        sizes = _sizes(answers)
+    lengths = _lengths(sizes)
     try:  # a version may have its own headline (Arena-Hard v2.0: style control)
         key: str | None = benchmarks.load(bench).headline
     except LionEvalError:
         key = found.headline if found is not None else None
+    partial = _partial(store, benchmarks.split_version(bench)[0])
     rows = []
     for judge_id, per_model in summaries.items():
         for model, summary in per_model.items():
@@ -121,6 +200,10 @@ def leaderboard(
                 }
             row["counts"] = summary.counts
             row.update(_losses(summary, key))
+            if (judge_id, model) in partial:  # an adaptive run that stopped once decided: not a full result
+                row["partial"] = partial[(judge_id, model)]
+                row["reliable"] = False
+                row["unreliable"] = [*row["unreliable"], row["partial"]]
             row.update(lengths.get(model, {"avg_chars": None, "avg_tokens": None}))
             rows.append(row)
     sign = -1 if found is None or found.higher_is_better else 1
@@ -132,6 +215,20 @@ def leaderboard(
 
     rows.sort(key=lambda r: (r["judge"], sign * headline_value(r), r["model"]))
     return rows
+
+
+def _partial(store: RunStore, bench: str) -> dict[tuple[str, str], str]:
+    """(judge, model) -> why its judgments are not a full run: every stored report of it is an adaptive run that
+    stopped before judging every question (``lioneval.adaptive``)."""
+    full, partial = set(), {}
+    for r in store.reports(benchmark=bench):
+        rec = r.meta.get("adaptive")
+        if isinstance(rec, dict) and rec.get("partial"):
+            partial[(r.judge, r.model)] = (f"adaptive run: judged {rec.get('questions_used')} of "
+                                           f"{rec.get('questions_total')} questions, stopped once decided")
+        else:
+            full.add((r.judge, r.model))
+    return {k: v for k, v in partial.items() if k not in full}
 
 
 def _losses(summary: Any, headline: str | None) -> dict[str, Any]:

@@ -28,8 +28,12 @@ from lioneval.backends.base import Backend, redact_url
 from lioneval.benchmarks import Benchmark
 from lioneval.checkpoint import identify
 from lioneval.checks import CheckConfig, is_cheat, load_config, run_checks
+from lioneval.checks.answers import check_answers
 from lioneval.checks.audit import judge_gameable
+from lioneval.checks.counterfactual import counterfactual_checks, summary_check
 from lioneval.errors import ConfigError, DataError, IncompleteError, JudgeUnavailableError, LionEvalError
+from lioneval.executors import check as check_executor
+from lioneval.executors import distribute, judge_backend
 from lioneval.generation import generate_answers
 from lioneval.judges.judge import JudgeRun, backend_for, make_judge
 from lioneval.judges.spec import parse_spec
@@ -78,10 +82,13 @@ class RunConfig:
     judge_concurrency: int | None = None  # judge requests in flight
     judge_prefill: bool = False  # start the judge's reply with the verdict format (small local judges)
     checks: str | None = None  # cheat-check thresholds (YAML); default lioneval.checks.config
+    # extra judge calls the run may spend re-judging answers without their suspicious spans (0: no re-judging)
+    counterfactual_budget: int = 0
     # A report is incomplete (exit 3, refused by promotion and early stopping) when more than this share of its
     # judgments failed to give a verdict, or any judgment or answer is missing (max_unanswered_share).
     max_failed_share: float = 0.05
     max_unanswered_share: float = 0.0
+    executor: str = "local"  # where model and judge requests are sent from: local, or ray (lioneval.executors)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -108,6 +115,10 @@ class RunConfig:
                                                self.judge_timeout <= 0):
             raise ConfigError(f"RunConfig.judge_timeout must be a positive number of seconds, not "
                               f"{self.judge_timeout!r}", fix="e.g. judge_timeout: 300")
+        cf = self.counterfactual_budget
+        if not isinstance(cf, int) or isinstance(cf, bool) or cf < 0:
+            raise ConfigError(f"RunConfig.counterfactual_budget must be a number of judge calls (0 or more), not "
+                              f"{cf!r}", fix="e.g. counterfactual_budget: 50")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"RunConfig.seed must be an integer, not {self.seed!r}", fix="e.g. seed: 0")
         for name in ("max_failed_share", "max_unanswered_share"):
@@ -118,6 +129,7 @@ class RunConfig:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"RunConfig.batch_size must be a positive integer, not {self.batch_size!r}",
                               fix="e.g. batch_size: 8")
+        check_executor(self.executor)
         for name in ("data", "configured_data", "revisions", "baseline", "judges", "bench_options"):
             v = getattr(self, name)
             kind = dict if name == "bench_options" else str
@@ -339,6 +351,8 @@ def _make_judge(cfg: RunConfig, spec: str, backend: Backend | None = None) -> An
         overrides["max_in_flight"] = cfg.judge_concurrency
     if cfg.judge_prefill:
         overrides["prefill"] = True
+    if backend is None:
+        backend = judge_backend(spec, cfg.executor, **overrides)
     return make_judge(spec, backend, **overrides)
 
 
@@ -362,28 +376,9 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
     loaded = prepared.loaded
     if backend is None or spec is None:
         backend, spec = policy_backend(cfg)
-    judges: dict[str, Any] = {}
-    made: dict[str, Any] = {}
-    for name in loaded:
-        if judge is not None:
-            judges[name] = judge
-            continue
-        text = prepared.judges[name]
-        if text not in made:
-            made[text] = _make_judge(cfg, text, _shared_backend(cfg, text, backend))
-        judges[name] = made[text]
-    labels = {name: j.spec.label for name, j in judges.items()}
-    spec = spec.model_copy(update={
-        "benchmarks": list(cfg.bench),
-        "judge": next(iter(labels.values())) if len(set(labels.values())) == 1 else
-        "; ".join(f"{n}={lbl}" for n, lbl in labels.items()),
-        "seed": cfg.seed,
-        "settings": {k: v for k, v in {
-            "limit": cfg.limit, "subset": cfg.subset, "max_new_tokens": cfg.max_new_tokens, "rounds": cfg.rounds,
-            "data": {n: _data_identity(r) for n, r in prepared.data.items()} or None,
-            "baseline": cfg.baseline or None, "bench_options": cfg.bench_options or None,
-        }.items() if v is not None},
-    })
+    backend = distribute(backend, cfg.executor)
+    judges = run_judges(cfg, prepared, backend, judge)
+    spec = run_spec(cfg, prepared, spec, judges)
     run_key = store.put_run(spec)
     result = RunResult(run=run_key, spec=spec, reports=[])
     limits = Limits(cfg.max_failed_share, cfg.max_unanswered_share)
@@ -411,6 +406,7 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
                     worker.close()
             store.link(run_key, "answers", [a.key for a in answers])
             generated.append((name, inputs, answers, worker))
+        cf_left = cfg.counterfactual_budget  # shared by the run's benchmarks
         for name, inputs, answers, worker in generated:
             bench, bench_judge = inputs.bench, judges[name]
             done_runs: list[JudgeRun] = []
@@ -444,14 +440,49 @@ def run(cfg: RunConfig, store: RunStore, *, progress: Progress | None = None,
                 jrun = _unavailable(bench_judge, bench, e)
             result.judge_lines.append(f"{name}: {jrun.line()}")
             judge_text = prepared.judges.get(name) or bench_judge.spec.label
+            extra, spent = _counterfactual(store, run_key, cfg, checks, bench_judge, bench, inputs, answers, jrun,
+                                           cf_left)
+            cf_left -= spent
             result.reports.append(report(store, run_key, bench, bench_judge.id_for(bench), checks=checks,
                                          prices=bench_judge.spec.prices,
                                          judge_spec=redact_url(judge_text),
                                          requested=jrun.requested, limits=limits, note=_transport_note(jrun),
-                                         data=prepared.data.get(name)))
+                                         data=prepared.data.get(name), extra_checks=extra))
         store.finish_run(run_key, "complete" if result.complete else "incomplete",
                          "" if result.complete else finish_hint(result.reports))
     return result
+
+
+def run_judges(cfg: RunConfig, prepared: Prepared, backend: Backend, judge: Any = None) -> dict[str, Any]:
+    """Each benchmark's judge object: ``judge`` for all, else one per configured spec (shared where specs agree)."""
+    judges: dict[str, Any] = {}
+    made: dict[str, Any] = {}
+    for name in prepared.loaded:
+        if judge is not None:
+            judges[name] = judge
+            continue
+        text = prepared.judges[name]
+        if text not in made:
+            made[text] = _make_judge(cfg, text, _shared_backend(cfg, text, backend))
+        judges[name] = made[text]
+    return judges
+
+
+def run_spec(cfg: RunConfig, prepared: Prepared, spec: RunSpec, judges: dict[str, Any]) -> RunSpec:
+    """The run's identity: the policy's spec with the benchmarks, judges, seed and the settings that change results
+    (a full run and an adaptive one of the same settings are the same run, so one finishes what the other began)."""
+    labels = {name: j.spec.label for name, j in judges.items()}
+    return spec.model_copy(update={
+        "benchmarks": list(cfg.bench),
+        "judge": next(iter(labels.values())) if len(set(labels.values())) == 1 else
+        "; ".join(f"{n}={lbl}" for n, lbl in labels.items()),
+        "seed": cfg.seed,
+        "settings": {k: v for k, v in {
+            "limit": cfg.limit, "subset": cfg.subset, "max_new_tokens": cfg.max_new_tokens, "rounds": cfg.rounds,
+            "data": {n: _data_identity(r) for n, r in prepared.data.items()} or None,
+            "baseline": cfg.baseline or None, "bench_options": cfg.bench_options or None,
+        }.items() if v is not None},
+    })
 
 
 @contextmanager
@@ -689,6 +720,21 @@ class _StoredOnly:
         return 0
 
 
+def _counterfactual(store: RunStore, run_key: str, cfg: RunConfig, config: CheckConfig, judge: Any, bench: Benchmark,
+                    inputs: BenchInputs, answers: Sequence[Answer], jrun: JudgeRun, budget: int
+                    ) -> tuple[list[CheckResult], int]:
+    """Counterfactual re-judging of the run's answers on one benchmark within ``budget`` judge calls: its
+    CheckResults (tagged with the run, judge and benchmark) and the calls it spent."""
+    if budget <= 0 or not answers or not jrun.judgments:
+        return [], 0
+    suspicious = [c for c in check_answers(answers, config) if c.status != "pass"]
+    cf = counterfactual_checks(judge, bench, inputs.questions, answers, jrun.judgments, inputs.baseline, store,
+                               suspicious=suspicious, budget=budget, config=config, seed=cfg.seed, run=run_key)
+    judge_id = judge.id_for(bench)
+    found = [*cf.checks, summary_check(cf, answers, run_key)]
+    return [c.model_copy(update={"judge": judge_id, "benchmark": bench.name}) for c in found], cf.calls
+
+
 def _shared_backend(cfg: RunConfig, judge_spec: str, backend: Backend) -> Backend | None:
     """Judge with the policy's already-loaded model when the judge spec names the same checkpoint."""
     if cfg.ckpt and not judge_spec.endswith((".yaml", ".yml")):
@@ -702,7 +748,8 @@ def _shared_backend(cfg: RunConfig, judge_spec: str, backend: Backend) -> Backen
 def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *, rounds: int | None = None,
            checks: CheckConfig | str | Path | dict | None = None, prices: dict[str, float] | None = None,
            judge_spec: str | None = None, requested: int | None = None, limits: Limits | None = None,
-           note: str | None = None, data: dict[str, Any] | None = None) -> Report:
+           note: str | None = None, data: dict[str, Any] | None = None,
+           extra_checks: Sequence[CheckResult] = ()) -> Report:
     """The Report of one run on one benchmark by one judge, from the records linked to the run; stored.
 
     Exactly the run's questions, answers (the model's and the baseline's) and those answers' judgments by
@@ -763,6 +810,9 @@ def report(store: RunStore, run: str, benchmark: str | Benchmark, judge: str, *,
     if mine:
         config = load_config(checks)
         found = _checks(store, spec.key, bench, judge, questions, mine, judgments, base, summary, config)
+        # counterfactual re-judging made judge calls: a re-report keeps its results rather than dropping them
+        found += list(extra_checks) or [c for c in store.checks(run=spec.key, benchmark=name, judge=judge)
+                                        if c.name == "judge_influencing"]
         store.replace_checks(spec.key, name, judge, found)
         shown = [c for c in found if c.scope != "answer" or c.status != "pass"]
     cost = None

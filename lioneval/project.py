@@ -39,8 +39,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from lioneval.errors import ConfigError
+from lioneval.store_sql import is_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -178,7 +180,11 @@ def _checked(raw: Mapping[str, Any], cfg: ProjectConfig) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, types):
                 raise ConfigError(f"{key} in {where} must be {' or '.join(t.__name__ for t in types)}, "
                                   f"not {value!r}", fix=f"e.g. {example}")
-            if key in _PATHS:
+            if key == "store" and is_url(value):  # a database server's store: a URL, not a path
+                if urlsplit(str(value)).password is not None:
+                    raise ConfigError(f"store in {where} holds a password",
+                                      fix="leave it out of the URL and give it through ~/.pgpass or PGPASSWORD")
+            elif key in _PATHS:
                 value = str(_relative(str(value), cfg))
             out[key] = value
         elif key in _TABLES:

@@ -20,14 +20,17 @@ from transformers import (  # noqa: E402
 
 from lioneval.checkpoint import identify  # noqa: E402
 from lioneval.cli import main  # noqa: E402
-from lioneval.errors import LionEvalError  # noqa: E402
+from lioneval.errors import ConfigError, DataError, LionEvalError  # noqa: E402
 from lioneval.store import RunStore  # noqa: E402
 from lioneval.testing.openai_server import ScriptedServer  # noqa: E402
 from lioneval.testing.tiny import make_tiny_causal_lm, make_tiny_reward_model  # noqa: E402
 from lioneval.trainers.callback import CheckpointLinker, LionEvalCallback, PipelineEvaluator  # noqa: E402
+from lioneval.trainers.config import config_from_dict  # noqa: E402
 from lioneval.trainers.dpo import DPOConfig, dpo  # noqa: E402
+from lioneval.trainers.evalset import split_eval  # noqa: E402
 from lioneval.trainers.online_dpo import OnlineDPOConfig, best_worst_pairs, online_dpo  # noqa: E402
 from lioneval.trainers.promotion import PromotionPolicy, promote  # noqa: E402
+from lioneval.trainers.recipe import load_recipe, train  # noqa: E402
 from lioneval.trainers.sft import (  # noqa: E402
     IGNORE,
     PackedCollator,
@@ -148,13 +151,15 @@ def test_each_stage_writes_loadable_checkpoints(tiny, data, tmp_path, monkeypatc
 
     def spy(*a, **k):
         trainer = original(*a, **k)
-        seen.append((trainer.ref_model, "ref_chosen_logps" in trainer.train_dataset.column_names))
+        seen.append(trainer)
         return trainer
 
     monkeypatch.setattr(dpo_mod, "dpo_trainer", spy)
     d = dpo(DPOConfig(model=s.last, data=str(data["prefs"]), output_dir=str(out), beta=0.2, max_length=128,
                       **_small()))
-    assert seen == [(None, True)]  # reference log-probs precomputed, no second model
+    # reference log-probs precomputed (when the trainer is built or when training starts, by TRL version), no second
+    # model
+    assert [(t.ref_model, "ref_chosen_logps" in t.train_dataset.column_names) for t in seen] == [(None, True)]
     _loads(d.last, "dpo", 2)
 
     def rate(req: dict) -> str:  # a scripted judge: ratings that depend on the answer, so few ties
@@ -302,9 +307,15 @@ def test_background_mode_runs_the_pipeline_in_a_worker(tiny, tmp_path):
 
 # -- promotion ----------------------------------------------------------------------------------------------------
 def _put(st: RunStore, step: int, value: float, half: float, length: int, *, flag: bool = False,
-         stage: str = "dpo") -> str:
-    model = f"{stage}-step{step}@{step:08d}"
-    spec = RunSpec(model=model, checkpoint=f"/ckpts/{stage}-step{step}", stage=stage, step=step,
+         stage: str = "dpo", out: Path | None = None) -> str:
+    """A stored evaluation of ``<stage>-step<step>``: a path only, or (``out``) a tiny checkpoint made there."""
+    model, checkpoint, weights = f"{stage}-step{step}@{step:08d}", f"/ckpts/{stage}-step{step}", None
+    if out is not None:
+        make_tiny_causal_lm(out / stage / f"checkpoint-{step}", hidden=16, layers=1, seed=step)
+        (out / f"{stage}-step{step}").symlink_to(f"{stage}/checkpoint-{step}", target_is_directory=True)
+        info = identify(out / f"{stage}-step{step}")
+        model, checkpoint, weights = info.model_id, info.path, info.weights_hash
+    spec = RunSpec(model=model, checkpoint=checkpoint, stage=stage, step=step, weights_hash=weights,
                    benchmarks=["mt-bench"], judge="openai:gpt-4o")
     key = st.put_run(spec)
     checks = [CheckResult(name="injection", scope="run", run=key, status="flag" if flag else "pass", model=model)]
@@ -396,7 +407,9 @@ def test_promotion_refuses_a_flagged_checkpoint_and_marks_on_disk(tiny, tmp_path
     assert main(["--store", str(db), "promote", "--stage", "sft", "--out", str(out), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert got["promoted"][0]["step"] == 20 and (out / "sft-promoted").resolve() == ckpt.resolve()
-    assert json.loads((out / "sft-promoted.json").read_text())["promoted"][0]["run"] == key
+    note = json.loads((out / "sft-promoted.json").read_text())
+    assert note["promoted"][0]["run"] == key
+    assert note["marker"] == got["marker"] == str(out / "sft-promoted")  # the note names its own marker
     with RunStore(db, readonly=True) as st:
         assert [(p.run, p.checkpoint) for p in st.promotions("sft")] == [(key, str(out / "sft-step20"))]
 
@@ -456,3 +469,105 @@ def test_recipe_errors_name_the_fix(tmp_path, capsys):
     (tmp_path / "r.yaml").write_text("stages:\n  - {stage: sft, data: x, max_step: 3}\n")
     assert main(["--store", str(tmp_path / "s.db"), "train", "--config", str(tmp_path / "r.yaml")]) == 2
     assert "did you mean 'max_steps'" in capsys.readouterr().err
+
+
+# -- eval sets and the checkpoint's own trainer state ---------------------------------------------------------------
+def _state(checkpoint: str | Path) -> dict:
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+
+
+def test_each_checkpoint_state_holds_its_own_score(tiny, tmp_path):
+    scripted = ScriptedEvaluator({1: 5.0, 2: 6.0, 3: 6.5})
+    cb = LionEvalCallback({"store": str(tmp_path / "s.db")}, evaluator=scripted)
+    trainer = _trainer(tiny, tmp_path, [CheckpointLinker("sft", tmp_path), cb], max_steps=3)
+    cb.attach(trainer)
+    trainer.train()
+    for step, value in ((1, 5.0), (2, 6.0), (3, 6.5)):
+        history = _state(tmp_path / f"sft-step{step}")["log_history"]
+        own = [h for h in history if h.get("lioneval/step") == step]
+        assert len(own) == 1 and own[0]["lioneval/mt-bench/overall"] == value and own[0]["step"] == step
+        assert not any(h.get("lioneval/step", 0) > step for h in history)  # nothing from a later checkpoint
+
+
+def test_recipe_stages_evaluate_on_a_held_out_set_for_the_best_model_settings(data, tmp_path, monkeypatch):
+    import lioneval.trainers.callback as callback_mod
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(callback_mod, "PipelineEvaluator", lambda *a, **k: ScriptedEvaluator({1: 7.0, 2: 5.0}))
+    best = {"metric_for_best_model": "lioneval_mt-bench_overall", "load_best_model_at_end": True}
+    recipe = {
+        "output_dir": "out", "model": "tiny:hidden=32,layers=1", "on_no_promotion": "last",
+        "eval": {"suite": {"bench": ["mt-bench"], "judge": "reward-model:tiny-reward:hidden=32", "limit": 1,
+                           "max_new_tokens": 4, "rounds": 50}, "demo_data": True, "on_evaluate": True,
+                 "stop_on_cheat": False},
+        "stages": [
+            {"stage": "sft", "data": str(data["sft"]), "max_length": 96, "training_args": best, **_small()},
+            {"stage": "dpo", "data": str(data["prefs"]), "max_length": 96, "eval": None, "eval_split": 1,
+             **_small(max_steps=1)},
+        ],
+    }
+    (tmp_path / "r.yaml").write_text(json.dumps(recipe))
+    result = train(load_recipe(tmp_path / "r.yaml"), store=str(tmp_path / "s.db"))
+    sft_stage, dpo_stage = result.stages
+    assert [e["step"] for e in sft_stage.evaluations] == [1, 2] and all(e["error"] is None
+                                                                      for e in sft_stage.evaluations)
+    last = _state(tmp_path / "out" / "sft" / "checkpoint-2")
+    # 8 conversations, 10% held out (1), evaluated at every save; the injected lioneval score chose the best one
+    assert [h["step"] for h in last["log_history"] if "eval_loss" in h] == [1, 2]
+    assert [h["step"] for h in last["log_history"] if "lioneval/step" in h] == [1, 2]
+    assert last["best_metric"] == 7.0 and last["best_model_checkpoint"].endswith("checkpoint-1")
+    first = _state(tmp_path / "out" / "sft" / "checkpoint-1")
+    assert any(h.get("lioneval/step") == 1 for h in first["log_history"])  # the checkpoint's own score
+    dpo_state = _state(tmp_path / "out" / "dpo" / "checkpoint-1")
+    assert any("eval_loss" in h for h in dpo_state["log_history"])  # one held-out pair, DPO's eval loss
+
+
+def test_eval_split_is_seeded_and_disjoint():
+    cfg = config_from_dict(SFTConfig, {"data": "x.jsonl", "eval_split": 0.25, "seed": 3})
+    examples = list(range(20))
+    train_a, held_a = split_eval(examples, cfg, lambda p: [])
+    train_b, held_b = split_eval(examples, cfg, lambda p: [])
+    assert held_a == held_b and len(held_a) == 5 and sorted(train_a + held_a) == examples
+    other = split_eval(examples, config_from_dict(SFTConfig, {"data": "x.jsonl", "eval_split": 0.25, "seed": 4}),
+                       lambda p: [])[1]
+    assert other != held_a
+    # without evaluation nothing is held out; a given eval_data file is read instead of holding out
+    assert split_eval(examples, config_from_dict(SFTConfig, {"data": "x.jsonl"}), lambda p: []) == (examples, None)
+    given = config_from_dict(SFTConfig, {"data": "x.jsonl", "eval_data": "e.jsonl"})
+    assert split_eval(examples, given, lambda p: [p]) == (examples, ["e.jsonl"])
+    with pytest.raises(DataError, match="too few"):
+        split_eval([1], cfg, lambda p: [])
+
+
+def test_best_model_settings_that_cannot_work_fail_when_the_recipe_loads():
+    with pytest.raises(ConfigError, match="set on_evaluate: true"):
+        config_from_dict(SFTConfig, {"data": "x.jsonl",
+                                     "training_args": {"metric_for_best_model": "lioneval_mt-bench_overall"}})
+    with pytest.raises(ConfigError, match="eval_split must be"):
+        config_from_dict(SFTConfig, {"data": "x.jsonl", "eval_split": 2.5})
+    # transformers' own refusal is one clear line naming the stage
+    cfg = config_from_dict(SFTConfig, {"data": "x.jsonl", "output_dir": "o", "eval_split": 0.5,
+                                       "training_args": {"load_best_model_at_end": True, "save_strategy": "epoch"}})
+    with pytest.raises(ConfigError, match="sft stage's training arguments are refused by TrainingArguments"):
+        cfg.training_arguments(TrainingArguments)
+
+
+def test_promote_follows_the_recipe_policy(tmp_path, capsys):
+    db = tmp_path / "p.db"
+    out = tmp_path / "out"
+    with RunStore(db) as st:
+        _put(st, 100, 6.0, 0.5, 300, out=out)
+        _put(st, 400, 7.7, 0.6, 420, out=out)
+        _put(st, 500, 9.0, 0.2, 1000, out=out)  # length inflation by the default policy's bound
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(json.dumps({"output_dir": str(tmp_path / "out"), "stages": [{"stage": "dpo", "data": "x"}],
+                                  "promotion": {"max_length_growth": None}}))
+    assert main(["--store", str(db), "promote", "--stage", "dpo", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["promoted"][0]["step"] == 400  # the default policy
+    assert main(["--store", str(db), "promote", "--stage", "dpo", "--config", str(recipe), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["promoted"][0]["step"] == 500 and got["policy"]["max_length_growth"] is None
+    note = json.loads((tmp_path / "out" / "dpo-promoted.json").read_text())  # marked in the recipe's output_dir
+    assert note["marker"] == str(tmp_path / "out" / "dpo-promoted") and note["promoted"][0]["step"] == 500
+    assert main(["--store", str(db), "promote", "--stage", "dpo", "--config", str(recipe), "--policy",
+                 str(recipe)]) == 2

@@ -9,7 +9,9 @@ What it does, per saved checkpoint (``on_save``) and optionally per evaluation (
 * logs every headline metric with its confidence interval through ``Trainer.log``, so TensorBoard, W&B and the
   trainer state get them: ``lioneval/mt-bench/overall``, ``lioneval/mt-bench/overall_ci_low``, ``..._ci_high``,
   ``lioneval/mt-bench/cheat_flagged`` and ``lioneval/step`` (the checkpoint's step: background results arrive some
-  steps after the checkpoint they score);
+  steps after the checkpoint they score); with ``drift:`` set, also the checkpoint's drift from the stage's start
+  (lioneval.trainers.drift): ``lioneval/drift/kl`` with ``kl_ci_low`` / ``kl_ci_high``, ``length_mean``,
+  ``length_growth``, ``near_copy_share``;
 * with ``on_evaluate: true``, evaluates the current weights during ``Trainer.evaluate`` and adds the scores to its
   metrics as ``eval_lioneval_<bench>_<metric>`` (``/`` becomes ``_``: ``eval_lioneval_mt-bench_overall``), so
   ``metric_for_best_model="lioneval_mt-bench_overall"``, ``load_best_model_at_end`` and transformers'
@@ -33,6 +35,13 @@ What it does, per saved checkpoint (``on_save``) and optionally per evaluation (
   another eligible one. A stop is recorded as an ``EarlyStop`` record (``RunStore.early_stops()``: stage, the run
   that triggered it, model, checkpoint, step, reason, metric, ``meta["cause"]``: plateau, drop, cheat or
   failed_evaluations, and the Decision in ``meta``);
+* sequential mode (``sequential: true`` or ``{batch, budget, finish_improvements}``; ``lioneval.adaptive``): the
+  first checkpoint is evaluated in full; each later one is judged in a seeded question order, a batch at a time,
+  only until an anytime-valid test (betting confidence sequences) settles "better than the checkpoint that last
+  improved, or not better by more than ``margin``?" at the per-evaluation level above. Better improves (and its run
+  is then finished, as the next one to beat and for promotion); worse by more than the margin strikes; anything else
+  counts towards the plateau. The Decision (method ``betting-cs``) is stored like any other, and
+  ``lioneval/<bench>/questions_judged`` is logged;
 * cheat checks: a flag of ``CHEAT_CHECKS`` (an injection aimed at the judge, constant or near-duplicate answers, a
   gameable judge) stops training at once with ``stop_on_cheat`` (the default). Any flagged checkpoint (answers that
   ignore their question too) is logged as flagged and never becomes the best one, as promotion never picks it;
@@ -68,11 +77,16 @@ requires this for ``load_best_model_at_end``, and it is what makes the scored we
 evaluates inline (a background result would come too late for the decision at that step). ``on_evaluate`` writes
 the weights into ``checkpoint-<N>`` before the trainer saves there (the same bytes, so one checkpoint identity).
 
-Background mode runs evaluations one at a time in a spawned worker process with ``background_threads`` torch
-threads at nice ``background_nice``: on a busy CPU it yields to training, and on a GPU it mostly waits for the
-device. Results are picked up at each step end and when training ends (``wait_at_end``). Both modes load the
-checkpoint from disk. A script that uses background mode needs the ``if __name__ == "__main__":`` guard (spawn
-re-imports the main module). Call ``close()`` (the stages do) to stop the worker.
+Background mode starts one ``lioneval watch`` process (``lioneval.watch``) on the checkpoint links of the stage, with
+``background_threads`` CPU threads at nice ``background_nice``: it imports, loads data and sets up the judge once for
+the whole run, evaluates the newest checkpoint whenever it falls behind (the older ones it skips are recorded as
+skipped), and is told to finish when training ends (``wait_at_end`` waits for it). A suite ``policy`` with ``{ckpt}``
+or ``{name}`` in it says how the watcher serves a checkpoint (default: transformers on it). External mode leaves the
+evaluation to a ``lioneval watch`` run elsewhere on the same store. In both, training never waits: at each step end
+(at most once a second) the callback reads the watcher's results for its checkpoints from the store and records
+them against their own steps, so early stopping acts on the newest decision. With an evaluator of its own (not the
+pipeline), background mode runs it in a spawned worker process instead (a script then needs the ``if __name__ ==
+"__main__":`` guard). Call ``close()`` (the stages do) to stop the worker.
 """
 
 from __future__ import annotations
@@ -83,6 +97,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,17 +106,20 @@ from typing import Any, Literal
 
 from transformers import TrainerCallback
 
-from lioneval import decisions
+from lioneval import adaptive, decisions
 from lioneval.checkpoint import identify
 from lioneval.errors import LionEvalError
 from lioneval.judges.judge import make_judge
 from lioneval.pipeline import run
-from lioneval.store import DEFAULT_STORE, RunStore
+from lioneval.store import DEFAULT_STORE, RunStore, is_url
 from lioneval.trainers.config import EvalConfig, StageConfig, check_stage_name
-from lioneval.trainers.models import resolve_judge
+from lioneval.trainers.drift import add_drift, drift_logs, with_reference
+from lioneval.trainers.models import resolve_judge, resolve_model
 from lioneval.trainers.promotion import EARLY_STOP_CHECK, FAILED_CHECK
 from lioneval.trainers.stage import StageResult
+from lioneval.trainers.state_file import add_log_entry
 from lioneval.types import CheckResult, EarlyStop, Estimate, Report
+from lioneval.watch import Awaited, collect, start_watcher
 
 log = logging.getLogger("lioneval.train")
 
@@ -219,11 +238,13 @@ class PipelineEvaluator:
 
     suite: Any  # RunConfig
     store: str
+    drift: Any = None  # DriftConfig with its reference: drift analysis added to the reports (trainers.drift)
 
     def __call__(self, checkpoint: str, step: int) -> list[Report]:
         cfg = dataclasses.replace(self.suite, ckpt=checkpoint)
         with RunStore(self.store) as st:
-            return run(cfg, st, judge=_judge_for(cfg)).reports
+            reports = run(cfg, st, judge=_judge_for(cfg)).reports
+            return add_drift(st, reports, cfg, checkpoint, self.drift) if self.drift is not None else reports
 
 
 def _evaluate_in_worker(evaluator: Evaluator, checkpoint: str, step: int, threads: int) -> list[str]:
@@ -311,8 +332,14 @@ class LionEvalCallback(TrainerCallback):
         self.config = EvalConfig.coerce(config)
         if stage is not None:
             check_stage_name(stage)
+        seq = self.config.sequential
+        if evaluator is None and seq is not None:  # adaptive: each checkpoint judged until settled
+            evaluator = adaptive.SequentialEvaluator(self.config.run_config(), self.config.store or DEFAULT_STORE,
+                                                     margin=self.config.margin, batch=seq.batch, budget=seq.budget,
+                                                     finish=seq.finish_improvements)
         if evaluator is None:
-            evaluator = PipelineEvaluator(self.config.run_config(), self.config.store or DEFAULT_STORE)
+            evaluator = PipelineEvaluator(self.config.run_config(), self.config.store or DEFAULT_STORE,
+                                          drift=self.config.drift)
         self.evaluator = evaluator
         self.stage = stage
         self.links_dir = links_dir
@@ -330,6 +357,9 @@ class LionEvalCallback(TrainerCallback):
         self._started: set[int] = set()
         self._executor: Any = None
         self._warned: set[str] = set()
+        self._awaited: list[Awaited] = []  # saved checkpoints an evaluator process is to report on (see _poll)
+        self._watcher: Any = None  # the `lioneval watch` process background mode starts
+        self._polled = 0.0
         if trainer is not None:
             self.attach(trainer)
 
@@ -371,6 +401,10 @@ class LionEvalCallback(TrainerCallback):
         return self
 
     def close(self) -> None:
+        if self._watcher is not None and self._watcher.poll() is None:
+            self._watcher.terminate()
+            self._watcher.wait(timeout=30)
+        self._watcher = None
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
@@ -387,7 +421,10 @@ class LionEvalCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if self.stop_reason is not None:
             control.should_training_stop = True  # a later round of the same stage: the decision stands
-        if self.config.mode == "background" and self._executor is None:
+        if self.config.mode == "background" and isinstance(self.evaluator, PipelineEvaluator) and \
+                self.evaluator.drift is None:  # the watcher runs the pipeline's suite (drift analysis: below)
+            self._start_watcher(args)
+        elif self.config.mode == "background" and self._executor is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
@@ -403,6 +440,8 @@ class LionEvalCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self._pending:
             self._collect(state, control, wait=False)
+        if self._awaited:
+            self._poll(state, control)
         return control
 
     def on_save(self, args, state, control, **kwargs):
@@ -410,13 +449,16 @@ class LionEvalCallback(TrainerCallback):
         if not self.config.on_save or step in self._started:
             return control
         self._started.add(step)
+        self._prime(state)
         try:
             path = self._link(args, state)
         except Exception as e:  # noqa: BLE001 - a checkpoint that cannot be named is a failed evaluation, not a crash
             path = str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
             self._record(step, path, [], _describe(e), state, control)
             return control
-        if self.config.mode == "background":
+        if self._watcher is not None or self.config.mode == "external":
+            self._awaited.append(Awaited.of(step, path))  # training goes on; _poll picks the result up
+        elif self.config.mode == "background":
             fut = self._executor.submit(_evaluate_in_worker, self.evaluator, path, step, self.config.background_threads)
             self._pending.append((step, path, fut))
         else:
@@ -432,6 +474,7 @@ class LionEvalCallback(TrainerCallback):
             self._started.add(step)
             if self._pending:  # keep the order of results: earlier checkpoints first
                 self._collect(state, control, wait=True)
+            self._prime(state)
             try:
                 path = self._materialize(args, state, kwargs)
             except Exception as e:  # noqa: BLE001 - reported and stored like any failed evaluation
@@ -451,7 +494,59 @@ class LionEvalCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self._pending and self.config.wait_at_end:
             self._collect(state, control, wait=True)
+        if self._watcher is not None:
+            self._stop_watcher(wait=self.config.wait_at_end)
+        if self._awaited:
+            self._poll(state, control, now=True)
         return control
+
+    # -- an evaluator process: the watcher background mode starts, or the one an external mode reads from -------
+    def _start_watcher(self, args: Any) -> None:
+        if self._watcher is not None and self._watcher.poll() is None:
+            return
+        import tempfile
+
+        stage, links = self._names(args)
+        self._stop_file = Path(tempfile.mkdtemp(prefix="lioneval-watch-")) / "training-done"
+        evaluator: PipelineEvaluator = self.evaluator  # type: ignore[assignment]
+        self._watcher = start_watcher(links, evaluator.suite, evaluator.store, pattern=f"{stage}-step*",
+                                      stop_file=self._stop_file, max_behind=1, nice=self.config.background_nice,
+                                      threads=self.config.background_threads,
+                                      log_file=self._stop_file.with_suffix(".log"))
+        log.info("lioneval: evaluating %s/%s-step* in a watcher process (pid %d, log %s)", links, stage,
+                 self._watcher.pid, self._stop_file.with_suffix(".log"))
+
+    def _stop_watcher(self, *, wait: bool) -> None:
+        """Tell the watcher training is over: it evaluates the newest checkpoint left, then exits."""
+        self._stop_file.parent.mkdir(parents=True, exist_ok=True)  # a /tmp cleaner may have removed it
+        self._stop_file.touch()
+        if wait:
+            self._watcher.wait()
+            if self._watcher.returncode not in (0, 3):
+                log.warning("lioneval: the watcher process ended with exit code %s; see %s",
+                            self._watcher.returncode, self._stop_file.with_suffix(".log"))
+            else:  # its log is kept only when something went wrong
+                shutil.rmtree(self._stop_file.parent, ignore_errors=True)
+        self._watcher = None
+
+    def _poll(self, state: Any, control: Any, *, now: bool = False) -> None:
+        """Record what the evaluator process stored for the awaited checkpoints (at most once a second)."""
+        if not now and time.monotonic() - self._polled < 1.0:
+            return
+        self._polled = time.monotonic()
+        try:
+            found = collect(self._store_path() or "", self._awaited)
+        except Exception as e:  # noqa: BLE001 - a store being written or migrated: the next poll reads it
+            log.debug("lioneval: cannot read the watcher's results yet: %s", e)
+            return
+        for awaited, record, reports in sorted(found, key=lambda f: f[0].step):
+            self._awaited.remove(awaited)
+            outcome = record.meta.get("outcome")
+            if outcome in ("skipped", "vanished"):  # not a failure: a newer checkpoint was evaluated instead
+                log.info("lioneval: step %d was not evaluated: %s", awaited.step, record.detail)
+                continue
+            error = record.meta.get("error") or (None if reports else record.detail)
+            self._record(awaited.step, awaited.path, reports, error, state, control)
 
     # -- evaluating ------------------------------------------------------------------------------------------
     def _materialize(self, args: Any, state: Any, kwargs: dict[str, Any]) -> str:
@@ -464,6 +559,14 @@ class LionEvalCallback(TrainerCallback):
             if kwargs.get("processing_class") is not None:
                 kwargs["processing_class"].save_pretrained(target)
         return self._link(args, state)
+
+    def _prime(self, state: Any) -> None:
+        """Tell a sequential evaluator what the next checkpoint is compared with (the checkpoint that last improved;
+        in background mode, the last one recorded) and at which level (early stopping's per-evaluation level)."""
+        if isinstance(self.evaluator, adaptive.SequentialEvaluator):
+            self.evaluator.incumbent = self.reference.run if self.reference is not None else None
+            self.evaluator.alpha = decisions.strike_level(self.config.alpha, self.config.patience,
+                                                          self._horizon(state))
 
     def _run(self, path: str, step: int) -> tuple[list[Report], str | None]:
         if self.config.mode == "background" and self._executor is not None:
@@ -508,7 +611,9 @@ class LionEvalCallback(TrainerCallback):
         if not reports and not error:
             problems.append("the evaluation returned no report")
         for r in reports:
-            if not r.complete:  # an incomplete report decides nothing: no score, no flag, no best, no strike
+            # an incomplete report decides nothing: no score, no flag, no best, no strike (an adaptive run that
+            # stopped once settled, or spent its budget, lacks only the questions it did not need)
+            if not r.complete and adaptive.usable(r) is None:
                 problems.append(f"incomplete {r.benchmark} evaluation: {'; '.join(r.incomplete) or 'unfinished'}")
                 continue
             flags, cheat = _flags(r)
@@ -537,7 +642,7 @@ class LionEvalCallback(TrainerCallback):
     def _units(self, report: Report, metric: str) -> Any:
         """The report's per-question units (its run's stored judgments), or None when the store lacks them."""
         store_path = self._store_path()
-        if not store_path or not Path(store_path).is_file():
+        if not store_path or (not is_url(store_path) and not Path(store_path).is_file()):
             return None
         try:
             with RunStore(store_path, readonly=True) as st:
@@ -568,6 +673,10 @@ class LionEvalCallback(TrainerCallback):
                         ev.checkpoint, ", ".join(ev.flagged),
                         "" if self.stop_reason else "; it is compared like any other and training goes on")
         if ev.value is None:
+            return
+        rec = next((adaptive.usable(r) for r in ev.reports if r.run == ev.run and adaptive.usable(r)), None)
+        if rec is not None and rec.get("decision") and self.reference is not None and self.best is not None:
+            self._decide_sequential(ev, rec, state, control)
             return
         if self.best is None or self.reference is None:
             if ev.flagged:
@@ -641,6 +750,42 @@ class LionEvalCallback(TrainerCallback):
                            f"{self.best.step} ({self.best.value:.3g}); this one is {last}",
                        control, cause="plateau", metric=cfg.metric)
 
+    def _decide_sequential(self, ev: Evaluation, rec: dict[str, Any], state: Any, control: Any) -> None:
+        """Early stopping on the sequential decision the evaluation made against the reference (``adaptive``):
+        better (settled) improves and resets the plateau; worse by more than the margin strikes; anything else
+        (not better by more than the margin, or left open) counts towards the plateau."""
+        cfg = self.config
+        ref, b = self.reference, self.best
+        assert ref is not None and b is not None
+        d = dict(rec["decision"])
+        verdict = d.get("verdict", "inconclusive") if rec.get("decided") else "inconclusive"
+        improved = verdict == "better" and not ev.flagged
+        worse = verdict == "worse"
+        self.strikes = self.strikes + 1 if worse else 0
+        self.stale = 0 if improved else self.stale + 1
+        ev.in_contention, ev.improved = not worse, improved
+        d["verdict"] = verdict
+        d["p_value"] = 1.0 if d.get("p_value") is None else d["p_value"]
+        d["meta"] = {**(d.get("meta") or {}), "best_step": b.step, "reference_step": ref.step, "step": ev.step,
+                     "reference": ref.run, "improved": improved, "strikes": self.strikes, "stale": self.stale,
+                     "patience": cfg.patience, "line": rec.get("line")}
+        ev.decision = d
+        log.info("lioneval: step %d vs step %d (sequential, %s): %s", ev.step, ref.step, d.get("method"),
+                 rec.get("line"))
+        if improved:
+            self.reference = self.best = ev
+        patience = cfg.patience
+        if patience is None:
+            return
+        if self.strikes >= patience:
+            self._stop(ev, f"{self.strikes} evaluation(s) in a row significantly worse than step {ref.step} by more "
+                           f"than the margin {cfg.margin:g} (sequential: {rec.get('line')})", control, cause="drop",
+                       metric=cfg.metric)
+        elif cfg.stop_on_plateau and self.stale >= patience:
+            self._stop(ev, f"plateau: {self.stale} evaluation(s) in a row not shown better than step {ref.step}, "
+                           f"the checkpoint that last improved (sequential, margin {cfg.margin:g}: "
+                           f"{rec.get('line')})", control, cause="plateau", metric=cfg.metric)
+
     def _failed(self, ev: Evaluation, control: Any) -> None:
         cap = self.config.max_failed_evaluations
         stop = cap is not None and ev.failures >= cap
@@ -707,7 +852,7 @@ class LionEvalCallback(TrainerCallback):
                       "reports": [r.key for r in ev.reports]}))
         if ev.decision is not None:
             d = ev.decision
-            watched = next(r for r in ev.reports if r.run == ev.run and r.complete)
+            watched = next(r for r in ev.reports if r.run == ev.run and (r.complete or adaptive.usable(r)))
             records.append(CheckResult(
                 name=EARLY_STOP_CHECK, scope="run", status="warn" if d["verdict"] == "worse" else "pass",
                 run=ev.run, model=watched.model, judge=watched.judge, value=d["diff"], threshold=d["margin"],
@@ -760,7 +905,10 @@ class LionEvalCallback(TrainerCallback):
         (complete reports only: an incomplete one logs ``lioneval/<bench>/incomplete``)."""
         logs: dict[str, float] = {"lioneval/step": float(ev.step)}
         for r in ev.reports:
-            if not r.complete:
+            rec = adaptive.usable(r)
+            if rec is not None:  # an adaptive evaluation: how many questions it took
+                logs[f"lioneval/{r.benchmark}/questions_judged"] = float(rec.get("questions_used") or 0)
+            if not r.complete and rec is None:
                 logs[f"lioneval/{r.benchmark}/incomplete"] = 1.0
                 continue
             for m in self._metric_names(r):
@@ -778,6 +926,7 @@ class LionEvalCallback(TrainerCallback):
             logs["lioneval/failed_in_a_row"] = float(ev.failures)
         if self.stopped_at == ev.step:
             logs["lioneval/early_stop_step"] = float(ev.step)
+        logs.update(drift_logs([r for r in ev.reports if r.complete]))
         return logs
 
     def eval_metrics(self, ev: Evaluation) -> dict[str, float]:
@@ -813,6 +962,8 @@ class LionEvalCallback(TrainerCallback):
             self.trainer.log(dict(logs))
         else:
             state.log_history.append({**logs, "step": state.global_step})
+        # the state file saved with the checkpoint predates this score: add it there too
+        add_log_entry(ev.checkpoint, state.log_history[-1] if state.log_history else logs)
         shown = ", ".join(f"{k.removeprefix('lioneval/')}={v:.3g}" for k, v in logs.items() if "_ci_" not in k)
         log.info("lioneval: %s: %s", ev.checkpoint, shown + (f"; failed: {ev.error}" if ev.error else ""))
 
@@ -847,7 +998,8 @@ class StageHooks:
         suite = dict(settings.suite)
         if suite.get("judge"):
             suite["judge"] = resolve_judge(suite["judge"], cfg.output_dir)
-        settings = dataclasses.replace(settings, suite=suite, store=settings.store or store)
+        settings = dataclasses.replace(settings, suite=suite, store=settings.store or store,
+                                       drift=with_reference(settings.drift, resolve_model(cfg.model, cfg.output_dir)))
         return LionEvalCallback(settings, stage=cfg.stage, links_dir=cfg.output_dir)
 
     @property

@@ -28,10 +28,14 @@ from lioneval.errors import ConfigError, DataError, LionEvalError
 from lioneval.judges.spec import parse_spec
 from lioneval.pipeline import DEMO_DATA, RunConfig
 from lioneval.registry import BENCHMARKS
+from lioneval.trainers.evalset import check_best_model, evaluation_arguments
 
 __all__ = [
     "DEMO_BASELINE",
+    "DriftConfig",
     "EvalConfig",
+    "PeftConfig",
+    "SequentialConfig",
     "StageConfig",
     "check_stage_name",
     "config_from_dict",
@@ -254,7 +258,48 @@ def _prefixed(e: LionEvalError, where: str) -> ConfigError:
     return ConfigError(msg, fix=e.fix)
 
 
+def _checkpointing_name(args_cls: type) -> str:
+    names = {f.name for f in dataclasses.fields(args_cls)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
 # -- the evaluation block -----------------------------------------------------------------------------------------
+@dataclass
+class DriftConfig(Checked):
+    """Drift analysis of each evaluated checkpoint (the `eval.drift:` block; lioneval.trainers.drift)."""
+
+    reference: str = _help("", "Checkpoint the KL, length growth and near-copies are measured against; empty: the "
+                               "checkpoint the stage started from.")
+    prompts: int = _help(16, "Questions of the suite's first benchmark used (first turns).", minimum=1)
+    samples: int = _help(2, "Answers sampled from the policy per prompt for the KL estimate.", minimum=1)
+    max_new_tokens: int = _help(128, "Longest answer sampled or generated for the analysis.", minimum=1)
+    near_copy_threshold: float = _help(0.8, "Character 5-gram Jaccard similarity to the reference model's answer "
+                                            "at which an answer counts as a near-copy.", minimum=0)
+    seed: int = _help(0, "Seed of the sampled answers.")
+
+    @classmethod
+    def coerce(cls, value: DriftConfig | dict[str, Any], *, where: str = "drift") -> DriftConfig:
+        return value if isinstance(value, cls) else config_from_dict(cls, dict(value), where)
+
+
+@dataclass
+class SequentialConfig(Checked):
+    """Adaptive evaluation in the training loop (the `eval.sequential:` block; lioneval.adaptive): each checkpoint is
+    judged in a seeded question order, a batch at a time, until "better than the checkpoint that last improved
+    (not better by more than `margin`)?" is settled by an anytime-valid test at the early-stopping level."""
+
+    batch: int = _help(10, "Questions judged between two looks at the sequential test.", minimum=1)
+    budget: int | None = _help(None, "Most judge calls per evaluated checkpoint (None: up to every question, after "
+                                     "which the question stays open and counts as no improvement).", minimum=1)
+    finish_improvements: bool = _help(True, "Judge the remaining questions of a checkpoint found better: it is the "
+                                            "one later checkpoints are compared with, and promotion needs its "
+                                            "complete report.")
+
+    @classmethod
+    def coerce(cls, value: SequentialConfig | dict[str, Any], *, where: str = "sequential") -> SequentialConfig:
+        return value if isinstance(value, cls) else config_from_dict(cls, dict(value), where)
+
+
 @dataclass
 class EvalConfig(Checked):
     """Settings of LionEvalCallback (the `eval:` block of a recipe or stage)."""
@@ -263,8 +308,11 @@ class EvalConfig(Checked):
                                       "subset, seed, rounds, max_new_tokens, batch_size, judge_prefill, "
                                       "judge_max_tokens).")
     demo_data: bool = _help(False, "Use lioneval's bundled demo question sets for benchmarks without `data`.")
-    mode: str = _help("inline", "inline: training waits for each evaluation; background: a worker process "
-                                "evaluates while training goes on.", choices=("inline", "background"))
+    mode: str = _help("inline", "inline: training waits for each evaluation; background: an evaluator process it "
+                                "starts (`lioneval watch`, warm for the whole run) evaluates the newest checkpoint "
+                                "while training goes on; external: a `lioneval watch` you run (on any machine, same "
+                                "store) evaluates, and early stopping reads its results from the store.",
+                      choices=("inline", "background", "external"))
     on_save: bool = _help(True, "Evaluate every saved checkpoint.")
     on_evaluate: bool = _help(False, "Evaluate inside Trainer.evaluate and add the scores to its metrics "
                                      "(eval_lioneval_<bench>_<metric>) for metric_for_best_model and "
@@ -309,6 +357,16 @@ class EvalConfig(Checked):
     background_nice: int = _help(19, "Scheduling niceness of the background worker (19: only idle CPU time).",
                                  minimum=0)
     wait_at_end: bool = _help(True, "At the end of training, wait for background evaluations still running.")
+    drift: DriftConfig | None = _help(None, "Drift analysis of every evaluated checkpoint against the stage's "
+                                            "starting model (DriftConfig fields: KL with a CI, answer lengths, "
+                                            "near-copies), stored in the reports' meta and logged as "
+                                            "lioneval/drift/*. None: off.")
+    sequential: SequentialConfig | bool | None = _help(
+        None, "Adaptive evaluation (SequentialConfig fields: batch, budget, finish_improvements; true: the "
+              "defaults): after the first checkpoint, judging stops as soon as the new checkpoint is shown better "
+              "than the one that last improved, or not better by more than `margin` (anytime-valid betting "
+              "confidence sequences at the early-stopping level). Saves judge calls and generation; patience, "
+              "alpha and margin keep their meaning. None/false: every question is judged.")
 
     @classmethod
     def coerce(cls, value: EvalConfig | dict[str, Any] | None, *, where: str = "eval") -> EvalConfig:
@@ -319,6 +377,8 @@ class EvalConfig(Checked):
 
     def check(self, where: str) -> None:
         self._where = where
+        if isinstance(self.sequential, bool):
+            self.sequential = SequentialConfig() if self.sequential else None
         if not 0 < self.alpha < 1:
             raise ConfigError(f"{where}.alpha must be between 0 and 1, not {self.alpha!r}", fix="e.g. alpha: 0.05")
         suite = self._suite()
@@ -376,6 +436,38 @@ class EvalConfig(Checked):
         return cfg
 
 
+# -- LoRA -----------------------------------------------------------------------------------------------------------
+@dataclass
+class PeftConfig(Checked):
+    """LoRA settings of a stage (its `peft_config:` block): the stage trains a low-rank adapter on frozen weights and
+    saves only the adapter (megabytes, not the whole model). An adapter checkpoint names the checkpoint it applies to
+    (the stage's start, itself maybe an adapter), and is evaluated as that model with the adapter merged in."""
+
+    r: int = _help(16, "Rank of the update matrices.", minimum=1)
+    alpha: float = _help(32.0, "Scale of the update: it is multiplied by alpha / r.", minimum=0)
+    dropout: float = _help(0.0, "Dropout on the adapter's input.", minimum=0)
+    target_modules: list[str] | str = _help("all-linear", "Modules that get an adapter: names (e.g. [q_proj, "
+                                                          "v_proj]) or all-linear (every linear layer but the "
+                                                          "output head).")
+
+    @classmethod
+    def coerce(cls, value: PeftConfig | dict[str, Any], *, where: str = "peft_config") -> PeftConfig:
+        return value if isinstance(value, cls) else config_from_dict(cls, dict(value), where)
+
+    def check(self, where: str) -> None:
+        if not self.dropout < 1:
+            raise ConfigError(f"{where}.dropout must be below 1, not {self.dropout!r}", fix="e.g. dropout: 0.05")
+        if not self.target_modules:
+            raise ConfigError(f"{where}.target_modules names no module", fix="e.g. target_modules: all-linear")
+
+    def lora(self) -> Any:
+        """peft's LoraConfig for a causal LM."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, task_type="CAUSAL_LM",
+                          target_modules=self.target_modules)
+
+
 # -- what every stage shares ----------------------------------------------------------------------------------------
 @dataclass
 class StageConfig(Checked):
@@ -411,6 +503,16 @@ class StageConfig(Checked):
                                            "trainer state).")
     eval: EvalConfig | None = _help(None, "LionEvalCallback settings (EvalConfig fields): the quick suite that "
                                           "scores each saved checkpoint, early stopping. None: no evaluation.")
+    eval_data: str = _help("", "Eval set for Trainer.evaluate (eval loss; the best-model settings), a file in the "
+                               "stage's data format; default: a held-out share of the training data when the stage "
+                               "evaluates (see eval_split).")
+    eval_split: float | None = _help(None, "Share (below 1) or number of training examples held out as the eval set, "
+                                           "drawn with `seed`; None: 0.1 when the stage evaluates (eval.on_evaluate, "
+                                           "or eval_strategy / metric_for_best_model / load_best_model_at_end in "
+                                           "training_args), else none.", minimum=0)
+    peft_config: PeftConfig | None = _help(None, "Train a LoRA adapter instead of every weight (PeftConfig "
+                                                 "fields: r, alpha, dropout, target_modules; {} for the defaults). "
+                                                 "None: full fine-tuning.")
     training_args: dict[str, Any] = _help({}, "Any other TrainingArguments (or TRL config) field, passed through, "
                                               "e.g. {save_only_model: true}.")
 
@@ -422,6 +524,7 @@ class StageConfig(Checked):
     def check(self, where: str) -> None:
         if self.name:
             check_stage_name(self.name, f"{where}.name")
+        check_best_model(self, where)
         if self.eval is not None and not self.eval.suite.get("judge"):
             raise ConfigError(f"{where}.eval.suite has no judge: the stage evaluates its checkpoints with one",
                               fix="set eval.suite.judge to a judge spec (see `lioneval list judges`), or eval: null")
@@ -435,7 +538,7 @@ class StageConfig(Checked):
                 raise ConfigError(f"{where} has no {name}", fix=f"set `{name}:` ({help_text})")
         for name in self.INPUT_FILES:
             value = getattr(self, name)
-            if value and not Path(value).is_file():
+            if value and not value.startswith("@") and not Path(value).is_file():  # @stage: an earlier stage's output
                 raise DataError(f"{where}: {name} {value!r} is not a file",
                                 fix=f"set `{name}:` to an existing file (a relative path is read from the recipe's "
                                     "folder, else from the working directory)")
@@ -469,14 +572,21 @@ class StageConfig(Checked):
             "logging_steps": self.logging_steps,
             "seed": self.seed,
             "bf16": self.bf16,
-            "activation_checkpointing": self.activation_checkpointing,
+            # transformers before 5.23 calls it gradient_checkpointing
+            _checkpointing_name(args_cls): self.activation_checkpointing,
             "report_to": list(self.report_to),
             "dataloader_num_workers": 0,
             "dataloader_pin_memory": torch.cuda.is_available(),  # pinning without a GPU only warns
+            **evaluation_arguments(self),
             **stage_specific,
         }
         kw.update(self.training_args)
-        return args_cls(**kw)
+        try:
+            return args_cls(**kw)
+        except (ValueError, TypeError) as e:  # transformers' own checks: a one-line error, not a traceback
+            raise ConfigError(f"the {self.stage} stage's training arguments are refused by {args_cls.__name__}: "
+                              f"{' '.join(str(e).split())}", fix="change the settings it names (training_args, "
+                                                                   "save_steps, eval settings)") from None
 
     def fresh_stage_dir(self) -> None:
         """Remove this stage's checkpoints and links from an earlier run, so that promotion sees only this run's."""

@@ -6,6 +6,16 @@ user turn and one assistant reply). Training runs on TRL's ``DPOTrainer`` with `
 policy scores every pair before its first update, those numbers are kept with the data, and no reference model is
 created, so only one model sits in memory. The loss (DPO's ``-log sigmoid(beta * margin)`` by default) and its
 settings are TRL's: ``beta``, ``loss_type``, ``label_smoothing``.
+
+``loss_type: ln-dpo`` is LN-DPO (Ahrabian et al., 2024, "The Hitchhiker's Guide to Human Alignment with *PO"): DPO
+with each implicit reward divided by its response's length in tokens,
+
+    L = -log sigmoid( beta / |y_w| * log(pi(y_w|x) / pi_ref(y_w|x)) - beta / |y_l| * log(pi(y_l|x) / pi_ref(y_l|x)) )
+
+(y_w the chosen, y_l the rejected answer, |y| its completion tokens, the log-ratios summed over those tokens). It
+runs on TRL's ``sigmoid_norm`` loss, which computes exactly this; :func:`ln_dpo_loss` is the formula on numbers.
+
+``shuffle: false`` trains on the pairs in file order (a curriculum written by the ``pairs`` stage).
 """
 
 from __future__ import annotations
@@ -18,11 +28,25 @@ from typing import Any
 
 from lioneval.errors import DataError
 from lioneval.trainers.config import StageConfig, _help
+from lioneval.trainers.evalset import split_eval
 from lioneval.trainers.stage import Stage, StageResult
 
 log = logging.getLogger("lioneval.train")
 
-__all__ = ["DPOConfig", "DPOStage", "PreferenceConfig", "dpo", "dpo_trainer", "read_preferences"]
+__all__ = ["LOSS_NAMES", "DPOConfig", "DPOStage", "PreferenceConfig", "dpo", "dpo_trainer", "ln_dpo_loss",
+           "read_preferences"]
+
+# lioneval's loss names -> TRL's (any other name is passed to TRL as it is)
+LOSS_NAMES = {"ln-dpo": "sigmoid_norm", "dpo": "sigmoid"}
+
+
+def ln_dpo_loss(chosen_logratio: float, rejected_logratio: float, chosen_tokens: int, rejected_tokens: int,
+                beta: float) -> float:
+    """LN-DPO's loss of one pair from its summed log-ratios log(pi/pi_ref) and the answers' token counts."""
+    import math
+
+    z = beta * (chosen_logratio / max(chosen_tokens, 1) - rejected_logratio / max(rejected_tokens, 1))
+    return math.log1p(math.exp(-z)) if z > -30 else -z  # -log sigmoid(z), stable
 
 
 @dataclass
@@ -30,8 +54,9 @@ class PreferenceConfig(StageConfig):
     """The DPO loss settings shared by offline and online DPO."""
 
     beta: float = _help(0.1, "Strength of the pull towards the reference policy (higher: stay closer).", minimum=0)
-    loss_type: str = _help("sigmoid", "TRL DPO loss: sigmoid (DPO), ipo, hinge, robust, ... (comma-separated "
-                                      "for a weighted sum, see TRL's DPOConfig).")
+    loss_type: str = _help("sigmoid", "DPO loss by name: sigmoid (DPO), ln-dpo (length-normalised DPO, Ahrabian et "
+                                      "al. 2024), ipo, hinge, robust, ... any TRL DPO loss (comma-separated for a "
+                                      "weighted sum, see TRL's DPOConfig).")
     label_smoothing: float = _help(0.0, "Assumed share of flipped preference labels (conservative/robust DPO).",
                                    minimum=0)
     max_length: int = _help(512, "Tokens of prompt plus answer kept per example.", minimum=1)
@@ -43,7 +68,7 @@ class PreferenceConfig(StageConfig):
         return self.training_arguments(
             TRLDPOConfig,
             beta=self.beta,
-            loss_type=[t.strip() for t in self.loss_type.split(",") if t.strip()],
+            loss_type=[LOSS_NAMES.get(t.strip(), t.strip()) for t in self.loss_type.split(",") if t.strip()],
             label_smoothing=self.label_smoothing,
             max_length=self.max_length,
             precompute_ref_log_probs=True,
@@ -55,7 +80,9 @@ class PreferenceConfig(StageConfig):
 class DPOConfig(PreferenceConfig):
     """Settings of the offline DPO stage (also the keys of a `dpo` stage in a recipe)."""
 
-    data: str = _help("", "JSONL preference set: prompt, chosen, rejected per line (messages or strings).")
+    data: str = _help("", "JSONL preference set: prompt, chosen, rejected per line (messages or strings); "
+                          "@STAGE: the pairs an earlier stage wrote (pairs, rejection-sampling).")
+    shuffle: bool = _help(True, "Shuffle the pairs; false: train on them in file order (a curriculum).")
 
     KIND = "dpo"
     REQUIRED = ("data",)
@@ -95,13 +122,16 @@ def read_preferences(path: str | Path) -> list[dict[str, list[dict[str, str]]]]:
     return out
 
 
-def dpo_trainer(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], args: Any, callbacks: list[Any]) -> Any:
-    """TRL's DPOTrainer over ``pairs`` with precomputed reference log-probabilities and no reference model."""
+def dpo_trainer(model: Any, tokenizer: Any, pairs: list[dict[str, Any]], args: Any, callbacks: list[Any], *,
+                peft_config: Any = None, eval_pairs: list[dict[str, Any]] | None = None) -> Any:
+    """TRL's DPOTrainer over ``pairs`` with precomputed reference log-probabilities and no reference model (with
+    ``peft_config``, a LoRA adapter trains and the reference is the model with the adapter disabled)."""
     from datasets import Dataset
     from trl import DPOTrainer
 
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tokenizer,
-                         callbacks=callbacks)
+                         eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None, callbacks=callbacks,
+                         peft_config=peft_config)
     if trainer.ref_model is not None:  # the promise of this stage: one model in memory
         raise RuntimeError("DPOTrainer kept a reference model although reference log-probs were precomputed")
     return trainer
@@ -114,10 +144,12 @@ class DPOStage(Stage):
     what = "DPO training"
 
     def prepare(self) -> None:
-        self.pairs = read_preferences(self.cfg.data)
+        self.pairs, self.eval_pairs = split_eval(read_preferences(self.cfg.data), self.cfg, read_preferences)
 
     def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
-        return dpo_trainer(model, tokenizer, self.pairs, self.cfg.trl_args(), callbacks)
+        order = {} if self.cfg.shuffle else {"train_sampling_strategy": "sequential"}
+        return dpo_trainer(model, tokenizer, self.pairs, self.cfg.trl_args(**order), callbacks, peft_config=self.lora,
+                           eval_pairs=self.eval_pairs)
 
 
 def dpo(cfg: DPOConfig, *, store: str | None = None) -> StageResult:

@@ -14,7 +14,7 @@ from typing import Any
 from lioneval.errors import ConfigError, LionEvalError
 from lioneval.pipeline import smollm2_path
 
-__all__ = ["check_model_ref", "load_policy", "resolve_judge", "resolve_model"]
+__all__ = ["check_model_ref", "load_policy", "merged", "resolve_judge", "resolve_model", "with_adapter"]
 
 
 def _params(text: str) -> dict[str, int]:
@@ -79,29 +79,59 @@ def resolve_judge(spec: str | None, workdir: str | Path = "out") -> str | None:
 
 
 def load_policy(ref: str, *, attn_implementation: str | None = None) -> tuple[Any, Any]:
-    """Model and tokenizer for training, in float32 on CPU and the checkpoint's dtype elsewhere."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Model and tokenizer for training, in float32 on CPU and the checkpoint's dtype elsewhere. An adapter checkpoint
+    (a stage trained with LoRA) loads as its base with the adapter merged in."""
     path = Path(ref)
-    if path.suffix == ".gguf":
-        from lioneval.backends.transformers_backend import TransformersBackend
-
-        # GGUF weights are quantised; the backend de-quantises them once and caches a plain copy.
-        model, tok = TransformersBackend._load(path, "float32")
-    else:
-        if not (path / "config.json").is_file():
-            raise LionEvalError(f"{path} is not a model checkpoint (no config.json)",
-                                fix="pass a directory written by save_pretrained, a .gguf file, or `tiny`")
-        kw: dict[str, Any] = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        dtype = "auto" if torch.cuda.is_available() else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
-        tok = AutoTokenizer.from_pretrained(path)
-    if attn_implementation and path.suffix == ".gguf":
-        model.set_attn_implementation(attn_implementation)
+    model, tok = _load(path, attn_implementation)
+    model.name_or_path = str(path.resolve())  # an adapter trained on this model names this checkpoint as its base
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if not getattr(tok, "chat_template", None):
         raise LionEvalError(f"the tokenizer of {ref} has no chat template",
                             fix="train from a chat checkpoint, or add chat_template to its tokenizer_config.json")
     return model, tok
+
+
+def _load(path: Path, attn_implementation: str | None) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lioneval.backends.adapters import is_adapter, load_with_adapter
+
+    if path.suffix == ".gguf":
+        from lioneval.backends.transformers_backend import TransformersBackend
+
+        # GGUF weights are quantised; the backend de-quantises them once and caches a plain copy.
+        model, tok = TransformersBackend._load(path, "float32")
+        if attn_implementation:
+            model.set_attn_implementation(attn_implementation)
+        return model, tok
+    if is_adapter(path):
+        return load_with_adapter(path, lambda base: _load(base, attn_implementation))
+    if not (path / "config.json").is_file():
+        raise LionEvalError(f"{path} is not a model checkpoint (no config.json)",
+                            fix="pass a directory written by save_pretrained, a .gguf file, or `tiny`")
+    kw: dict[str, Any] = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    dtype = "auto" if torch.cuda.is_available() else torch.float32
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw), AutoTokenizer.from_pretrained(path)
+
+
+def with_adapter(model: Any, settings: Any) -> Any:
+    """``model`` with a fresh LoRA adapter (``settings``: a PeftConfig); only the adapter trains."""
+    from lioneval.registry import require
+
+    require("peft", "train", what="LoRA training (peft_config)")
+    from peft import get_peft_model
+
+    return get_peft_model(model, settings.lora())
+
+
+def merged(model: Any, base: str | Path | None = None) -> Any:
+    """A plain model: a PEFT model's adapter merged into its weights (other models as they are). ``base`` is the
+    adapter checkpoint those weights now equal, so that the next adapter trained on them names it."""
+    if not hasattr(model, "merge_and_unload") or not hasattr(model, "peft_config"):
+        return model
+    out = model.merge_and_unload()
+    if base is not None:
+        out.name_or_path = str(Path(base).resolve())
+    return out

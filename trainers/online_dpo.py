@@ -18,6 +18,11 @@ Ranking (``ranking``):
 must match ``ranking``. Unset, it is the first registered benchmark of that kind (lioneval.registry declares
 MT-Bench, then Arena-Hard-Auto, then AlpacaEval).
 
+Stop-on-cheat: the policy trains against the judge where nobody reads its answers, so each round's chosen answers go
+through lioneval's answer-level cheat detectors (``lioneval.checks.chosen``). Their flagged share is logged on the
+training curves (``cheat/flagged_chosen_share``); when it reaches ``cheat_stop_share`` and rises over the previous
+round, the stage stops before training on them.
+
 The judgments are not written to the run store: they grade training samples, not a checkpoint's benchmark answers.
 Checkpoints are ``<output_dir>/<stage>-step<N>`` with N counted across rounds (each round's trainer keeps its own
 ``<output_dir>/<stage>/round-<r>/checkpoint-<n>``).
@@ -32,12 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lioneval.checks.chosen import ChosenMonitor
 from lioneval.errors import ConfigError, DataError, LionEvalError
 from lioneval.judges.judge import judge_answers, make_judge
 from lioneval.judges.spec import parse_spec
 from lioneval.registry import BENCHMARKS
 from lioneval.trainers.config import _help
-from lioneval.trainers.dpo import PreferenceConfig, dpo_trainer
+from lioneval.trainers.dpo import PreferenceConfig, dpo_trainer, read_preferences
+from lioneval.trainers.evalset import split_eval
 from lioneval.trainers.models import resolve_judge
 from lioneval.trainers.stage import Stage, StageResult
 from lioneval.types import Answer, Question
@@ -75,6 +82,10 @@ class OnlineDPOConfig(PreferenceConfig):
     generation_batch_size: int = _help(8, "Chats per generate() call.", minimum=1)
     steps_per_round: int = _help(-1, "Optimizer steps per round (-1: num_train_epochs over the round's pairs).",
                                  minimum=1, special=(-1,))
+    cheat_stop_share: float = _help(0.2, "Stop-on-cheat: lioneval's answer-level cheat detectors run on each round's "
+                                         "chosen answers; when the share flagged reaches this and rises over the "
+                                         "previous round, the stage stops before training on them (1.1: never).",
+                                    minimum=0)
 
     KIND = "online-dpo"
     REQUIRED = ("prompts", "judge")
@@ -217,6 +228,8 @@ class OnlineDPOStage(Stage):
         self.benchmark = judge_benchmark(cfg.ranking, cfg.judge_benchmark)
         overrides: dict[str, Any] = {"prefill": True} if cfg.judge_prefill else {}
         self.judge = make_judge(resolve_judge(cfg.judge, cfg.output_dir), None, **overrides)
+        self.chosen_monitor = ChosenMonitor(stop_share=cfg.cheat_stop_share)
+        self.cheat_stop: str | None = None
 
     @property
     def rounds(self) -> int:
@@ -224,6 +237,8 @@ class OnlineDPOStage(Stage):
 
     def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
         cfg, prompts = self.cfg, self.prompts
+        if self.cheat_stop:
+            return None
         per_round = cfg.prompts_per_round or len(prompts)
         batch = [prompts[(round * per_round + i) % len(prompts)] for i in range(per_round)]
         samples = sample_answers(model, tokenizer, batch, cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -236,13 +251,35 @@ class OnlineDPOStage(Stage):
                  len(pairs), len(batch) - len(pairs))
         if not pairs:
             return None
+        watch = self.chosen_monitor.observe(round, [p["chosen"][0]["content"] for p in pairs])
+        if watch.stop:
+            self.cheat_stop = f"stop-on-cheat: {watch.detail}; examples: {' | '.join(watch.examples)}"
+            log.warning("online-dpo %s; the stage stops before training on them", self.cheat_stop)
+            return None
         args = cfg.trl_args(output_dir=str(cfg.stage_dir / f"round-{round + 1}"), max_steps=cfg.steps_per_round)
-        return dpo_trainer(model, tokenizer, [{k: v for k, v in p.items() if k != "margin"} for p in pairs], args,
-                           callbacks)
+        train, held = split_eval([{k: v for k, v in p.items() if k != "margin"} for p in pairs], cfg, read_preferences)
+        trainer = dpo_trainer(model, tokenizer, train, args, callbacks, peft_config=self.lora, eval_pairs=held)
+        _log_at_start(trainer, watch.metrics)  # the chosen answers' flagged share, on the training curves
+        return trainer
 
     def nothing_saved(self) -> None:
+        if self.cheat_stop:
+            raise LionEvalError(f"online DPO stopped before any checkpoint: {self.cheat_stop}",
+                                fix="look at the judge (`lioneval audit judge`) before training against it, or raise "
+                                    "cheat_stop_share if these answers are honest")
         raise LionEvalError("online DPO produced no preference pair in any round (every prompt's samples tied)",
                             fix="raise k or temperature, or use a judge that separates answers (ranking: rating)")
+
+
+def _log_at_start(trainer: Any, metrics: dict[str, float]) -> None:
+    """``trainer.log(metrics)`` once its training state exists (the trainer makes a fresh one when train starts)."""
+    from transformers import TrainerCallback
+
+    class _LogAtStart(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            trainer.log(dict(metrics))
+
+    trainer.add_callback(_LogAtStart())
 
 
 def online_dpo(cfg: OnlineDPOConfig, *, store: str | None = None) -> StageResult:

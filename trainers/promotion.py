@@ -9,7 +9,8 @@
 3. Excluded: checkpoints that cheat checks flagged (``is_cheat`` on the reports and stored checks); length
    inflation: mean answer length above ``max_length_growth`` times that of the stage's earliest candidate, or a
    pairwise ``length_ratio`` check (answers against the baseline's) above ``max_length_ratio``; checkpoints missing
-   a weighted metric that other candidates have; checkpoints that early stopping found significantly worse than
+   a weighted metric that other candidates have; drift beyond ``max_kl`` or ``max_drift_length_growth`` (the
+   eval block's drift analysis, lioneval.trainers.drift); checkpoints that early stopping found significantly worse than
    another eligible candidate. LionEvalCallback stores the paired Decision it made for each evaluation (against the
    best checkpoint so far) as a check named ``early_stopping`` on the evaluation's run (``meta["decision"]``);
    promotion reads those very Decisions, so the two can never disagree about a drop: a checkpoint that stopped
@@ -63,6 +64,7 @@ from lioneval.errors import ConfigError, LionEvalError
 from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore
 from lioneval.trainers.config import Checked, _help, check_stage_name, config_from_dict, metric_bench
+from lioneval.trainers.drift import drift_exclusion
 from lioneval.types import Decision, Estimate, Promotion, Report, RunSpec
 
 __all__ = ["EARLY_STOP_CHECK", "FAILED_CHECK", "Candidate", "PromotionDecision", "PromotionPolicy",
@@ -93,6 +95,13 @@ class PromotionPolicy(Checked):
                                             minimum=0)
     max_length_ratio: float | None = _help(2.0, "Exclude checkpoints whose answers are this many times the "
                                                 "pairwise baseline's length (None: no bound).", minimum=0)
+    max_kl: float | None = _help(None, "Exclude checkpoints whose estimated KL divergence from the stage's "
+                                       "reference model (the eval block's drift analysis) exceeds this, in nats per "
+                                       "answer (None: no bound; checkpoints without a drift analysis pass).",
+                                 minimum=0)
+    max_drift_length_growth: float | None = _help(None, "Exclude checkpoints whose mean answer length (drift "
+                                                        "analysis) grew by more than this share over the reference "
+                                                        "model's, e.g. 0.3 for 30% (None: no bound).", minimum=0)
     exclude_flagged: bool = _help(True, "Exclude checkpoints that cheat checks flagged.")
     judge: str | None = _help(None, "Only reports of this judge (id or spec label); default: the judge that "
                                     "scored the most candidates.")
@@ -131,9 +140,19 @@ class PromotionPolicy(Checked):
             why = " ".join(str(e).split())
             raise LionEvalError(f"cannot read promotion policy {path}: {why}",
                                 fix="pass a UTF-8 YAML file of PromotionPolicy fields") from e
-        if isinstance(data, dict) and "promotion" in data:
-            return config_from_dict(cls, data["promotion"], f"{path}: promotion")
+        if isinstance(data, dict) and ("promotion" in data or "stages" in data):  # a recipe: its promotion block
+            return config_from_dict(cls, data.get("promotion") or {}, f"{path}: promotion")
         return config_from_dict(cls, data, str(path))
+
+    @classmethod
+    def from_recipe(cls, path: str | Path, out: str | Path | None = None) -> tuple[PromotionPolicy, str]:
+        """A recipe's promotion policy and the folder its checkpoints are in (``out`` when given)."""
+        import yaml
+
+        policy = cls.from_yaml(path)
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig")) or {}
+        folder = out if out is not None else (data.get("output_dir") if isinstance(data, dict) else None) or "out"
+        return policy, str(folder)
 
 
 @dataclass
@@ -339,6 +358,10 @@ def _fill(store: RunStore, c: Candidate, reports: list[Report], policy: Promotio
                 c.excluded = (f"answers {x.value:.2f}x the baseline's length ({x.meta.get('benchmark', '?')}; "
                               f"bound {policy.max_length_ratio}x)")
                 return {}
+    drifted = drift_exclusion(reports, policy.max_kl, policy.max_drift_length_growth)
+    if drifted:
+        c.excluded = drifted
+        return {}
     est = {f"{r.benchmark}/{m}": e for r in reports for m, e in r.metrics.items()}
     c.metrics = {k: e.value for k, e in est.items()}
     c.length = _mean_length(store, c.model, [r.benchmark for r in reports])
@@ -586,5 +609,6 @@ def _mark(d: PromotionDecision, out: str | Path | None) -> str | None:
     if ckpt.exists() and not link.exists():
         os.symlink(os.path.relpath(ckpt.absolute(), folder.absolute()), link, target_is_directory=True)
     note = folder / f"{d.stage}-promoted.json"
+    d.marker = str(link if link.is_symlink() else note)  # before the note is written: the note names it too
     note.write_text(json.dumps(d.to_json(), indent=1, default=str))
-    return str(link if link.is_symlink() else note)
+    return d.marker

@@ -14,10 +14,14 @@
       - {stage: dpo, data: data/prefs.jsonl, max_steps: 6, save_steps: 3, eval: {patience: 1}}
       - {stage: online-dpo, prompts: data/prompts.jsonl, rounds: 2, judge: "reward-model:tiny-reward"}
 
-Every key of a stage is a field of that stage's config class (``SFTConfig``, ``DPOConfig``, ``OnlineDPOConfig``);
-their ``help`` metadata documents them. Relative data paths are read from the recipe's folder. A stage's ``eval`` is
-merged over the recipe's (``eval: null`` turns evaluation off for that stage). Between stages, :func:`promote`
-picks the checkpoint the next stage starts from; a stage that was not evaluated hands on its last checkpoint.
+Every key of a stage is a field of that stage's config class (``SFTConfig``, ``DPOConfig``, ``OnlineDPOConfig``,
+``RewardModelConfig``, ``RejectionSamplingConfig``, ``PairsConfig``; ``STAGE_DESCRIPTIONS`` says what each does);
+their ``help`` metadata documents them. A setting may name an earlier stage's output as ``@<stage>[/<output>]``
+(lioneval.trainers.outputs): ``judge: reward-model:@rm``, ``data: "@rs/pairs"``. Stages that train no policy
+(``reward-model``, ``pairs``) leave the policy the next stage starts from as it was.
+Relative data paths are read from the recipe's folder. A stage's ``eval`` is merged over the recipe's (``eval:
+null`` turns evaluation off for that stage). Between stages, :func:`promote` picks the checkpoint the next stage
+starts from; a stage that was not evaluated hands on its last checkpoint.
 
 Loading checks the whole recipe (lioneval.trainers.config): unknown keys (with the closest known one), wrong types,
 out-of-range values, unknown benchmarks in ``metric`` or ``promotion.weights``, judge specs, missing data files and
@@ -44,6 +48,7 @@ from lioneval.errors import ConfigError, LionEvalError
 from lioneval.store import DEFAULT_STORE, RunStore
 from lioneval.trainers.config import EvalConfig, StageConfig, check_keys, config_from_dict, conform
 from lioneval.trainers.models import check_model_ref, load_policy, resolve_judge, resolve_model
+from lioneval.trainers.outputs import check_refs, resolve_refs, stage_outputs
 from lioneval.trainers.promotion import PromotionPolicy, promote
 from lioneval.trainers.stage import StageResult
 
@@ -51,6 +56,7 @@ log = logging.getLogger("lioneval.train")
 
 __all__ = [
     "STAGES",
+    "STAGE_DESCRIPTIONS",
     "EvalConfig",
     "Recipe",
     "RecipeResult",
@@ -63,6 +69,7 @@ __all__ = [
     "resolve_judge",
     "resolve_model",
     "run_stage",
+    "stage_lines",
     "train",
 ]
 
@@ -71,7 +78,31 @@ STAGES: dict[str, tuple[str, str]] = {
     "sft": ("lioneval.trainers.sft:SFTConfig", "lioneval.trainers.sft:sft"),
     "dpo": ("lioneval.trainers.dpo:DPOConfig", "lioneval.trainers.dpo:dpo"),
     "online-dpo": ("lioneval.trainers.online_dpo:OnlineDPOConfig", "lioneval.trainers.online_dpo:online_dpo"),
+    "reward-model": ("lioneval.trainers.reward_model:RewardModelConfig",
+                     "lioneval.trainers.reward_model:reward_model"),
+    "rejection-sampling": ("lioneval.trainers.rejection:RejectionSamplingConfig",
+                           "lioneval.trainers.rejection:rejection_sampling"),
+    "pairs": ("lioneval.trainers.pairs:PairsConfig", "lioneval.trainers.pairs:pairs"),
 }
+
+# one line per stage kind, for `lioneval list stages`
+STAGE_DESCRIPTIONS: dict[str, str] = {
+    "sft": "supervised fine-tuning on conversations (packed, loss on assistant tokens)",
+    "dpo": "offline DPO on a preference set (sigmoid, ln-dpo, ipo, ... by name; in file order for a curriculum)",
+    "online-dpo": "LIONs online DPO: sample, rank with a judge, train on best-vs-worst pairs, per round",
+    "reward-model": "a reward model trained on preference pairs (TRL RewardTrainer), held-out pairwise accuracy",
+    "rejection-sampling": "sample k answers per prompt, keep the judge's best, fine-tune on them (Xwin-LM)",
+    "pairs": "preference pairs from models of different strength, ordered as a curriculum (largest gap first)",
+}
+
+
+def stage_lines() -> list[str]:
+    """One line per stage kind for `lioneval list stages`: name, what it does, whether the train extra is there."""
+    import importlib.util
+
+    status = "ok" if importlib.util.find_spec("trl") else "needs pip install 'lioneval[train]'"
+    width = max(len(k) for k in STAGES)
+    return [f"{k:<{width}}  {STAGE_DESCRIPTIONS.get(k, '')}  [{status}]" for k in STAGES]
 
 
 def _import(target: str) -> Any:
@@ -114,6 +145,7 @@ class Recipe:
                     f"remove the first one's checkpoints", fix="give one of them another `name:`")
             seen[cfg.stage] = i
             check_model_ref(cfg.model, f"stages[{i}] ({cfg.KIND}).model")
+        check_refs(self.stages)
 
     def policy(self) -> PromotionPolicy:
         return config_from_dict(PromotionPolicy, dict(self.promotion), "promotion")
@@ -216,7 +248,9 @@ def train(config: str | Path | Recipe, *, store: str | None = None) -> RecipeRes
     current = recipe.model
     results: list[StageResult] = []
     decisions: list[Any] = []
+    produced: dict[str, dict[str, str]] = {}  # stage -> outputs later stages name as @stage/output
     for cfg in recipe.stages:
+        cfg = resolve_refs(cfg, produced)
         cfg = dataclasses.replace(cfg, model=resolve_model(cfg.model or current, cfg.output_dir))
         if not cfg.model:
             raise LionEvalError(f"stage {cfg.stage} has no starting model", fix="set `model:` in the recipe")
@@ -224,7 +258,9 @@ def train(config: str | Path | Recipe, *, store: str | None = None) -> RecipeRes
         result = run_stage(cfg, store=store_path)
         results.append(result)
         decision = None
-        if cfg.eval is not None and result.evaluations:
+        if not result.policy:  # a reward model or a data set: the next stage starts from the same policy
+            pass
+        elif cfg.eval is not None and result.evaluations:
             with RunStore(store_path) as st:
                 decision = promote(st, cfg.stage, policy, checkpoints=result.checkpoints, out=cfg.output_dir,
                                    start=cfg.model)
@@ -241,5 +277,6 @@ def train(config: str | Path | Recipe, *, store: str | None = None) -> RecipeRes
                 )
         else:
             current = result.last  # nothing evaluated: the stage's last checkpoint goes on
+        produced[cfg.stage] = stage_outputs(result, current)
         decisions.append(decision)
     return RecipeResult(stages=results, decisions=decisions, final=current)

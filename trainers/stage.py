@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lioneval.errors import LionEvalError
+from lioneval.errors import ConfigError, LionEvalError
 from lioneval.registry import require
 from lioneval.trainers.config import StageConfig, config_from_dict
-from lioneval.trainers.models import load_policy, resolve_model
+from lioneval.trainers.models import load_policy, merged, resolve_model
 
 __all__ = ["Stage", "StageResult"]
 
@@ -37,6 +37,9 @@ class StageResult:
     stopped_early: bool = False
     stop_reason: str | None = None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    # what later stages of a recipe may name as @<stage>/<key>: model, samples, pairs ...
+    outputs: dict[str, str] = field(default_factory=dict)
+    policy: bool = True  # False: the stage trains no policy (a reward model, a data set); the next stage ignores it
 
     @property
     def last(self) -> str:
@@ -46,6 +49,14 @@ class StageResult:
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _final_checkpoint(trainer: Any, saved: list[str]) -> str | None:
+    """The checkpoint holding the weights a trainer ended with: the best one when it loaded that at the end."""
+    best = getattr(trainer.state, "best_model_checkpoint", None)
+    if best and getattr(trainer.args, "load_best_model_at_end", False):
+        return best
+    return saved[-1] if saved else None
 
 
 class Stage:
@@ -70,6 +81,11 @@ class Stage:
     def rounds(self) -> int:
         return 1
 
+    @property
+    def lora(self) -> Any:
+        """peft's LoraConfig when the stage trains an adapter (``peft_config``), else None."""
+        return self.cfg.peft_config.lora() if self.cfg.peft_config is not None else None
+
     def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
         """The transformers/TRL trainer of one round with ``callbacks``; None when the round has nothing to train."""
         raise NotImplementedError
@@ -77,15 +93,26 @@ class Stage:
     def nothing_saved(self) -> None:
         """Called when the stage ended without a checkpoint (a stage may refuse that)."""
 
+    def load(self) -> tuple[Any, Any]:
+        """The model the stage trains and its tokenizer (a policy; a reward-model stage loads a classifier)."""
+        cfg = self.cfg
+        return load_policy(resolve_model(cfg.model, cfg.output_dir), attn_implementation=cfg.attn_implementation)
+
+    def outputs(self, checkpoints: list[str]) -> dict[str, str]:
+        """Files of this run that later stages may use (besides the checkpoints)."""
+        return {}
+
     # -- the flow -----------------------------------------------------------------------------------------------
     def run(self) -> StageResult:
         require(self.needs, "train", what=self.what)
         from lioneval.trainers.callback import StageHooks  # transformers: only once the extra is known to be there
 
         cfg = self.cfg
+        if cfg.peft_config is not None:
+            require("peft", "train", what="LoRA training (peft_config)")
         cfg.check_inputs()
         self.prepare()
-        model, tok = load_policy(resolve_model(cfg.model, cfg.output_dir), attn_implementation=cfg.attn_implementation)
+        model, tok = self.load()
         self.setup(model, tok)
         evaluation = StageHooks.evaluation_for(cfg, self.store)
         cfg.fresh_stage_dir()
@@ -97,11 +124,16 @@ class Stage:
                 trainer = self.trainer(r, model, tok, hooks.callbacks)
                 if trainer is None:
                     continue
+                if cfg.peft_config is not None and not hasattr(trainer.model, "peft_config"):
+                    raise ConfigError(f"the {cfg.stage} stage ({cfg.KIND}) does not train a LoRA adapter, but its "
+                                      f"config sets peft_config", fix="remove peft_config from this stage")
                 hooks.attach(trainer)
                 trainer.train()
                 steps += trainer.state.global_step
                 saved += [c for c in hooks.linker.saved if c not in saved]
-                model = trainer.model  # the next round starts from the weights this one trained
+                # the next round starts from the weights this one trained; an adapter is merged into them, and the
+                # checkpoint holding them becomes the base the next round's adapter names
+                model = merged(trainer.model, _final_checkpoint(trainer, saved))
                 del trainer  # and its optimizer state: the next round builds its own
                 gc.collect()
                 if hooks.stopped:
@@ -111,8 +143,9 @@ class Stage:
                 evaluation.close()
         if not saved:
             self.nothing_saved()
+        checkpoints = [c for c in saved if Path(c).exists()]
         return StageResult(
-            stage=cfg.stage, checkpoints=[c for c in saved if Path(c).exists()], steps=steps,
+            stage=cfg.stage, checkpoints=checkpoints, steps=steps, outputs=self.outputs(checkpoints),
             stopped_early=evaluation is not None and evaluation.stop_reason is not None,
             stop_reason=evaluation.stop_reason if evaluation is not None else None,
             evaluations=[e.to_json() for e in evaluation.evaluations] if evaluation is not None else [],

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lioneval.backends.adapters import is_adapter, load_with_adapter
 from lioneval.backends.base import Chat, Completion, OnResult, Sampling
 from lioneval.checkpoint import weights_hash
 from lioneval.errors import LionEvalError
@@ -111,6 +112,8 @@ class TransformersBackend:
 
         if not path.exists():
             raise LionEvalError(f"no model at {path}", fix="pass a checkpoint directory or a .gguf file that exists")
+        if is_adapter(path):  # a LoRA checkpoint: its base (itself maybe an adapter) with the adapter merged in
+            return load_with_adapter(path, lambda base: TransformersBackend._load(base, dtype))
         kw: dict[str, Any] = {}
         src = str(path)
         cache = None
@@ -447,7 +450,8 @@ class TransformersBackend:
         return out  # type: ignore[return-value]
 
     def _batch(self, prompts: list[str], sampling: Sampling) -> list[Completion]:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                             return_token_type_ids=False).to(self.device)  # causal LMs take none (transformers<5)
         sample = sampling.temperature > 0
         kw: dict[str, Any] = {
             "max_new_tokens": sampling.max_tokens,
