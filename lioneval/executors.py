@@ -75,7 +75,8 @@ class RayBackend:
         ray = _ray()
         # the settings travel to the workers with the URLs' credentials (they need them), never with the key
         settings = self.inner.to_spec(credentials=True)
-        task = ray.remote(_shard).options(max_retries=self.max_retries, num_cpus=1)
+        # retry_exceptions: a shard that raised (a server dying under it before failover settled) is run again too
+        task = ray.remote(_shard).options(max_retries=self.max_retries, retry_exceptions=True, num_cpus=1)
         pending = {}
         for start in range(0, len(chats), self.shard):
             ref = task.remote(self._cls, settings, chats[start:start + self.shard], sampling)
@@ -89,7 +90,9 @@ class RayBackend:
                     try:
                         got = ray.get(ref)
                     except Exception as e:  # noqa: BLE001 - a shard that failed after its retries fails as values
-                        why = f"the Ray task of requests {start}-{start + self.shard - 1} failed: {type(e).__name__}"
+                        last = (str(e).strip().splitlines() or [""])[-1][:200]
+                        end = start + self.shard - 1
+                        why = f"the Ray task of requests {start}-{end} failed: {type(e).__name__}: {last}"
                         got = [Completion(None, error=f"{why}. Fix: check the Ray workers' logs (ray status)")
                                for _ in chats[start:start + self.shard]]
                     for k, c in enumerate(got):
