@@ -27,10 +27,19 @@ def _respond(request: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tmp_path_factory):
+    import os
+
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray puts the driver's working folder on its workers' sys.path: started from a source checkout, the workers
+    # would import the uninstalled source tree (which has no lioneval.judges) instead of the installed package.
+    here = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("ray-driver"))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        os.chdir(here)
     try:
         yield
     finally:
