@@ -1074,21 +1074,9 @@ class RunStore:
         one value or a list of them (None: no filter)."""
         if table not in _HAS_CREATED:
             raise ValueError(f"{table} records carry no write time; stamped() reads {sorted(_HAS_CREATED)}")
-        rtype, cols = _TABLES[table]
-        clauses, params = [], []
-        for col, val in where.items():
-            if col not in cols:
-                raise ValueError(f"cannot filter {table} on {col!r}")
-            if val is None:
-                continue
-            if isinstance(val, (list, tuple, set, frozenset)):
-                val = list(val)
-                clauses.append(f"{col} IN ({','.join('?' * len(val))})" if val else "0 = 1")
-                params += val
-            else:
-                clauses.append(f"{col} = ?")
-                params.append(val)
-        sql = f"SELECT key, created_at, record FROM {table}" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        rtype = _TABLES[table][0]
+        clause, params = self._filter(table, where)
+        sql = f"SELECT key, created_at, record FROM {table}" + clause
         rows = self._db.execute(sql + " ORDER BY created_at, rowid", params).fetchall()
         return [(k, t, rtype.model_validate_json(r)) for k, t, r in rows]
 

@@ -52,7 +52,7 @@ from lioneval.types import Answer, Question
 log = logging.getLogger("lioneval.train")
 
 __all__ = ["OnlineDPOConfig", "OnlineDPOStage", "best_worst_pairs", "judge_benchmark",
-           "online_dpo", "rank_samples", "read_prompts", "sample_answers"]
+           "check_ranking_judge", "online_dpo", "rank_samples", "read_prompts", "sample_answers"]
 
 RANKINGS = ("rating", "pairwise")
 
@@ -93,12 +93,18 @@ class OnlineDPOConfig(PreferenceConfig):
 
     def check(self, where: str) -> None:
         super().check(where)
-        judge_benchmark(self.ranking, self.judge_benchmark, where=f"{where}.judge_benchmark")
-        if self.judge:
-            try:
-                parse_spec(self.judge)
-            except LionEvalError as e:
-                raise ConfigError(f"{where}.judge: {e.message}", fix=e.fix) from None
+        check_ranking_judge(self, where)
+
+
+def check_ranking_judge(cfg: Any, where: str) -> None:
+    """The checks every stage that ranks samples with a judge makes of its ``ranking``, ``judge_benchmark`` and
+    ``judge`` settings."""
+    judge_benchmark(cfg.ranking, cfg.judge_benchmark, where=f"{where}.judge_benchmark")
+    if cfg.judge:
+        try:
+            parse_spec(cfg.judge)
+        except LionEvalError as e:
+            raise ConfigError(f"{where}.judge: {e.message}", fix=e.fix) from None
 
 
 def judge_benchmark(ranking: str, name: str | None = None, *, where: str = "judge_benchmark") -> str:

@@ -28,14 +28,20 @@ from typing import Any
 import numpy as np
 
 from lioneval.checkpoint import identify
-from lioneval.errors import ConfigError, DataError, LionEvalError
+from lioneval.errors import ConfigError, DataError
 from lioneval.judges.judge import make_judge
-from lioneval.judges.spec import parse_spec
 from lioneval.registry import BENCHMARKS, require
 from lioneval.store import DEFAULT_STORE, RunStore
 from lioneval.trainers.config import StageConfig, _help, metric_bench
 from lioneval.trainers.models import load_policy, resolve_judge, resolve_model
-from lioneval.trainers.online_dpo import RANKINGS, judge_benchmark, rank_samples, read_prompts, sample_answers
+from lioneval.trainers.online_dpo import (
+    RANKINGS,
+    check_ranking_judge,
+    judge_benchmark,
+    rank_samples,
+    read_prompts,
+    sample_answers,
+)
 from lioneval.trainers.stage import Stage, StageResult
 
 log = logging.getLogger("lioneval.train")
@@ -87,12 +93,7 @@ class PairsConfig(StageConfig):
                               fix="give the strengths, or let strength_metric measure them, not both")
         if self.strength_metric:
             metric_bench(self.strength_metric, f"{where}.strength_metric")
-        judge_benchmark(self.ranking, self.judge_benchmark, where=f"{where}.judge_benchmark")
-        if self.judge:
-            try:
-                parse_spec(self.judge)
-            except LionEvalError as e:
-                raise ConfigError(f"{where}.judge: {e.message}", fix=e.fix) from None
+        check_ranking_judge(self, where)
 
 
 def measured_strengths(store: RunStore, models: list[str], metric: str) -> list[float]:

@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lioneval.errors import ConfigError, DataError, LionEvalError
+from lioneval.errors import DataError
 from lioneval.judges.judge import make_judge
-from lioneval.judges.spec import parse_spec
 from lioneval.trainers.config import StageConfig, _help
 from lioneval.trainers.models import resolve_judge
 from lioneval.trainers.online_dpo import (
     RANKINGS,
     best_worst_pairs,
+    check_ranking_judge,
     judge_benchmark,
     rank_samples,
     read_prompts,
@@ -77,12 +77,7 @@ class RejectionSamplingConfig(StageConfig):
 
     def check(self, where: str) -> None:
         super().check(where)
-        judge_benchmark(self.ranking, self.judge_benchmark, where=f"{where}.judge_benchmark")
-        if self.judge:
-            try:
-                parse_spec(self.judge)
-            except LionEvalError as e:
-                raise ConfigError(f"{where}.judge: {e.message}", fix=e.fix) from None
+        check_ranking_judge(self, where)
 
 
 def select_best(prompts: list[list[dict[str, str]]], samples: list[list[str]], scores: list[list[float | None]],
