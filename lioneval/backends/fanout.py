@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lioneval.backends.base import Chat, Completion, OnResult, Sampling
-from lioneval.backends.openai_compat import _MAX_RETRY_AFTER_S, OpenAICompatibleBackend, _Endpoint, _Failure, _Run
+from lioneval.backends.openai_compat import (
+    _MAX_RETRY_AFTER_S,
+    OpenAICompatibleBackend,
+    _Endpoint,
+    _Failure,
+    _Run,
+    collect,
+)
 from lioneval.errors import LionEvalError
 
 __all__ = ["FanoutBackend", "affinity_keys"]
@@ -123,25 +130,14 @@ class FanoutBackend(OpenAICompatibleBackend):
         key = os.environ.get(self.api_key_env) or ""
         endpoints = [self._client(u, info, key) for u, info in zip(self.base_urls, self._userinfo, strict=True)]
         run = _FanoutRun(self, sampling, key, endpoints, chats)
-        results: list[Completion | None] = [None] * len(chats)
-        tasks: list[asyncio.Task] = []
         try:
             await run.probe_all()
             run.start_health()
-            tasks = [asyncio.create_task(run.item(i, chat)) for i, chat in enumerate(chats)]
-            for next_done in asyncio.as_completed(tasks):
-                i, completion = await next_done
-                results[i] = completion
-                if on_result is not None:
-                    on_result(i, completion)
+            return await collect([run.item(i, chat) for i, chat in enumerate(chats)], on_result)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await run.stop_health()
             for ep in run.endpoints:
                 await ep.client.close()
-        return results  # type: ignore[return-value]  # every slot is filled once as_completed is exhausted
 
 
 class _FanoutRun(_Run):

@@ -237,21 +237,11 @@ class OpenAICompatibleBackend:
             return refused
         endpoints = [self._client(u, info, key) for u, info in zip(self.base_urls, self._userinfo, strict=True)]
         run = _Run(self, sampling, key, endpoints)
-        tasks = [asyncio.create_task(run.item(i, chat)) for i, chat in enumerate(chats)]
-        results: list[Completion | None] = [None] * len(chats)
         try:
-            for next_done in asyncio.as_completed(tasks):
-                i, completion = await next_done
-                results[i] = completion
-                if on_result is not None:
-                    on_result(i, completion)
+            return await collect([run.item(i, chat) for i, chat in enumerate(chats)], on_result)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             for ep in run.endpoints:
                 await ep.client.close()
-        return results  # type: ignore[return-value]  # every slot is filled once as_completed is exhausted
 
     # -- internals -------------------------------------------------------------------------------------------------
 
@@ -740,3 +730,21 @@ class OpenAIBackend(OpenAICompatibleBackend):
         super().__init__(model, urls, **kw)
         if self.base_urls == [self.DEFAULT_BASE_URL]:
             self.name = f"openai:{model}"
+
+
+async def collect(items: list[Any], on_result: OnResult | None) -> list[Completion]:
+    """Run coroutines that each return ``(index, completion)``, reporting each as it ends; the completions in index
+    order. Whatever is still running when this stops (an error, a cancellation) is cancelled and awaited."""
+    tasks = [asyncio.create_task(it) for it in items]
+    results: list[Completion | None] = [None] * len(tasks)
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            i, completion = await next_done
+            results[i] = completion
+            if on_result is not None:
+                on_result(i, completion)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return results  # type: ignore[return-value]  # every slot is filled once as_completed is exhausted
