@@ -119,8 +119,9 @@ def second_turns(chats: list[Chat], first: list[Completion], ids: list[str]) -> 
             for c, a, i in zip(chats, first, ids, strict=True)]
 
 
-def run_local(hf, scheduler: str, chats: list[Chat], ids: list[str], sampling: Sampling, turns: int) -> dict:
-    hf.scheduler = scheduler
+def run_local(hf, scheduler: str, batch: int, chats: list[Chat], ids: list[str], sampling: Sampling,
+              turns: int) -> dict:
+    hf.scheduler, hf.batch_size = scheduler, batch
     hf.generate(chats[:1], Sampling(max_tokens=4))  # warm-up: kernels, allocator
     outs, wall, first_at, load = timed(hf, chats, sampling)
     answers = [outs]
@@ -182,7 +183,9 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=1024, help="max new tokens per turn (MT-Bench's official limit)")
     ap.add_argument("--batch", type=int, default=8, help="sequences decoded together (requests in flight for serve)")
-    ap.add_argument("--schedulers", default="static,continuous,paged")
+    ap.add_argument("--schedulers", default="static,continuous,paged",
+                    help="paths to run, each NAME or NAME@BATCH (its own batch size; default --batch), e.g. "
+                         "static@8,continuous@32")
     ap.add_argument("--turns", type=int, choices=(1, 2), default=1, help="2 asks the second turns too (twice as long)")
     ap.add_argument("--no-serve", action="store_true", help="skip the transformers serve comparison")
     ap.add_argument("--check", type=int, default=8, help="at most this many differing prompts generated alone")
@@ -199,7 +202,10 @@ def main() -> None:
 
     ids, chats = mt_bench_chats(args.questions)
     sampling = Sampling(max_tokens=args.tokens)
-    schedulers = [s for s in args.schedulers.split(",") if s]
+    schedulers: dict[str, tuple[str, int]] = {}  # row name -> (scheduler, batch)
+    for item in filter(None, args.schedulers.split(",")):
+        name, _, size = item.partition("@")
+        schedulers[item] = (name, int(size) if size else args.batch)
     result: dict = {"questions": len(chats), "turns": args.turns, "max_new_tokens": args.tokens, "batch": args.batch,
                     "threads": torch.get_num_threads(), "rows": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,8 +221,8 @@ def main() -> None:
               f"{'both turns' if args.turns == 2 else 'first turn only'}, up to {args.tokens} new tokens, greedy, "
               f"batch {args.batch}", flush=True)
         runs: dict[str, dict] = {}
-        for name in schedulers:
-            runs[name] = run_local(hf, name, chats, ids, sampling, args.turns)
+        for name, (scheduler, batch) in schedulers.items():
+            runs[name] = run_local(hf, scheduler, batch, chats, ids, sampling, args.turns)
             n = sum(c.completion_tokens for a in runs[name]["answers"] for c in a)
             print(f"  {name:<10} {n:>7} tokens in {runs[name]['wall']:8.1f} s", flush=True)
         if args.no_serve:
@@ -232,7 +238,8 @@ def main() -> None:
                 print(f"  serve: {got['skipped']}", flush=True)
 
         # greedy outputs against the static path's, and what differs against one prompt at a time
-        base = runs.get("static")
+        base = next((run for name, run in runs.items() if schedulers.get(name, ("",))[0] == "static"), None)
+        base_name = next((name for name, run in runs.items() if run is base), None)
         alone: dict[int, Completion] = {}
         for name, run in runs.items():
             flat = [c for a in run["answers"] for c in a]
@@ -244,7 +251,7 @@ def main() -> None:
                 "mean_load": run["load"],
             }
             row["tokens_per_s"] = round(row["new_tokens"] / run["wall"], 1)
-            if base is not None and name != "static":
+            if base is not None and name != base_name:
                 ref = [c for a in base["answers"] for c in a]
                 differ = [i for i, (a, b) in enumerate(zip(flat, ref, strict=True)) if a.text != b.text]
                 row["identical_to_static"] = f"{len(flat) - len(differ)}/{len(flat)}"
@@ -261,7 +268,7 @@ def main() -> None:
             result["rows"][name] = row
         if base is not None:
             for row in result["rows"].values():
-                row["speedup_vs_static"] = round(result["rows"]["static"]["wall_s"] / row["wall_s"], 2)
+                row["speedup_vs_static"] = round(result["rows"][base_name]["wall_s"] / row["wall_s"], 2)
         first = next(iter(runs.values()))["answers"][0]
         lengths = [c.completion_tokens for c in first]
         result["answer_lengths"] = {"min": min(lengths), "median": sorted(lengths)[len(lengths) // 2],
@@ -271,14 +278,14 @@ def main() -> None:
         result["step_bound"] = step_bound(lengths, order, args.batch)
 
     print()
-    print(f"{'path':<11}{'wall s':>9}{'new tokens':>12}{'tokens/s':>10}{'speedup':>9}{'at limit':>10}"
+    print(f"{'path':<15}{'wall s':>9}{'new tokens':>12}{'tokens/s':>10}{'speedup':>9}{'at limit':>10}"
           f"{'1st answer s':>14}{'load':>6}  identical to static")
     for name, row in result["rows"].items():
         same = row.get("identical_to_static", "-")
         if "differing_checked_alone" in row:
             same += (f"; of {row['differing_checked_alone']} differing, generated alone: this path matches "
                      f"{row['differing_this_matches_alone']}, static {row['differing_static_matches_alone']}")
-        print(f"{name:<11}{row['wall_s']:>9.1f}{row['new_tokens']:>12}{row['tokens_per_s']:>10.1f}"
+        print(f"{name:<15}{row['wall_s']:>9.1f}{row['new_tokens']:>12}{row['tokens_per_s']:>10.1f}"
               f"{row.get('speedup_vs_static', 1.0):>8.2f}x{row['answers_at_limit']:>10}{row['first_answer_s']:>14.1f}"
               f"{row['mean_load']:>6.1f}  {same}")
     if "serve" in result:

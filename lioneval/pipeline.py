@@ -73,7 +73,7 @@ class RunConfig:
     seed: int = 0
     rounds: int | None = None  # bootstrap rounds (default per benchmark)
     max_new_tokens: int | None = None  # default per benchmark (generation.MAX_NEW_TOKENS)
-    batch_size: int = 8
+    batch_size: int = 32
     chat_template: str | None = None  # a Jinja chat template for checkpoints without one
     conv_template: str | None = None  # or a FastChat conversation template name (`fastchat` extra)
     retry_failed: bool = False
@@ -128,7 +128,7 @@ class RunConfig:
                                   fix=f"e.g. {name}: 0.05")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"RunConfig.batch_size must be a positive integer, not {self.batch_size!r}",
-                              fix="e.g. batch_size: 8")
+                              fix="e.g. batch_size: 32")
         check_executor(self.executor)
         for name in ("data", "configured_data", "revisions", "baseline", "judges", "bench_options"):
             v = getattr(self, name)

@@ -60,7 +60,7 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "seed": ((int,), "seed = 0"),
     "rounds": ((int,), "rounds = 1000"),
     "limit": ((int,), "limit = 50"),
-    "batch_size": ((int,), "batch_size = 8"),
+    "batch_size": ((int,), "batch_size = 32"),
     "max_new_tokens": ((int,), "max_new_tokens = 1024"),
     "checks": ((str,), 'checks = "checks.yaml"'),
     "judge_max_tokens": ((int,), "judge_max_tokens = 4096"),
@@ -237,7 +237,7 @@ def _refuse_secret(key: str, where: str) -> None:
                           fix="remove it and export it as an environment variable (e.g. OPENAI_API_KEY)")
 
 
-_DEFAULTS: dict[str, Any] = {"seed": 0, "rounds": None, "limit": None, "batch_size": 8, "max_new_tokens": None,
+_DEFAULTS: dict[str, Any] = {"seed": 0, "rounds": None, "limit": None, "batch_size": 32, "max_new_tokens": None,
                              "checks": None, "judge_max_tokens": None, "judge_timeout": None,
                              "judge_concurrency": None, "max_failed_share": 0.05, "max_unanswered_share": 0.0}
 

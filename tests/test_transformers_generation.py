@@ -240,8 +240,35 @@ def test_no_chats_and_unknown_scheduler(lm):
         _backend(lm, "dynamic")
 
 
-def test_the_default_scheduler_is_static(tmp_path: Path):
+def test_the_default_is_continuous_and_wide(tmp_path: Path):
     b = TransformersBackend(make_tiny_causal_lm(tmp_path / "tiny"))
-    assert b.scheduler == "static"
+    assert (b.scheduler, b.batch_size) == ("continuous", 32)
     out = b.generate(CHATS[:2], Sampling(max_tokens=4))
     assert all(c.ok and 1 <= c.completion_tokens <= 4 for c in out)
+
+
+@pytest.mark.parametrize("scheduler", ["continuous", "static"])
+def test_rows_are_cut_to_the_kv_budget_and_outputs_stay_the_same(lm, scheduler, monkeypatch):
+    from lioneval.backends import transformers_backend as tb
+
+    wide = _backend(lm, scheduler, batch_size=len(CHATS))
+    want = wide.generate(CHATS, Sampling(max_tokens=MAX))
+    per_token = tb._kv_bytes_per_token(wide.model)
+    assert per_token > 0
+    longest = max(len(wide.tokenizer(wide._format(c), add_special_tokens=False)["input_ids"]) for c in CHATS)
+    narrow = _backend(lm, scheduler, batch_size=len(CHATS))
+    narrow.kv_cache_gb = 2.5 * per_token * (longest + MAX) / 2**30  # room for two rows of the longest prompt
+    widths: list[int] = []
+    if scheduler == "continuous":
+        real = tb._SlotCache
+        monkeypatch.setattr(tb, "_SlotCache", lambda rows, length: widths.append(rows) or real(rows, length))
+    else:
+        real_batch = narrow._batch
+        monkeypatch.setattr(narrow, "_batch", lambda prompts, s: widths.append(len(prompts)) or real_batch(prompts, s))
+    with pytest.warns(UserWarning, match=r"decoding [23] sequences at a time instead of"):
+        got = narrow.generate(CHATS, Sampling(max_tokens=MAX))
+    assert [c.text for c in got] == [c.text for c in want]
+    if scheduler == "continuous":
+        assert widths == [2]  # one cache, two rows: what the longest prompt's full length allows
+    else:  # batches in prompt-length order, each as wide as its own longest prompt allows
+        assert 2 <= max(widths) <= 3 and sum(widths) == len(CHATS)

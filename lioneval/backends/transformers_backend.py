@@ -5,18 +5,23 @@ given explicitly as a Jinja string: guessing a format silently changes what the 
 
 Three schedulers (``scheduler=``), all returning the caller's order and calling ``on_result`` as each answer ends:
 
-- ``continuous``: up to ``batch_size`` sequences decode together, each in its own row of one
+- ``continuous`` (the default): up to ``batch_size`` sequences decode together, each in its own row of one
   preallocated KV cache; a sequence that ends (EOS, ``max_tokens`` or a stop string) leaves its row at once and the
   next prompt, prefilled by itself, takes it. One long answer no longer holds the short ones of its batch. No prompt is
   padded and no row attends to another's keys, so greedy outputs are those of generating one prompt at a time. Calls
   it cannot serve exactly (a logits processor that needs each sequence's history, such as a repetition penalty;
   sliding-window or linear-attention layers; flash or flex attention) go to the static path.
-- ``static`` (the default: on CPU it measured faster than ``continuous``): ``model.generate`` on fixed, left-padded
-  batches of prompts sorted by length (the original path); a batch lasts as long as its longest answer, and its
-  results are reported together.
+- ``static``: ``model.generate`` on fixed, left-padded batches of prompts sorted by length (the original path); a
+  batch lasts as long as its longest answer, and its results are reported together. Its cache grows by
+  concatenation, a copy of every row's keys and values at each step, so large batches of long answers pay for it.
 - ``paged``: transformers' own continuous batching (``init_continuous_batching``, a paged cache). It gives the same
   greedy outputs, but on CPU each step attends over the keys of every sequence in flight, which makes it slower there
   than ``continuous`` (see benchmarks/generation_speed.py); it cannot return top_logprobs (the static path does).
+
+The default ``batch_size`` is 32: decoding one token costs about the same for 8 sequences as for 32 on a small model
+(reading the weights dominates), so wide batches are where the throughput is. Rows are capped so that their keys and
+values fit ``kv_cache_gb`` (default: a quarter of the machine's memory on CPU, half the free memory on a GPU); a call
+that must use fewer rows than asked says so once.
 """
 
 from __future__ import annotations
@@ -52,12 +57,13 @@ class TransformersBackend:
         *,
         device: str | None = None,
         dtype: str = "auto",
-        batch_size: int = 8,
+        batch_size: int = 32,
         chat_template: str | None = None,
         conv_template: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
-        scheduler: str = "static",  # continuous measured slower on CPU (benchmarks/generation_speed.py)
+        scheduler: str = "continuous",
+        kv_cache_gb: float | None = None,
     ):
         require("torch", "train", what="the transformers backend")
         require("transformers", "train", what="the transformers backend")
@@ -73,6 +79,7 @@ class TransformersBackend:
         self.name = f"hf:{Path(self.path).name}"
         self.batch_size = max(1, batch_size)
         self.scheduler = scheduler
+        self.kv_cache_gb = kv_cache_gb
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if model is None or tokenizer is None:
             model, tokenizer = self._load(Path(path), dtype)
@@ -227,7 +234,9 @@ class TransformersBackend:
         keep = {"logits_to_keep": 1} if _accepts(self.model, "logits_to_keep") else {}
         cache_kw = "cache" if _accepts(self.model, "cache") else "past_key_values"
         eager = self.model.config._attn_implementation == "eager"
-        slots = _SlotCache(self.batch_size, max(map(len, ids)) + sampling.max_tokens)
+        length = max(map(len, ids)) + sampling.max_tokens
+        width = self._rows(min(self.batch_size, len(ids)), length)
+        slots = _SlotCache(width, length)
         out: list[Completion | None] = [None] * len(ids)
         rows: list[_Row] = []
         # Shortest prompts first, as the static path does; each result is reported the moment its sequence ends.
@@ -259,7 +268,7 @@ class TransformersBackend:
                 on_result(r.index, c)
 
         while waiting or rows:
-            while waiting and len(rows) < self.batch_size:
+            while waiting and len(rows) < width:
                 i = waiting.pop()
                 dyn = _dynamic_cache(self.model)
                 logits = self.model(
@@ -268,6 +277,7 @@ class TransformersBackend:
                 ).logits[:, -1]
                 if not checked:
                     _check_layers(dyn, self.model)  # raises _Unsupported before anything was reported
+                    slots.allocate(dyn)  # so does a cache layer this transformers version cannot build
                     checked = True
                 toks, tops = choose(logits)
                 r = _Row(i, len(ids[i]), toks, tops or [])
@@ -441,8 +451,13 @@ class TransformersBackend:
         out: list[Completion | None] = [None] * len(prompts)
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        for start in range(0, len(order), self.batch_size):
+        start = 0
+        while start < len(order):
             idx = order[start : start + self.batch_size]
+            # the longest prompt of the batch sets every row's width (left padding)
+            longest = len(self.tokenizer(prompts[idx[-1]], add_special_tokens=False)["input_ids"])
+            idx = idx[: self._rows(len(idx), longest + sampling.max_tokens)]
+            start += len(idx)
             for i, c in zip(idx, self._batch([prompts[i] for i in idx], sampling), strict=True):
                 out[i] = c
                 if on_result:
@@ -483,6 +498,24 @@ class TransformersBackend:
         return results
 
     # -- shared -------------------------------------------------------------------------------------------------------
+    def _rows(self, wanted: int, length: int) -> int:
+        """How many of ``wanted`` sequences of ``length`` tokens decode together: as many as their keys and values fit
+        in the KV budget (``kv_cache_gb``), at least one; a cut is announced once per backend."""
+        per_token = _kv_bytes_per_token(self.model)
+        if not per_token or wanted <= 1:
+            return max(1, wanted)
+        budget = self.kv_cache_gb * 2**30 if self.kv_cache_gb is not None else _default_kv_budget(self.device)
+        fit = max(1, int(budget // (per_token * length)))
+        if fit < wanted and not getattr(self, "_cut_said", False):
+            self._cut_said = True
+            warnings.warn(
+                f"{self.name}: decoding {fit} sequences at a time instead of {wanted}: {wanted} sequences of "
+                f"{length} tokens need {per_token * length * wanted / 2**30:.1f} GiB of keys and values, over the "
+                f"{budget / 2**30:.1f} GiB budget; raise kv_cache_gb or lower max-new-tokens or the batch size",
+                stacklevel=3,
+            )
+        return min(wanted, fit)
+
     def _eos_ids(self) -> set[int]:
         ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
         return {int(t) for t in ids if t is not None and int(t) >= 0}
@@ -532,6 +565,31 @@ def _cpu_threads(device: str):
             torch.set_num_threads(before)
     else:
         yield
+
+
+def _kv_bytes_per_token(model: Any) -> int:
+    """Bytes of keys and values one token takes in the cache of ``model`` (0 when its config does not say)."""
+    config = model.config
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers, heads = getattr(cfg, "num_hidden_layers", None), getattr(cfg, "num_attention_heads", None)
+    hidden = getattr(cfg, "hidden_size", None)
+    if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(hidden, int) and heads):
+        return 0
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    return 2 * layers * kv_heads * head_dim * model.dtype.itemsize
+
+
+def _default_kv_budget(device: str) -> float:
+    """A quarter of the machine's memory on CPU; half of the GPU memory still free on a GPU."""
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.mem_get_info(torch.device(device))[0] / 2
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 4
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
 
 
 class _Unsupported(Exception):
@@ -596,7 +654,7 @@ class _SlotCache:
     def put(self, row: int, dyn: Any) -> None:
         """Copy a prefilled prompt's cache (batch of one) into ``row``."""
         if self.cache is None:
-            self._allocate(dyn)
+            self.allocate(dyn)
         for layer, src in zip(self.layers, dyn.layers, strict=True):
             n = src.keys.shape[-2]
             layer.keys[row, :, :n] = src.keys[0]
@@ -607,13 +665,16 @@ class _SlotCache:
             layer.keys[dst, :, :n] = layer.keys[src, :, :n]
             layer.values[dst, :, :n] = layer.values[src, :, :n]
 
-    def _allocate(self, dyn: Any) -> None:
+    def allocate(self, dyn: Any) -> None:
         import torch
         from transformers.cache_utils import Cache
 
         for src in dyn.layers:
             k, v = src.keys, src.values
-            layer = _slot_layer_class()(self)
+            try:
+                layer = _slot_layer_class()(self)
+            except TypeError as e:  # a transformers version whose cache layers ask for more (before any result)
+                raise _Unsupported(f"this transformers version's cache layers do not fit: {e}") from e
             layer.keys = torch.zeros((self.rows, k.shape[1], self.length, k.shape[3]), dtype=k.dtype, device=k.device)
             layer.values = torch.zeros((self.rows, v.shape[1], self.length, v.shape[3]), dtype=v.dtype,
                                        device=v.device)
@@ -653,6 +714,9 @@ def _slot_layer_class() -> type:
             return self.owner.view - 1
 
         def get_max_length(self) -> int:
+            return self.owner.length
+
+        def get_max_cache_shape(self) -> int:  # the same, under its name in transformers < 4.57
             return self.owner.length
 
     return SlotLayer
