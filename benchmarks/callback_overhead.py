@@ -57,7 +57,7 @@ def conversations(n: int) -> list[list[dict[str, str]]]:
 
 
 def one_run(base: Path, rows: list, workdir: Path, steps: int, save_steps: int, evaluator, mode: str = "background",
-            nice: int = 19) -> dict:
+            nice: int = 5) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
 
     from lioneval.trainers.callback import CheckpointLinker, LionEvalCallback
@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--arms", default="without,inline,background", help="comma-separated: without, inline, background")
-    ap.add_argument("--nice", type=int, default=19, help="niceness of the background evaluator (background_nice)")
+    ap.add_argument("--nice", type=int, default=5, help="niceness of the background evaluator (background_nice)")
     args = ap.parse_args()
     arms = [a for a in args.arms.split(",") if a]
     from transformers import AutoTokenizer

@@ -20,9 +20,9 @@ from lioneval.trainers.callback import CheckpointLinker, LionEvalCallback  # noq
 from lioneval.trainers.sft import PackedCollator, build_rows, tokenize_conversation  # noqa: E402
 from lioneval.watch import outcomes  # noqa: E402
 
-STEP_S = 0.2  # a training step's time: the watcher must keep up with a checkpoint every SAVE steps
+STEP_S = 0.5  # a training step's time: the watcher must keep up with a checkpoint every SAVE steps
 SAVE = 4
-MAX_STEPS = 100
+MAX_STEPS = 200  # reached only if early stopping never acts
 # The stated bound: once the watcher is warm (its first result in), a checkpoint's decision is logged within this
 # many steps of its save. The first result also waits for the watcher's start-up (imports, data, judge).
 LAG_STEPS = 3 * SAVE
