@@ -234,6 +234,47 @@ def test_lc_batch_equals_one_by_one():
     assert [r.estimate.value for r in batch] == pytest.approx([r.estimate.value for r in alone], abs=1e-12)
 
 
+def test_interval_quantiles_are_numpys_to_the_bit():
+    """The bootstrap intervals take numpy's default (linear) quantiles, computed without np.quantile itself."""
+    from lioneval.stats.bootstrap import quantiles
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        x = rng.normal(size=int(rng.integers(1, 1200))) * 10.0 ** int(rng.integers(-3, 3))
+        if trial % 3 == 0:
+            x = np.round(x, 1)  # ties
+        qs = [0.025, 0.975, 0.0, 1.0, 0.5, float(rng.random())]
+        assert quantiles(x, qs) == np.quantile(x, qs).tolist()
+    assert quantiles([3.0, 1.0, 2.0], [0.025, 0.975]) == np.percentile([3.0, 1.0, 2.0], [2.5, 97.5]).tolist()
+    assert all(math.isnan(v) for v in quantiles([1.0, np.nan, 2.0], [0.1, 0.9]))
+
+
+@pytest.mark.parametrize("rejections", [False, True])
+def test_lc_coordinate_descent_of_many_problems_at_once_takes_the_scalar_steps(monkeypatch, rejections):
+    """The CV problems' coordinate descent runs pass by pass over all of them with numpy; it must take liblinear's
+    steps exactly as the loop over one problem does: same weights, CV losses and strength, to the bit."""
+    import lioneval.stats.alpaca as lc
+
+    if rejections:
+        # Streams with many zero draws, which bounded_rand_int rejects for three coordinates (Lemire's method).
+        def grow(self, sid):
+            draws = self._rs[sid].randint(0, 2**32, size=4096, dtype=np.uint32)
+            draws[::5] = 0
+            self.raw[sid].extend(draws.tolist())
+            self._table = None
+
+        monkeypatch.setattr(lc._Draws, "grow", grow)
+    fits = [_synthetic(n=120, seed=s) for s in (5, 6)]
+    rows = [LCRows(p, lb, lm, d) for p, lb, lm, d, _ in fits]
+    results = {}
+    for least in (10**9, 1):  # every problem on the scalar loop; every pass batched
+        monkeypatch.setattr(lc, "_BATCH_MIN", least)
+        results[least] = length_controlled_win_rates(rows, fits[0][4])
+    for scalar, batched in zip(results[10**9], results[1], strict=True):
+        assert scalar.coef == batched.coef and scalar.C == batched.C
+        assert (scalar.cv_loss == batched.cv_loss).all()
+
+
 def _replicate_reference(pref, lb, lm, diff, gamed, counts, C, lam=0.2):
     """One bootstrap replicate refitted independently: scikit-learn's liblinear run to a tight tolerance on the
     replicate's rows (each drawn row weighted by its multiplicity, both copies of a soft label), at the given C."""

@@ -45,7 +45,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -446,9 +446,9 @@ def load_glm_weights(path: str | Path) -> dict[str, dict[str, float]]:
 # What a summary reads of a judgment
 
 
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """The fields of one judgment that a summary reads, taken from a Judgment or from a stored record's JSON."""
+class _Row(NamedTuple):
+    """The fields of one judgment that a summary reads, taken from a Judgment or from a stored record's JSON (a
+    named tuple: a leaderboard builds one per stored judgment, tens of thousands)."""
 
     model: str
     question_id: str
@@ -489,32 +489,49 @@ def _index(v: Any) -> int | None:
     return int(v) if isinstance(v, str) and v.isdigit() else None
 
 
-def _stored_row(t: tuple) -> tuple[_Row, str, str | None]:
-    """(row, judge, baseline) of one stored judgment read as STORED_COLUMNS + STORED_FIELDS, with the types of the
-    fields read checked (the store validated the record on write; this catches one damaged since, cheaply)."""
-    qid, model, judge, _, value, baseline, inputs, raw, error, eval_idx, row, file, n_templates, template = t
-    if not ((value is None or (type(value) in (float, int) and math.isfinite(value)))
-            and isinstance(inputs, str) and isinstance(raw, str) and isinstance(error, (str, type(None)))
-            and isinstance(baseline, (str, type(None)))):
-        raise DataError(
-            f"a stored {BENCHMARK} judgment record is damaged (question {qid!r}, model {model!r}: a field has the "
-            "wrong type)",
-            fix="`lioneval export FILE` leaves damaged records out: export, then `lioneval import jsonl FILE` into a "
-                "new store",
-        )
-    # The meta fields as _Row.make reads them: lioneval's own judgments name their templates, imported ones their
-    # file and row; an eval index or row is an integer.
-    meta: dict[str, Any] = {}
-    if n_templates:
-        meta["templates"] = [template]
-    if file is not None and row is not None:
-        meta["file"] = file
-    if row is not None:
-        meta["row"] = row if _index(row) is None else _index(row)
-    if _index(eval_idx) is not None:
-        meta["eval_idx"] = _index(eval_idx)
-    value = None if value is None else float(value)
-    return _Row.make(model, qid, judge, value, inputs, raw, error, meta), judge, baseline
+def _stored_rows(records: Iterable[tuple]) -> tuple[list[_Row], set[str], set[str | None]]:
+    """(rows, judges, baselines) of the pairwise stored judgments read as STORED_COLUMNS + STORED_FIELDS, with the
+    types of the fields read checked (the store validated the record on write; this catches one damaged since,
+    cheaply). Each row is what :meth:`_Row.make` makes of the record's meta, built in one loop: a leaderboard reads
+    tens of thousands."""
+    rows: list[_Row] = []
+    judges: set[str] = set()
+    baselines: set[str | None] = set()
+    no_annotator: tuple[str | None, bool] = (None, False)
+    annotator: tuple[str | None, bool]
+    for qid, model, judge, kind, value, baseline, inputs, raw, error, eval_idx, row, file, n_templates, template in (
+            records):
+        if kind != "pairwise":
+            continue
+        tv = type(value)
+        if not ((value is None or ((tv is float or tv is int) and math.isfinite(value)))
+                and isinstance(inputs, str) and isinstance(raw, str) and (error is None or isinstance(error, str))
+                and (baseline is None or isinstance(baseline, str))):
+            raise DataError(
+                f"a stored {BENCHMARK} judgment record is damaged (question {qid!r}, model {model!r}: a field has the "
+                "wrong type)",
+                fix="`lioneval export FILE` leaves damaged records out: export, then `lioneval import jsonl FILE` "
+                    "into a new store",
+            )
+        # As _Row.make reads the meta: lioneval's own judgments name their templates, imported ones their file and
+        # row; an eval index or row is an integer.
+        idx = eval_idx if eval_idx is None or type(eval_idx) is int else _index(eval_idx)
+        if n_templates and isinstance(template, str):
+            name, _, rest = template.partition("@")
+            annotator = (name, rest.partition("#")[0] == BUILTIN_VERSION)
+        elif file is not None and row is not None:
+            annotator = (judge, False)
+        else:
+            annotator = no_annotator
+        if value is not None:
+            value = float(value)
+        rows.append(_Row(model, qid, value, idx,
+                         row is not None and (isinstance(row, int) or _index(row) is not None),
+                         annotator, bool(n_templates),
+                         (inputs, -1.0 if value is None else value, raw, error or "")))
+        judges.add(judge)
+        baselines.add(baseline)
+    return rows, judges, baselines
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -832,16 +849,7 @@ class AlpacaEval(Benchmark):
         of a leaderboard over many models. An eval index, a file row or a template name stored as something other
         than lioneval writes (a number, a string) may read differently here."""
         self._lookup(options)
-        rows: list[_Row] = []
-        judges: set[str] = set()
-        baselines: set[str | None] = set()
-        for t in records:
-            if t[3] != "pairwise":
-                continue
-            row, judge, baseline = _stored_row(t)
-            rows.append(row)
-            judges.add(judge)
-            baselines.add(baseline)
+        rows, judges, baselines = _stored_rows(records)
         for attr, seen in (("judge", judges), ("baseline", baselines)):
             if len(seen) > 1:
                 raise DataError(f"the judgments mix several {attr}s: {sorted(seen, key=str)}",

@@ -37,7 +37,7 @@ from typing import cast
 import numpy as np
 from numpy.typing import ArrayLike
 
-from lioneval.stats.bootstrap import shared_counts
+from lioneval.stats.bootstrap import quantiles, shared_counts
 from lioneval.types import Estimate
 
 __all__ = [
@@ -105,8 +105,8 @@ def win_rates(
         # default_rng(seed).integers(0, n, (rounds, n))), so that every round's mean is one product.
         boot = 100 * _row_sums(shared_counts(n, rounds, seed), np.stack([v, discrete])) / n
         for j, name in enumerate(("win_rate", "discrete_win_rate")):
-            lo, hi = np.percentile(boot[:, j], [2.5, 97.5])
-            cis[name] = (float(lo), float(hi))
+            bounds = quantiles(boot[:, j], [0.025, 0.975])
+            cis[name] = (bounds[0], bounds[1])
     metrics = {}
     for name, x, method in (("win_rate", v, "mean"), ("discrete_win_rate", discrete, "mean-discrete")):
         se = _sem(x)
@@ -212,16 +212,29 @@ _REJECT_BELOW = [0] + [(1 << 32) % b for b in range(1, 9)]
 
 
 class _Draws:
-    """std::mt19937 streams, one per seed, as Python ints (read one at a time by the coordinate descent)."""
+    """std::mt19937 streams, one per seed: as Python ints for the scalar coordinate descent, and as one array for the
+    batched one (:meth:`table`)."""
 
     def __init__(self, seeds: Sequence[int]):
         # RandomState's legacy integer seeding is the reference mt19937 initialisation, and a full-range uint32
         # draw is the raw generator output; successive calls continue the stream.
         self._rs = [np.random.RandomState(s) for s in seeds]
         self.raw: list[list[int]] = [[] for _ in seeds]
+        self._table: np.ndarray | None = None
 
     def grow(self, sid: int) -> None:
         self.raw[sid].extend(self._rs[sid].randint(0, 2**32, size=4096, dtype=np.uint32).tolist())
+        self._table = None
+
+    def table(self, length: int) -> np.ndarray:
+        """The streams as one (seeds, at least ``length``) uint64 array, for the batched coordinate descent."""
+        if self._table is None or self._table.shape[1] < length:
+            for sid, r in enumerate(self.raw):
+                while len(r) < length:
+                    self.grow(sid)
+            n = min(len(r) for r in self.raw)
+            self._table = np.array([r[:n] for r in self.raw], dtype=np.uint64)
+        return self._table
 
 
 def _liblinear_seeds(random_state: int, n: int) -> list[int]:
@@ -242,18 +255,20 @@ def _swap(index: np.ndarray, rows: np.ndarray, a: np.ndarray, b: np.ndarray) -> 
     index[rows, a], index[rows, b] = ib, ia
 
 
-def _coordinate_descent(i, k, idx, w, wpd, u, grad, hx, hdiag, active, n_rows, stop, draws, sid, ptr):
+def _coordinate_descent(i, k, idx, w, wpd, u, grad, hx, hdiag, active, n_rows, stop, draws, sid, ptr,
+                        state=None):
     """liblinear's inner loop for problem i: passes of coordinate descent on the quadratic model, in an order
     shuffled each pass by scikit-learn's bounded_rand_int (Lemire's method), with shrinking, until the summed
     violation falls to ``stop``. Updates idx, wpd and u (the step) in place; returns (passes, ptr, moved).
+    ``state`` (active set size, last pass's largest violation, passes, moved) continues a loop that
+    :func:`_coordinate_descent_batch` started.
 
-    The loop is sequential, short for most problems and up to 1000 passes for hard ones, so it runs on plain Python
-    floats. The arrays are flat lists over all problems (few objects for the garbage collector to track): idx, w,
-    wpd, grad, hdiag with k entries per problem, u with 3, hx with k rows of 3 (zero-padded for two features).
+    This is the loop for a few problems, on plain Python floats: the arrays are flat lists over the problems, idx,
+    w, wpd, grad, hdiag with k entries per problem, u with 3, hx with k rows of 3 (zero-padded for two features).
     """
     o, o3, oh = i * k, i * 3, i * k * 3
     raw = draws.raw[sid]
-    q_active, q_gmax_old, n_pass, moved = active, math.inf, 0, False
+    q_active, q_gmax_old, n_pass, moved = (active, math.inf, 0, False) if state is None else state
     while n_pass < _MAX_INNER:
         for j in range(q_active):
             bound = q_active - j
@@ -308,6 +323,128 @@ def _coordinate_descent(i, k, idx, w, wpd, u, grad, hx, hdiag, active, n_rows, s
             continue
         q_gmax_old = q_gmax
     return n_pass, ptr, moved
+
+
+_BATCH_MIN = 24  # below this many problems still iterating, a pass on Python floats is cheaper than a numpy one
+_LOW32 = np.uint64(0xFFFFFFFF)
+_REJECT = np.array(_REJECT_BELOW, dtype=np.uint64)
+
+
+def _coordinate_descent_batch(index, w, wpd, grad, hx, hdiag, active, n_rows, stop, seed, ptr, draws):
+    """:func:`_coordinate_descent` for every problem at once, pass by pass: each pass shuffles (the same draws) and
+    sweeps the active coordinates of all problems still iterating with numpy, in the same floating-point operations
+    in the same order, so the results are those of the scalar loop to the bit. The last few problems (the hard
+    ones, up to 1000 passes) finish on the scalar loop, where a pass costs less than numpy's per-call overhead.
+
+    Updates index, wpd and ptr in place; returns (passes, moved, u) per problem, u (m, k) the step taken.
+    """
+    m, k = w.shape
+    n_pass = np.zeros(m, dtype=np.int64)
+    moved = np.zeros(m, dtype=bool)
+    u_out = np.zeros((m, 3))
+    # Working state of the problems still iterating (``ids``), compacted as problems finish.
+    ids = np.arange(m)
+    idx, wp, u = index.copy(), wpd.copy(), np.zeros((m, 3))
+    H = np.zeros((m, k, 3))
+    H[:, :, :k] = hx
+    w0, g0, hd, act, rows_n, stp = w, grad, hdiag, active, n_rows, stop
+    sd, pt = seed.copy(), ptr.copy()
+    qa, gmax_old = active.copy(), np.full(m, math.inf)
+    npass, mv = np.zeros(m, dtype=np.int64), np.zeros(m, dtype=bool)
+
+    def store(sel: np.ndarray) -> None:
+        at = ids[sel]
+        index[at], wpd[at], u_out[at], ptr[at] = idx[sel], wp[sel], u[sel], pt[sel]
+        n_pass[at], moved[at] = npass[sel], mv[sel]
+
+    while ids.size >= _BATCH_MIN:
+        r = ids.size
+        # The order of this pass: liblinear swaps position j with a draw from [j, active).
+        for j in range(k):
+            sel = np.flatnonzero(qa > j)
+            if not sel.size:
+                break
+            bound = (qa[sel] - j).astype(np.uint64)
+            p = pt[sel]
+            prod = draws.table(int(p.max()) + 1)[sd[sel], p] * bound
+            pt[sel] += 1
+            rej = np.flatnonzero((prod & _LOW32) < _REJECT[bound])
+            while rej.size:  # Lemire's rejection: draw again
+                again = sel[rej]
+                prod[rej] = draws.table(int(pt[again].max()) + 1)[sd[again], pt[again]] * bound[rej]
+                pt[again] += 1
+                rej = rej[(prod[rej] & _LOW32) < _REJECT[bound[rej]]]
+            pick = j + (prod >> np.uint64(32)).astype(np.int64)
+            a = idx[sel, j]
+            idx[sel, j] = idx[sel, pick]
+            idx[sel, pick] = a
+        # The sweep: each step moves every live problem one position on or shrinks its active set by one.
+        s = np.zeros(r, dtype=np.int64)
+        thr = gmax_old / rows_n
+        q_gmax, q_gnorm1 = np.zeros(r), np.zeros(r)
+        for _ in range(k):
+            live = np.flatnonzero(s < qa)
+            if not live.size:
+                break
+            sl = s[live]
+            j = idx[live, sl]
+            wj = wp[live, j]
+            hrow, ul = H[live, j], u[live]
+            g = (g0[live, j] + (wj - w0[live, j]) * _NU + hrow[:, 0] * ul[:, 0] + hrow[:, 1] * ul[:, 1]
+                 + hrow[:, 2] * ul[:, 2])
+            gp, gn = g + 1, g - 1
+            zero = wj == 0
+            t = thr[live]
+            shrink = zero & ~(gp < 0) & ~(gn > 0) & (gp > t) & (gn < -t)
+            if shrink.any():  # well inside the subgradient: leave the active set
+                sh = live[shrink]
+                qa[sh] -= 1
+                a, last = idx[sh, s[sh]], qa[sh]
+                idx[sh, s[sh]] = idx[sh, last]
+                idx[sh, last] = a
+                keep = ~shrink
+                live, j, wj, gp, gn, zero = live[keep], j[keep], wj[keep], gp[keep], gn[keep], zero[keep]
+            viol = np.where(zero, np.where(gp < 0, -gp, np.where(gn > 0, gn, 0.0)),
+                            np.where(wj > 0, np.abs(gp), np.abs(gn)))
+            hj = hd[live, j]
+            hw = hj * wj
+            z = np.where(gp < hw, -gp / hj, np.where(gn > hw, -gn / hj, -wj))
+            s[live] += 1
+            step = ~(np.abs(z) < 1e-12)
+            live, j, viol, z = live[step], j[step], viol[step], z[step]
+            z = np.where(z < -10.0, -10.0, np.where(z > 10.0, 10.0, z))
+            mv[live] = True
+            q_gmax[live] = np.where(viol > q_gmax[live], viol, q_gmax[live])
+            q_gnorm1[live] += viol
+            wp[live, j] += z
+            u[live, j] += z
+        npass += 1
+        conv = q_gnorm1 <= stp
+        full = qa == act
+        done = (conv & full) | (npass >= _MAX_INNER)
+        recheck = conv & ~done  # converged on the shrunk set: check the full set once more
+        qa = np.where(recheck, act, qa)
+        gmax_old = np.where(recheck, math.inf, np.where(conv, gmax_old, q_gmax))
+        if done.any():
+            store(done)
+            keep = np.flatnonzero(~done)
+            ids, idx, wp, u, H, w0, g0, hd, act, rows_n, stp, sd, pt, qa, gmax_old, npass, mv = (
+                x[keep] for x in cast(_Arrays, (ids, idx, wp, u, H, w0, g0, hd, act, rows_n, stp, sd, pt, qa,
+                                                 gmax_old, npass, mv)))
+
+    if ids.size:
+        r = ids.size
+        idx_l, w_l, wpd_l = idx.ravel().tolist(), w0.ravel().tolist(), wp.ravel().tolist()
+        grad_l, hdiag_l, u_l, hx_l = g0.ravel().tolist(), hd.ravel().tolist(), u.ravel().tolist(), H.ravel().tolist()
+        for i in range(r):
+            npass[i], pt[i], mv[i] = _coordinate_descent(
+                i, k, idx_l, w_l, wpd_l, u_l, grad_l, hx_l, hdiag_l, int(act[i]), int(rows_n[i]), float(stp[i]),
+                draws, int(sd[i]), int(pt[i]),
+                state=(int(qa[i]), float(gmax_old[i]), int(npass[i]), bool(mv[i])),
+            )
+        idx, wp, u = np.array(idx_l).reshape(r, k), np.array(wpd_l).reshape(r, k), np.array(u_l).reshape(r, 3)
+        store(np.arange(r))
+    return n_pass, moved, u_out[:, :k]
 
 
 def _by_group(A: np.ndarray, X: np.ndarray, gid: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -522,21 +659,8 @@ def _fit_l1_logistic(
         no_change += 1
 
         # Inner loop: coordinate descent on the quadratic model in random order, solved loosely, per problem.
-        idx_l, w_l, wpd_l = index.ravel().tolist(), w.ravel().tolist(), wpd.ravel().tolist()
-        grad_l, hdiag_l, u_l = grad.ravel().tolist(), hdiag.ravel().tolist(), [0.0] * (3 * m)
-        hx_l = (hx if k == 3 else np.pad(hx, ((0, 0), (0, 0), (0, 3 - k)))).ravel().tolist()
-        active_l, rows_l, stop_l, seed_l, ptr_l = (
-            active.tolist(), n_rows.tolist(), (inner_eps * gnorm1_init).tolist(), seed.tolist(), ptr.tolist()
-        )
-        n_inner = np.empty(m, dtype=np.int64)
-        moved = np.empty(m, dtype=bool)
-        for i in range(m):
-            n_inner[i], ptr_l[i], moved[i] = _coordinate_descent(
-                i, k, idx_l, w_l, wpd_l, u_l, grad_l, hx_l, hdiag_l, active_l[i], rows_l[i], stop_l[i], draws,
-                seed_l[i], ptr_l[i],
-            )
-        index, wpd = np.array(idx_l).reshape(m, k), np.array(wpd_l).reshape(m, k)
-        u, ptr = np.array(u_l).reshape(m, 3)[:, :k], np.array(ptr_l, dtype=np.int64)
+        n_inner, moved, u = _coordinate_descent_batch(index, w, wpd, grad, hx, hdiag, active, n_rows,
+                                                      inner_eps * gnorm1_init, seed, ptr, draws)
         no_change[moved] = 0
 
         # Line search: halve the step until the objective decreases enough.
@@ -1050,7 +1174,7 @@ def _with_interval(res: LCResult, design, Xg, pg, sg, rounds, seed, level, rule)
     w_hat = np.array(list(res.coef.values()))
     boot, info = _lc_bootstrap(design, w_hat, res.C, Xg, pg, sg, counts)
     alpha = (1 - level) / 2
-    lo, hi = (float(v) for v in np.quantile(boot, [alpha, 1 - alpha]))
+    lo, hi = quantiles(boot, [alpha, 1 - alpha])
     meta["bootstrap"] = {"solver": f"proximal Newton to a step below {_STEP_TOL:g}, warm-started at the full-data fit "
                                    "with a third-order first step",
                          "length_scale": "full-data sd of delta_len", "resampled": "model rows (gamed rows fixed)",
