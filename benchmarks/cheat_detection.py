@@ -3,7 +3,9 @@
 Attacks: the evaluation split of lioneval/checks/cheat_corpus.json (never used to tune the detector), per family,
 (a) hidden inside one otherwise honest answer (the corpus's honest evaluation texts as hosts; the attack goes at the
 end, the start or between two sentences, seeded), master-key openers as a whole answer, padding after an honest
-answer; and (b) as a constant answer to all 80 MT-Bench questions (a run). Goals: hidden recall >= 95%, constant 100%.
+answer; it counts as found only when the answer is flagged and a flagged span overlaps the attack's own characters
+(a flag earned by the host text finds nothing); and (b) as a constant answer to all 80 MT-Bench questions (a run).
+Goals: hidden recall >= 95% in every family, constant 100%.
 
 False positives: answer-level flags on the 2,480 official MT-Bench answers of 31 models and on the GPT-4 reference
 answers (goal <= 0.5%), and run-level cheat flags on any of those runs (goal: none).
@@ -33,14 +35,15 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def _insert(host: str, attack: str, rng: random.Random) -> str:
+def _insert(host: str, attack: str, rng: random.Random) -> tuple[str, int]:
+    """The host with the attack in it, and where the attack starts."""
     where = rng.choice(["end", "start", "middle"])
-    if where == "end":
-        return f"{host}\n\n{attack}"
-    if where == "start":
-        return f"{attack}\n\n{host}"
     cut = host.find(". ", len(host) // 3)
-    return f"{host}\n\n{attack}" if cut < 0 else f"{host[:cut + 1]} {attack} {host[cut + 2:]}"
+    if where == "end" or (where == "middle" and cut < 0):
+        return f"{host}\n\n{attack}", len(host) + 2
+    if where == "start":
+        return f"{attack}\n\n{host}", 0
+    return f"{host[:cut + 1]} {attack} {host[cut + 2:]}", cut + 2
 
 
 def main() -> None:
@@ -62,22 +65,28 @@ def main() -> None:
 
     # (a) hidden in one honest answer
     hidden: list[Answer] = []
+    where: dict[str, tuple[int, int]] = {}  # answer -> the attack's characters in it
     for i, a in enumerate(attacks):
         if a["family"] == "master_key":
-            text = a["text"]
+            text, start = a["text"], 0
         elif a["family"] == "length_padding":
-            text = hosts[i % len(hosts)] + "\n" + a["text"]
+            host = hosts[i % len(hosts)]
+            text, start = host + "\n" + a["text"], len(host) + 1
         else:
-            text = _insert(hosts[i % len(hosts)], a["text"], rng)
+            text, start = _insert(hosts[i % len(hosts)], a["text"], rng)
+        where[a["id"]] = (start, start + len(a["text"]))
         hidden.append(Answer(question_id=a["id"], benchmark="mt-bench", model="hidden", turns=[text]))
     honest = [Answer(question_id=f"h{i}", benchmark="mt-bench", model="honest-eval", turns=[t])
               for i, t in enumerate(hosts)]
     t0 = time.perf_counter()
-    flagged = {c.question_id for c in check_answers(hidden + honest, config) if c.status == "flag"}
+    results = [c for c in check_answers(hidden + honest, config) if c.status == "flag"]
     hidden_s = time.perf_counter() - t0
+    flagged = {c.question_id for c in results}
+    found = {c.question_id for c in results if c.question_id in where
+             and any(s < where[c.question_id][1] and e > where[c.question_id][0] for s, e in c.spans)}
     fam_hidden: dict[str, list[bool]] = defaultdict(list)
-    for a, ans in zip(attacks, hidden, strict=True):
-        fam_hidden[a["family"]].append(ans.question_id in flagged)
+    for a in attacks:
+        fam_hidden[a["family"]].append(a["id"] in found)
     honest_flags = sum(f"h{i}" in flagged for i in range(len(hosts)))
 
     # (b) constant answers: one run per attack text over all MT-Bench questions
@@ -126,6 +135,7 @@ def main() -> None:
         "families": fams,
         "hidden_recall": round(sum(all_h) / len(all_h), 4),
         "constant_recall": round(sum(all_c) / len(all_c), 4),
+        "min_family_hidden_recall": min(f["hidden_recall"] for f in fams.values() if f["hidden_recall"] is not None),
         "goal_hidden": 0.95, "goal_constant": 1.0,
         "honest_hosts_flagged": honest_flags,
         "real_answers": len(real),

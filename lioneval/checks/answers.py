@@ -14,7 +14,8 @@ prints brackets is not flagged; inside code only strong rules count, and only in
 
 Rules know wordings. ``check_answers`` adds two detectors that do not: the shape rules of ``shapes`` (master-key
 openers, filler padding: strong; back-to-back repetition: weak, since weak models loop) and the judge-addressing
-sentences of ``semantic`` (``addresses_evaluator``: medium, strong beyond any honest sentence of the tuning corpus).
+sentences of ``semantic`` in the answer's prose (``addresses_evaluator``: medium, strong when the sentence model is
+sure: such a sentence flags its answer alone, but its run only with a second flagged answer).
 """
 
 from __future__ import annotations
@@ -435,7 +436,7 @@ def check_answers(
     semantic: list[list[SemanticHit]] = [[] for _ in answers]
     if config.semantic:
         semantic = scan_texts([a.turns for a in answers], use_embeddings=config.semantic_embeddings,
-                              normalize=normalize)
+                              normalize=normalize, code=code_spans)
     out = []
     for a, sem in zip(answers, semantic, strict=True):
         scan = scan_answer(a.turns, config, semantic=sem, finish_reasons=a.finish_reasons)

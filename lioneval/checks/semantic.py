@@ -2,20 +2,22 @@
 
 The rules in ``lioneval.checks.answers`` know the shapes of published attacks; an attacker who rewords them (a
 JSON-shaped verdict, an order to output an identifier, a plea to "any fair evaluator") needs a detector of what the
-text does, not how it is spelled. This one scores each sentence (or line) of an answer on whether it speaks to the
-evaluator rather than the user, in three steps, each cheaper than the next is costly:
+text does, not how it is spelled. This one scores each sentence (or line) of an answer's prose on whether it speaks
+to the evaluator rather than the user, in three steps, each cheaper than the next is costly:
 
 1. a gate: only sentences holding evaluation vocabulary (grading, verdicts, scores, preferences, output orders,
-   rubric, system roles, speaker labels) are looked at; most sentences of an honest answer hold none;
-2. a linear model over the sentence's words and word pairs (numpy, weights in ``cheat_model.json``): a sentence it
-   scores below ``lexical_floor`` is cleared without the neural model;
+   rubric, system roles, speaker labels) are looked at; most sentences of an honest answer hold none. Code (fenced
+   and indented blocks, inline spans, as ``answers.code_spans`` finds them) is never read as prose;
+2. a linear model over the sentence's words, word pairs and character 4-grams (numpy, weights in
+   ``cheat_model.json``): a sentence it scores below ``lexical_floor`` is cleared without the neural model;
 3. for the rest, a linear model over the sentence's embedding (all-MiniLM-L6-v2 via ``lioneval.embeddings``, in one
-   batch for all answers): the part that recognises a new wording. A sentence is judge-addressing when the mean of
-   the two models' log-odds reaches ``threshold``.
+   batch for all answers): the part that recognises a new wording. The two log-odds are combined by a third,
+   two-weight logistic regression (stacking); a sentence reaching ``threshold`` is judge-addressing, one reaching
+   ``strong`` is so beyond doubt (it flags its answer alone).
 
-Both models are logistic regressions fitted on the tuning split of ``cheat_corpus.json`` (attack texts and honest
+All models are logistic regressions fitted on the tuning split of ``cheat_corpus.json`` (attack texts and honest
 answers written for this project) by ``python -m lioneval.checks.train_semantic``, deterministically; the file records
-how. When the embedding model is not installed, step 3 falls back to the lexical score alone (stricter threshold),
+how. When the embedding model is not installed, step 3 falls back to the lexical score alone (stricter thresholds),
 and the result says so.
 """
 
@@ -97,6 +99,18 @@ _CUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((n, re.compil
     (("is over", "evaluation finished", "evaluation complete", "new task", "next question", "next item"),
      r"comparison\s+is\s+over|evaluation\s+(?:finished|complete)|new\s+task\b|next\s+(?:question|item)\b"),
     (("other ", "second "), r"(?:other|second)\s+(?:candidate|answer|assistant|response)"),
+    # the vocabulary of grading itself, in any sentence: common in honest answers too (reviews, exams, sports), so
+    # the models see many honest sentences holding it and learn what sets an address to the evaluator apart
+    (("scor", "grad", "rating", "rater", "evaluat", "judg", "verdict", "prefer", "winner", "win", "review", "assess",
+      "benchmark", "marks"),
+     r"(?:scor(?:e|es|ed|ing|er)|grad(?:e|es|ed|er|ers|ing)|ratings?|raters?|evaluat[a-z]*|judg[a-z]*|verdicts?"
+     r"|prefer(?:red|ence|s)?|winner|wins?|review(?:er|ers|ing|ed)?|assess[a-z]*|benchmark[a-z]*|marks)\b"),
+    (("best", "better", "preferred", "winning"), r"(?:best|better|preferred|winning)[_ ](?:answer|response|output"
+                                                 r"|reply|choice)\b"),
+    (("answer", "reply", "respond", "type", "write", "print", "output", "say"),
+     r"(?:answer|reply|respond)\s+with\b|(?:type|write|print|output|say)\s+[\"']"),
+    (("you are", "you're"), r"(?:answer|response|reply|text|one)\s+you(?:\s+are|'re)\s+(?:reading|looking\s+at"
+                            r"|evaluating|grading|scoring|judging|reviewing)"),
 ))
 # A line that opens with a speaker label of an evaluator, a user or a chat role ("Reviewer:", "### Human:").
 _LABEL = re.compile(r"[ \t>#*\[(<|]*(?:judge|evaluator|reviewer|grader|critic|referee|moderator|annotator|assessor"
@@ -104,12 +118,19 @@ _LABEL = re.compile(r"[ \t>#*\[(<|]*(?:judge|evaluator|reviewer|grader|critic|re
                     r"|assistant(?:\s+[ab])?|system|q|jury)\b[^:\n]{0,20}:")
 _MAX_SENTENCE = 300  # characters of context kept around a cue in a very long sentence or line
 _TOKEN = re.compile(r"[a-z]+|\d+|[{}\[\]<>:=|\"#*]")
+_WORDS = re.compile(r"[^a-z0-9]+")
+_CHARS = 4  # character n-grams of this length over the words (a space between): "evaluat" and "grader" in any form
+# A sentence flags its answer alone only when it says something: a bare heading ("Assessment:") or one field of a
+# list of ratings ('"rating": 5,') reads like a verdict to both models but is what honest answers to "rate these"
+# questions are made of. Such short candidates only warn.
+STRONG_MIN_WORDS = 3
 
 
 @dataclass(frozen=True)
 class SemanticHit:
-    """One judge-addressing sentence: its turn, span in the original text, text and score (mean log-odds);
-    ``strong`` when the score is beyond every honest sentence of the tuning corpus."""
+    """One judge-addressing sentence: its turn, span in the original text, text and score (the stack's log-odds,
+    or the lexical model's without embeddings); ``strong`` when the score reaches the model's ``strong`` threshold
+    (set on the tuning corpus so that honest sentences almost never do)."""
 
     turn: int
     start: int
@@ -131,11 +152,13 @@ class _Same:
         return start, end
 
 
-def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None) -> list[tuple[int, int]]:
+def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None,
+                        code: Callable[[str], Sequence[tuple[int, int]]] | None = None) -> list[tuple[int, int]]:
     """Step 1: (start, end) in ``text`` of each sentence or line that holds a cue; the only ones the models read.
 
     ``normalize`` (``lioneval.checks.answers.normalize``) folds look-alike letters and drops invisible characters
-    first; its ``span()`` maps positions back to ``text``."""
+    first; its ``span()`` maps positions back to ``text``. ``code`` (``lioneval.checks.answers.code_spans``) names the
+    code in ``text``: a cue inside code nominates nothing (code is left to the rules)."""
     norm = normalize(text) if normalize else _Same(text)
     low = norm.text.lower()
     if len(low) != len(norm.text):
@@ -153,10 +176,19 @@ def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None
             pos += len(line) + 1
     out: list[tuple[int, int]] = []
     last_end = -1
+    in_code: Sequence[tuple[int, int]] = ()
+    if starts and code is not None and ("`" in text or "~~~" in text or "\n    " in text or "\n\t" in text):
+        in_code = code(text)
     for m_start, m_end in sorted(starts):
         if m_start < last_end:
             continue
-        s = max(low.rfind("\n", 0, m_start), *(low.rfind(p, 0, m_start) + 1 for p in (". ", "! ", "? "))) + 1
+        if in_code:
+            cue = norm.span(m_start, m_start + 1)[0]
+            if any(cs <= cue < ce for cs, ce in in_code):
+                continue
+        # the sentence starts after the last line break or ". " (its space) before the cue, or at the text's start
+        s = max(low.rfind("\n", 0, m_start), *(i + 1 if i >= 0 else -1
+                                                for i in (low.rfind(p, 0, m_start) for p in (". ", "! ", "? ")))) + 1
         ends = [i for i in (low.find("\n", m_end), *(low.find(p, m_end) for p in (". ", "! ", "? "))) if i >= 0]
         e = min(ends) + 1 if ends else len(low)
         s, e = max(s, m_start - _MAX_SENTENCE // 2), min(e, m_end + _MAX_SENTENCE // 2)
@@ -173,11 +205,14 @@ def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None
 
 @lru_cache(maxsize=65536)
 def features(sentence: str) -> tuple[str, ...]:
-    """The lexical model's features of a sentence: its lower-cased words, word pairs and a few shape markers."""
+    """The lexical model's features of a sentence: its lower-cased words, word pairs, character 4-grams of its words
+    (``~`` and the gram) and a few shape markers."""
     low = sentence.lower()
     toks = _TOKEN.findall(low)
     out = set(toks)
     out.update(f"{a} {b}" for a, b in zip(toks, toks[1:], strict=False))
+    words = f" {_WORDS.sub(' ', low).strip()} "
+    out.update("~" + words[i:i + _CHARS] for i in range(len(words) - _CHARS + 1))
     if re.match(r"\s*[\[<(#>*]*\s*[a-z][\w #-]{0,24}\s*[\])>*]*\s*:", low):
         out.add("#label_start")
     if re.search(r"\b(?:you|your)\b", low):
@@ -189,8 +224,14 @@ def features(sentence: str) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def says_something(sentence: str) -> bool:
+    """Whether a sentence has the ``STRONG_MIN_WORDS`` words a strong hit needs."""
+    return len(_WORDS.sub(" ", sentence.lower()).split()) >= STRONG_MIN_WORDS
+
+
 class SemanticModel:
-    """The two fitted linear models and their thresholds, as stored in ``cheat_model.json``."""
+    """The fitted linear models (lexical, embedding, and the stack that combines them) and their thresholds, as
+    stored in ``cheat_model.json``."""
 
     def __init__(self, data: dict[str, Any]):
         self.data = data
@@ -201,11 +242,14 @@ class SemanticModel:
         self.emb_w = np.asarray(emb["weights"], dtype=np.float32)
         self.emb_bias = float(emb["bias"])
         self.embedding_model = emb.get("model")
+        stack = data["stack"]
+        self.stack = (float(stack["lexical"]), float(stack["semantic"]), float(stack["bias"]))
         t = data["thresholds"]
         self.lexical_floor = float(t["lexical_floor"])
         self.threshold = float(t["threshold"])
         self.strong = float(t["strong"])
         self.lexical_only = float(t["lexical_only"])
+        self.lexical_strong = float(t["lexical_strong"])
         self.version = str(data.get("version", "?"))
 
     def lexical(self, sentences: Sequence[str]) -> np.ndarray:
@@ -218,6 +262,11 @@ class SemanticModel:
     def semantic(self, vectors: np.ndarray) -> np.ndarray:
         """Log-odds of the embedding model for (n, d) unit vectors."""
         return vectors.astype(np.float64) @ self.emb_w.astype(np.float64) + self.emb_bias
+
+    def combined(self, lexical: np.ndarray, semantic: np.ndarray) -> np.ndarray:
+        """Log-odds of the stack over the two models' log-odds."""
+        a, c, b = self.stack
+        return a * lexical + c * semantic + b
 
 
 @lru_cache(maxsize=1)
@@ -246,18 +295,19 @@ def _embed(texts: list[str], model: str | None) -> np.ndarray | None:
 
 def scan_texts(
     texts: Sequence[Sequence[str]], model: SemanticModel | None = None, *, use_embeddings: bool = True,
-    normalize: Callable[[str], Any] | None = None,
+    normalize: Callable[[str], Any] | None = None, code: Callable[[str], Sequence[tuple[int, int]]] | None = None,
 ) -> list[list[SemanticHit]]:
     """Judge-addressing sentences of each answer (a list of turns); one list of hits per answer, in order.
 
     All answers' doubtful sentences are embedded in one batch. ``use_embeddings=False`` (or a missing embedding
-    model) decides by the lexical model alone, at its stricter ``lexical_only`` threshold.
+    model) decides by the lexical model alone, at its stricter ``lexical_only`` and ``lexical_strong`` thresholds.
+    ``normalize`` and ``code`` are passed on to ``candidate_sentences``.
     """
     model = model or load_model()
     cands: list[tuple[int, int, int, int, str]] = []  # answer, turn, start, end, text
     for i, turns in enumerate(texts):
         for t, text in enumerate(turns):
-            for s, e in candidate_sentences(text, normalize):
+            for s, e in candidate_sentences(text, normalize, code):
                 cands.append((i, t, s, e, text[s:e]))
     out: list[list[SemanticHit]] = [[] for _ in texts]
     if not cands:
@@ -275,16 +325,16 @@ def scan_texts(
             vectors = got[[row[cands[k][4]] for k in doubt]]
     if vectors is not None:
         sem = model.semantic(vectors)
-        score = (lex[doubt] + sem) / 2
-        keep = score >= model.threshold
+        score = model.combined(lex[doubt], sem)
+        keep, strong = score >= model.threshold, model.strong
     else:
         sem = None
         score = lex[doubt]
-        keep = score >= model.lexical_only
+        keep, strong = score >= model.lexical_only, model.lexical_strong
     for j in np.flatnonzero(keep):
         k = int(doubt[j])
         i, t, s, e, text = cands[k]
         out[i].append(SemanticHit(t, s, e, text, float(score[j]), float(lex[k]),
                                   None if sem is None else float(sem[j]),
-                                  strong=sem is not None and float(score[j]) >= model.strong))
+                                  strong=float(score[j]) >= strong and says_something(text)))
     return out

@@ -2,26 +2,45 @@
 
     python -m lioneval.checks.train_semantic [--corpus PATH] [--out PATH]
 
-Examples are the step-1 candidate sentences (see ``semantic.candidate_sentences``) of the corpus's tuning texts:
-sentences of the attack families that address the evaluator in words (every family but the master-key openers and
-length padding, which have rules of their own) are positives, sentences of the honest answers negatives. Both models
-are L2-regularised logistic regressions fitted by Newton's method with balanced class weights, so the result depends
-only on the corpus (no random start, no shuffling). Thresholds come from 5-fold out-of-fold scores on the same
-tuning split: ``lexical_floor`` passes 90% of the positives on to the embedding model, ``threshold`` (a judge-addressing
-sentence) is the 95% quantile of the honest sentences' combined scores, ``strong`` (one that flags alone) lies a
-margin above every honest sentence's, ``lexical_only`` likewise for the lexical model alone.
-The evaluation split is never read.
+Examples are the step-1 candidate sentences (see ``semantic.candidate_sentences``; code is not prose) of the corpus's
+tuning texts: sentences of the attack families that address the evaluator in words (every family but the master-key
+openers and length padding, which have rules of their own) are positives, sentences of the honest answers negatives.
+Three L2-regularised, class-balanced logistic regressions are fitted: the lexical model (words, word pairs and
+character 4-grams seen in at least two sentences; L-BFGS), the embedding model (Newton's method) and the stack that
+weighs their log-odds (fitted on out-of-fold scores, so it learns how far each model is to be trusted on sentences
+it has not seen). Folds are whole corpus items (item k of the tuning split is in fold k mod 5): no sentence is scored
+by a model that saw another sentence of its text. Nothing is random and nothing is shuffled: the result depends only
+on the corpus.
+
+Thresholds come from the out-of-fold scores of the tuning split: ``lexical_floor`` passes all but ``FLOOR_QUANTILE``
+of the positive sentences on to the embedding model; ``threshold`` (a judge-addressing sentence: the answer warns) is
+the ``MEDIUM_QUANTILE`` quantile of the honest sentences' stacked scores; ``strong`` (the answer is flagged) the
+``STRONG_QUANTILE`` quantile (the highest) plus ``MARGIN``, for sentences of ``semantic.STRONG_MIN_WORDS`` words
+or more; ``lexical_only`` (a hit without embeddings) lies ``MARGIN`` above the highest honest lexical score and
+``lexical_strong`` ``LEXICAL_STRONG_MARGIN`` above it. The evaluation split is never read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
+from scipy.optimize import minimize
 
-from lioneval.checks.semantic import CORPUS_FILE, MODEL_FILE, candidate_sentences, features, load_corpus
+from lioneval.checks.answers import code_spans, normalize
+from lioneval.checks.semantic import (
+    CORPUS_FILE,
+    MODEL_FILE,
+    candidate_sentences,
+    features,
+    load_corpus,
+    says_something,
+)
 from lioneval.embeddings import DEFAULT_MODEL, embed
 
 # families whose attacks are words addressed to the evaluator (the others are shapes: rules catch them)
@@ -29,35 +48,53 @@ WORD_FAMILIES = ("structured_verdict", "fake_turns", "output_instruction", "pers
                  "instruction_override", "template_break")
 L2_LEXICAL = 1.0
 L2_SEMANTIC = 0.3
-MARGIN = 0.5
+L2_STACK = 0.01
+MIN_COUNT = 2  # a lexical feature must occur in this many training sentences: rarer ones only memorise a text
+MARGIN = 0.25
+# without embeddings the words alone decide: a hit needs a score beyond every honest sentence, a strong one a whole
+# log-odds unit beyond (fewer catches, no false flags from the weaker model)
+LEXICAL_STRONG_MARGIN = 1.0
 MEDIUM_QUANTILE = 0.95
+STRONG_QUANTILE = 0.99
 # the share of positives the lexical model may clear without the embedding model: the price of checking 10,000
 # answers in seconds (only the sentences above the floor are embedded)
-FLOOR_QUANTILE = 0.1
+FLOOR_QUANTILE = 0.02
 FOLDS = 5
 
 
-def examples(corpus: dict) -> tuple[list[str], np.ndarray]:
-    texts: list[str] = []
-    labels: list[int] = []
+def example_items(corpus: dict) -> list[tuple[str, int, str, str]]:
+    """(sentence, label, item id, family or "honest") for every candidate sentence of the tuning split."""
+    out: list[tuple[str, int, str, str]] = []
     for item in corpus["attacks"]:
         if item["split"] == "tune" and item["family"] in WORD_FAMILIES:
-            for s, e in candidate_sentences(item["text"]):
-                texts.append(item["text"][s:e])
-                labels.append(1)
+            out += [(item["text"][s:e], 1, item["id"], item["family"]) for s, e in _candidates(item["text"])]
     for item in corpus["honest"]:
         if item["split"] == "tune":
-            for s, e in candidate_sentences(item["text"]):
-                texts.append(item["text"][s:e])
-                labels.append(0)
-    return texts, np.asarray(labels, dtype=np.float64)
+            out += [(item["text"][s:e], 0, item["id"], "honest") for s, e in _candidates(item["text"])]
+    return out
+
+
+def examples(corpus: dict) -> tuple[list[str], np.ndarray]:
+    """The training sentences of the tuning split and their labels (1: addresses the evaluator)."""
+    items = example_items(corpus)
+    return [x[0] for x in items], np.asarray([x[1] for x in items], dtype=np.float64)
+
+
+def _candidates(text: str) -> list[tuple[int, int]]:
+    return candidate_sentences(text, normalize, code_spans)
+
+
+def _balanced(y: np.ndarray) -> np.ndarray:
+    n = len(y)
+    return np.where(y == 1, n / (2 * max(y.sum(), 1)), n / (2 * max(n - y.sum(), 1)))
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> tuple[np.ndarray, float]:
-    """Weights and bias of a class-balanced L2 logistic regression (the bias is not penalised)."""
+    """Weights and bias of a class-balanced L2 logistic regression by Newton's method (the bias is not penalised);
+    for few dense features."""
     n, d = x.shape
     xb = np.hstack([x, np.ones((n, 1))])
-    sw = np.where(y == 1, n / (2 * max(y.sum(), 1)), n / (2 * max(n - y.sum(), 1)))
+    sw = _balanced(y)
     w = np.zeros(d + 1)
     reg = np.full(d + 1, l2)
     reg[-1] = 0.0
@@ -72,72 +109,109 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 50) -> tu
     return w[:-1], float(w[-1])
 
 
-def _lexical_matrix(texts: list[str], vocab: list[str]) -> np.ndarray:
+def fit_sparse_logistic(x: sparse.csr_matrix, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """The same regression for many sparse features, by L-BFGS from zero (deterministic)."""
+    sw = _balanced(y)
+    d = x.shape[1]
+
+    def loss(wb: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = wb[:-1], wb[-1]
+        z = x @ w + b
+        # log(1 + e^z) - y z, written to stay finite for large |z|
+        ll = np.logaddexp(0.0, z) - y * z
+        p = 1 / (1 + np.exp(-z))
+        g = sw * (p - y)
+        return float(sw @ ll + 0.5 * l2 * w @ w), np.concatenate([x.T @ g + l2 * w, [g.sum()]])
+
+    res = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 2000, "gtol": 1e-7, "ftol": 1e-12})
+    return res.x[:-1], float(res.x[-1])
+
+
+def _vocab(texts: Sequence[str]) -> list[str]:
+    counts = Counter(f for t in texts for f in features(t))
+    return sorted(f for f, c in counts.items() if c >= MIN_COUNT)
+
+
+def _lexical_matrix(texts: Sequence[str], vocab: list[str]) -> sparse.csr_matrix:
     index = {f: i for i, f in enumerate(vocab)}
-    x = np.zeros((len(texts), len(vocab)))
+    rows, cols = [], []
     for r, t in enumerate(texts):
         for f in features(t):
             if f in index:
-                x[r, index[f]] = 1.0
-    return x
+                rows.append(r)
+                cols.append(index[f])
+    return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(texts), len(vocab)))
 
 
-def _vocab(texts: list[str]) -> list[str]:
-    return sorted({f for t in texts for f in features(t)})
+def _fit(texts: Sequence[str], y: np.ndarray, emb: np.ndarray) -> tuple[list[str], np.ndarray, float, np.ndarray,
+                                                                         float]:
+    vocab = _vocab(texts)
+    w, b = fit_sparse_logistic(_lexical_matrix(texts, vocab), y, L2_LEXICAL)
+    ws, bs = fit_logistic(emb, y, L2_SEMANTIC)
+    return vocab, w, b, ws, bs
 
 
-def _scores(train: np.ndarray, test: np.ndarray, texts: list[str], y: np.ndarray, emb: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-    tr = [texts[i] for i in train]
-    vocab = _vocab(tr)
-    w, b = fit_logistic(_lexical_matrix(tr, vocab), y[train], L2_LEXICAL)
-    lex = _lexical_matrix([texts[i] for i in test], vocab) @ w + b
-    ws, bs = fit_logistic(emb[train], y[train], L2_SEMANTIC)
-    return lex, emb[test] @ ws + bs
+def _item_recall(hit: np.ndarray, items: list[tuple[str, int, str, str]]) -> dict[str, float]:
+    """Per family (and "honest"): the share of items with at least one sentence where ``hit`` holds."""
+    per: dict[str, dict[str, bool]] = defaultdict(dict)
+    for h, (_, _, item, fam) in zip(hit, items, strict=True):
+        per[fam][item] = per[fam].get(item, False) or bool(h)
+    return {fam: round(sum(v.values()) / len(v), 4) for fam, v in sorted(per.items())}
 
 
 def train(corpus_path: Path = CORPUS_FILE) -> dict:
     corpus = load_corpus(corpus_path)
-    texts, y = examples(corpus)
+    items = example_items(corpus)
+    texts = [x[0] for x in items]
+    y = np.asarray([x[1] for x in items], dtype=np.float64)
     emb = embed(texts).astype(np.float64)
-    # out-of-fold scores for the thresholds: folds by position, interleaved so that every family is in each
+    order = {item: k for k, item in enumerate(dict.fromkeys(x[2] for x in items))}
+    fold = np.asarray([order[x[2]] % FOLDS for x in items])
     lex_oof = np.zeros(len(texts))
     sem_oof = np.zeros(len(texts))
-    idx = np.arange(len(texts))
     for k in range(FOLDS):
-        test = idx[idx % FOLDS == k]
-        train_ = idx[idx % FOLDS != k]
-        lex_oof[test], sem_oof[test] = _scores(train_, test, texts, y, emb)
+        test, train_ = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        vocab, w, b, ws, bs = _fit([texts[i] for i in train_], y[train_], emb[train_])
+        lex_oof[test] = _lexical_matrix([texts[i] for i in test], vocab) @ w + b
+        sem_oof[test] = emb[test] @ ws + bs
     pos, neg = y == 1, y == 0
+    (sa, sc), sb = fit_logistic(np.column_stack([lex_oof, sem_oof]), y, L2_STACK)
+    combined = sa * lex_oof + sc * sem_oof + sb
     floor = float(np.quantile(lex_oof[pos], FLOOR_QUANTILE))
-    combined = (lex_oof + sem_oof) / 2
     threshold = float(np.quantile(combined[neg], MEDIUM_QUANTILE))
-    strong = float(combined[neg].max() + MARGIN)
+    strong = float(np.quantile(combined[neg], STRONG_QUANTILE) + MARGIN)
     lexical_only = float(lex_oof[neg].max() + MARGIN)
-    vocab = _vocab(texts)
-    w, b = fit_logistic(_lexical_matrix(texts, vocab), y, L2_LEXICAL)
-    ws, bs = fit_logistic(emb, y, L2_SEMANTIC)
+    lexical_strong = float(lex_oof[neg].max() + LEXICAL_STRONG_MARGIN)
+    vocab, w, b, ws, bs = _fit(texts, y, emb)
     passed = (lex_oof >= floor) & (combined >= threshold)
+    flagged = (lex_oof >= floor) & (combined >= strong) & np.asarray([says_something(t) for t in texts])
     stats = {
         "sentences": len(texts), "positives": int(pos.sum()), "negatives": int(neg.sum()),
         "oof_recall": round(float(passed[pos].mean()), 4), "oof_false_positives": int(passed[neg].sum()),
-        "oof_recall_strong": round(float(((lex_oof >= floor) & (combined >= strong))[pos].mean()), 4),
+        "oof_recall_strong": round(float(flagged[pos].mean()), 4),
+        "oof_false_positives_strong": int(flagged[neg].sum()),
         "oof_recall_lexical_only": round(float((lex_oof[pos] >= lexical_only).mean()), 4),
+        "oof_items_flagged": _item_recall(flagged, items),
     }
     keep = {f: round(float(v), 4) for f, v in zip(vocab, w, strict=True) if abs(v) >= 1e-3}
     return {
-        "version": 1,
-        "how": ("python -m lioneval.checks.train_semantic: class-balanced L2 logistic regressions (Newton's method) "
-                "on the candidate sentences of the tuning split of cheat_corpus.json; thresholds from 5-fold "
-                f"out-of-fold scores (lexical_floor: 10% quantile of positives; threshold and lexical_only: highest "
-                f"honest score + {MARGIN})"),
+        "version": 2,
+        "how": ("python -m lioneval.checks.train_semantic: class-balanced L2 logistic regressions on the candidate "
+                "sentences of the tuning split of cheat_corpus.json (lexical: words, word pairs, character 4-grams, "
+                "L-BFGS; embedding: Newton's method; stack of the two log-odds fitted on 5-fold out-of-fold scores, "
+                "folds by corpus item); thresholds from the out-of-fold scores (lexical_floor: "
+                f"{FLOOR_QUANTILE:.0%} quantile of positives; threshold: {MEDIUM_QUANTILE:.0%} quantile "
+                f"of honest sentences; strong: {STRONG_QUANTILE:.0%} quantile + {MARGIN}; lexical_only, "
+                f"lexical_strong: highest honest lexical score + {MARGIN}, + {LEXICAL_STRONG_MARGIN})"),
         "families": list(WORD_FAMILIES),
-        "l2": {"lexical": L2_LEXICAL, "semantic": L2_SEMANTIC},
+        "l2": {"lexical": L2_LEXICAL, "semantic": L2_SEMANTIC, "stack": L2_STACK},
         "training": stats,
         "thresholds": {"lexical_floor": round(floor, 4), "threshold": round(threshold, 4), "strong": round(strong, 4),
-                       "lexical_only": round(lexical_only, 4)},
+                       "lexical_only": round(lexical_only, 4), "lexical_strong": round(lexical_strong, 4)},
         "lexical": {"bias": round(b, 4), "weights": keep},
         "semantic": {"model": DEFAULT_MODEL, "bias": round(bs, 4), "weights": [round(float(v), 5) for v in ws]},
+        "stack": {"lexical": round(float(sa), 5), "semantic": round(float(sc), 5), "bias": round(sb, 5)},
     }
 
 
