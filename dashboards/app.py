@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 
 from lioneval.dashboards import data
 from lioneval.errors import LionEvalError
+from lioneval.human_labels import is_human
 from lioneval.store import DEFAULT_STORE, RunStore, is_url
 
 
@@ -50,8 +51,19 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--data", action="append", default=[])
     parser.add_argument("--lc-data")
     parser.add_argument("--glm-weights")
+    parser.add_argument("--price", action="append", default=[])
+    parser.add_argument("--prices")
     args, _ = parser.parse_known_args(sys.argv[1:])
     return args
+
+
+def judge_prices() -> tuple[tuple[str, tuple[float, float]], ...]:
+    """Judge prices (USD per million input / output tokens) from ``--price MODEL=IN/OUT`` (repeatable) and
+    ``--prices FILE.yaml`` after ``--`` on the streamlit command line, or the variable ``LIONEVAL_PRICES`` (a YAML
+    file); a sorted tuple, so it can key a cache. Raises LionEvalError on a malformed price."""
+    args = _args()
+    found = data.parse_prices(args.price, args.prices or os.environ.get("LIONEVAL_PRICES") or None)
+    return tuple(sorted(found.items()))
 
 
 def store_path() -> Path | str:
@@ -82,14 +94,26 @@ def bench_inputs(bench: str) -> tuple[str | None, tuple[tuple[str, str], ...]]:
 # attrs do not survive the cache's copy, so the functions that need them return them beside the frame.
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _counts(path: str, stamp: tuple) -> pd.DataFrame:
-    return data.store_counts(path)
+def _cached_read(read: Any, max_entries: int = 8) -> Any:
+    """``read(path, *args)`` cached under (path, stamp, *args): the stamp is the key that changes with the store,
+    ``read`` never sees it. Each reader gets a cache of its own (Streamlit keys a cache by the function's name)."""
+
+    def cached(path: str, stamp: Any, *args: Any) -> Any:
+        return read(path, *args)
+
+    cached.__qualname__ = cached.__name__ = f"read_{read.__name__}"
+    return st.cache_data(show_spinner=False, max_entries=max_entries)(cached)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _inventory(path: str, stamp: tuple) -> pd.DataFrame:
-    return data.judge_inventory(path)
+_counts = _cached_read(data.store_counts)
+_inventory = _cached_read(data.judge_inventory)
+_probe = _cached_read(data.null_model_probe)
+_audits = _cached_read(data.judge_audits)
+_reports = _cached_read(data.report_frame)
+_cheat_runs = _cached_read(data.cheat_runs)
+_answer_checks = _cached_read(data.answer_checks)
+_marks = _cached_read(data.model_marks, 16)
+_detail = _cached_read(data.item_detail, 64)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -114,11 +138,16 @@ def _overlap(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
     return data.judge_overlap(_frame(path, stamp, bench))
 
 
+def _chosen(path: str, stamp: tuple, bench: str, judges: tuple[str, ...]) -> pd.DataFrame:
+    """The benchmark's judgment frame, the chosen judges' rows only."""
+    frame = _frame(path, stamp, bench)
+    return frame[frame["judge"].isin(judges)]
+
+
 @st.cache_data(show_spinner=False, max_entries=16)
 def _judge_stats(path: str, stamp: tuple, bench: str, judges: tuple[str, ...]) -> tuple:
     """Agreement, scores, health and the count of items all chosen judges parsed (cached: reruns are free)."""
-    frame = _frame(path, stamp, bench)
-    frame = frame[frame["judge"].isin(judges)]
+    frame = _chosen(path, stamp, bench, judges)
     kind = data.frame_kind(frame) if not frame.empty else (data.bench_info(bench).kind or "rating")
     health = data.judge_health(frame)
     if len(judges) < 2:
@@ -130,30 +159,19 @@ def _judge_stats(path: str, stamp: tuple, bench: str, judges: tuple[str, ...]) -
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _disagreements(path: str, stamp: tuple, bench: str, judges: tuple[str, ...], gap: float) -> tuple:
-    frame = _frame(path, stamp, bench)
-    frame = frame[frame["judge"].isin(judges)]
+    frame = _chosen(path, stamp, bench, judges)
     df = data.disagreements(path, frame, list(judges), rating_gap=gap, limit=None, texts=False)
     return df, df.attrs.get("total", len(df)), df.attrs.get("compared", 0)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _detail(path: str, stamp: tuple, bench: str, qid: str, models: tuple[str, ...]) -> dict:
-    return data.item_detail(path, bench, qid, list(models))
+@st.cache_data(show_spinner=False, max_entries=16)
+def _usage(path: str, stamp: tuple, bench: str, prices: tuple[tuple[str, tuple[float, float]], ...]) -> pd.DataFrame:
+    return data.judge_usage(path, bench, dict(prices))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _usage(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
-    return data.judge_usage(path, bench)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _probe(path: str, stamp: tuple) -> pd.DataFrame:
-    return data.null_model_probe(path)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _audits(path: str, stamp: tuple) -> pd.DataFrame:
-    return data.judge_audits(path)
+def _human(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
+    return data.human_agreement(_frame(path, stamp, bench))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -168,30 +186,10 @@ def _board(path: str, stamp: tuple, bench: str, judge: str | None, rounds: int |
     return df, df.attrs.get("headline")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _marks(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
-    return data.model_marks(path, bench)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _reports(path: str, stamp: tuple) -> pd.DataFrame:
-    return data.report_frame(path)
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def _training(path: str, stamp: tuple) -> tuple:
     df = data.training_frame(path)
     return df, df.attrs.get("unplaced", 0), data.drift_frame(path)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _cheat_runs(path: str, stamp: tuple) -> pd.DataFrame:
-    return data.cheat_runs(path)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _answer_checks(path: str, stamp: tuple) -> pd.DataFrame:
-    return data.answer_checks(path)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -244,18 +242,49 @@ def markdown_block(text: str) -> None:
     st.markdown(text or "_(empty)_")
 
 
+def lead_columns(df: pd.DataFrame, lead: list[str]) -> pd.DataFrame:
+    """``df`` with the ``lead`` columns it has first, the others after them in their order."""
+    lead = list(dict.fromkeys(c for c in lead if c in df.columns))
+    return df[lead + [c for c in df.columns if c not in lead]]
+
+
+def linked_table(df: pd.DataFrame, name: str, links: list[str], label: str, text: str, **config: Any) -> None:
+    """:func:`table` with an ``open`` column of links to other views (``links``: one per row)."""
+    table(df.assign(open=links), name, column_config={**config, "open": st.column_config.LinkColumn(
+        label, display_text=text)})
+
+
+def filtered(df: pd.DataFrame, category: str, model: str, search: str) -> pd.DataFrame:
+    """Rows of one category and model ("(all)": any) whose question id contains ``search`` (any case)."""
+    if category != "(all)":
+        df = df[df["category"] == category]
+    if model != "(all)":
+        df = df[df["model"] == model]
+    if search:
+        df = df[df["question_id"].astype(str).str.contains(search, case=False, regex=False)]
+    return df
+
+
+def judged_bench(path: str, stamp: tuple, title: str, empty: str = "No judgments yet.") -> tuple | None:
+    """A page's header and its benchmark picker over the benchmarks with judgments: (inventory, benchmark), or None
+    after saying how to fill the store when it holds no judgment."""
+    st.header(title)
+    inv = _inventory(path, stamp)
+    if inv.empty:
+        st.info(f"{empty}\n\n" + FILL_HELP)
+        return None
+    return inv, pick("Benchmark", sorted(inv["benchmark"].unique()), "bench")
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Pages
 
 
 def page_judges(path: str, stamp: tuple) -> None:
-    st.header("Judge comparison")
-    inv = _inventory(path, stamp)
-    if inv.empty:
-        st.info("No judgments in this store yet.\n\n" + FILL_HELP)
+    picked = judged_bench(path, stamp, "Judge comparison", "No judgments in this store yet.")
+    if picked is None:
         return
-    benches = sorted(inv["benchmark"].unique())
-    bench = pick("Benchmark", benches, "bench")
+    inv, bench = picked
     bstamp = _bench_stamp(path, stamp, bench)
     judges_here = inv.loc[inv["benchmark"] == bench].sort_values("judgments", ascending=False)
     options = list(judges_here["judge"])
@@ -326,19 +355,14 @@ def page_judges(path: str, stamp: tuple) -> None:
 
     st.subheader("Judge report card: position bias and parse failures")
     card = health.assign(label=health["judge"].map(labels))
-    first = ["label", "parse_failure_rate", "games_agree", "first_position_win_share", "judgments", "failed"]
-    card = card[first + [c for c in card.columns if c not in first]]
+    card = lead_columns(card, ["label", "parse_failure_rate", "games_agree", "first_position_win_share", "judgments",
+                               "failed"])
     table(card, f"judge-health-{bench}", caption=(
         "games_agree: share of two-order judgments whose games give the same verdict (order-blind judge: 1). "
         "first_position_win_share: share of decisive games won by the answer shown first (unbiased: 0.5)."
     ))
-    usage = _usage(path, bstamp, bench)
-    usage = usage[usage["judge"].isin(chosen or options)].assign(label=lambda u: u["judge"].map(labels))
-    if usage["with_usage"].sum():
-        table(usage[["label", "judgments", "with_usage", "prompt_tokens_per_1k", "completion_tokens_per_1k",
-                     "calls_per_1k", "judge"]], f"judge-usage-{bench}", caption=(
-            "Cost per 1,000 judgments: tokens and calls (retries included), from the usage each judgment recorded "
-            "(imported judgments record none). Latency is not recorded."))
+    _usage_card(path, bstamp, bench, chosen or options, labels)
+    _human_card(path, bstamp, bench, options, labels)
     for label, rate in zip(card["label"], card["parse_failure_rate"], strict=True):
         if rate == rate and rate > 0.5:
             st.warning(f"`{label}` failed to give a verdict on {rate:.0%} of its judgments: its numbers rest on the "
@@ -360,6 +384,47 @@ def page_judges(path: str, stamp: tuple) -> None:
         _disagreement_browser(path, bstamp, bench, chosen, labels, dis, int(total or 0), int(compared or 0))
 
 
+def _usage_card(path: str, stamp: tuple, bench: str, judges: list[str], labels: dict[str, str]) -> None:
+    """Tokens, calls, latency and (with prices given) dollars per 1,000 judgments of each judge."""
+    try:
+        prices = judge_prices()
+    except LionEvalError as e:
+        st.error(str(e))
+        prices = ()
+    usage = _usage(path, stamp, bench, prices)
+    usage = usage[usage["judge"].isin(judges)].assign(label=lambda u: u["judge"].map(labels))
+    if not usage["with_usage"].sum():
+        return
+    table(usage[["label", "judgments", "with_usage", "prompt_tokens_per_1k", "completion_tokens_per_1k",
+                 "calls_per_1k", "usd_per_1k", "price", "with_latency", "latency_p50_s", "latency_p90_s",
+                 "judge_hours_per_1k", "judge"]], f"judge-usage-{bench}", caption=(
+        "Cost per 1,000 judgments: tokens and calls (retries included), from the usage each judgment recorded "
+        "(imported judgments record none). usd_per_1k: from the prices given to the dashboard (`--price MODEL=IN/OUT`"
+        ", USD per million input/output tokens; `price` shows the entry used), blank without one. Latency: wall "
+        "seconds of a judgment's answered calls (its games summed), p50 and p90 over the judgments that recorded it "
+        "(`with_latency`); judge_hours_per_1k: their mean x 1,000, in hours, before any parallelism."))
+
+
+def _human_card(path: str, stamp: tuple, bench: str, options: list[str], labels: dict[str, str]) -> None:
+    """Each judge's agreement with the human votes stored for the benchmark (`lioneval import fastchat-human`)."""
+    if not any(is_human(j) for j in options):
+        return
+    st.subheader("Agreement with human labels")
+    human = _human(path, stamp, bench)
+    if human.empty:
+        st.info("The human votes share no (question, model pair, turn) with another judge's judgments: judge the "
+                "answers the annotators compared to see how the judges agree with them.")
+        return
+    table(human.assign(label=human["judge"].map(labels))[["label", *human.columns]], f"human-agreement-{bench}",
+          caption=(
+              "Each human vote on a (question, model pair, turn) against the judge's preference on that pair and turn"
+              ", as the MT-Bench paper counts agreement. A rating judge's preference is implied by its two ratings "
+              "(the higher wins; equal ratings tie). agreement_with_ties: same win/tie/loss over all votes; "
+              "agreement_without_ties: over the votes where neither side called a tie (the paper's setup without "
+              "ties). judge_ties / human_ties: the share of votes each side called a tie. The human judge's own row "
+              "is the bar: its annotators against each other, every two votes on one item (votes: those pairs)."))
+
+
 def _disagreement_browser(path: str, stamp: tuple, bench: str, chosen: list[str], labels: dict[str, str],
                           dis: pd.DataFrame, total: int, compared: int) -> None:
     st.subheader("Where the judges disagree")
@@ -375,24 +440,15 @@ def _disagreement_browser(path: str, stamp: tuple, bench: str, chosen: list[str]
     cat = c1.selectbox("Category", ["(all)", *cats], key="dis_cat") if cats else "(all)"
     model = c2.selectbox("Model", ["(all)", *sorted(dis["model"].unique())], key="dis_model")
     search = c3.text_input("Question id contains", key="dis_q")
-    view = dis
-    if cat != "(all)":
-        view = view[view["category"] == cat]
-    if model != "(all)":
-        view = view[view["model"] == model]
-    if search:
-        view = view[view["question_id"].astype(str).str.contains(search, case=False, regex=False)]
+    view = filtered(dis, cat, model, search)
     st.caption(f"{total} of {compared} compared items in disagreement; {len(view)} match the filters "
                "(widest spread first). Pick one below to read it.")
     value_cols = [c for c in view.columns if c.startswith("value:")]
     brief = view[[*data.ITEM_KEYS, "category", "spread", *value_cols]].rename(
         columns={f"value:{j}": labels.get(j, j) for j in chosen})
-    brief = brief.assign(open=[link(view="Questions", bench=bench, question=q, model=m)
-                               for q, m in zip(view["question_id"], view["model"], strict=True)])
-    table(brief, f"disagreements-{bench}", column_config={
-        "turn": st.column_config.NumberColumn(format="%d"),
-        "open": st.column_config.LinkColumn("side by side", display_text="open"),
-    })
+    linked_table(brief, f"disagreements-{bench}", [link(view="Questions", bench=bench, question=q, model=m)
+                                                   for q, m in zip(view["question_id"], view["model"], strict=True)],
+                 "side by side", "open", turn=st.column_config.NumberColumn(format="%d"))
     if view.empty:
         return
     rows = view.reset_index(drop=True)
@@ -441,12 +497,10 @@ def show_item(detail: dict, models: list[str], turn: int, judges: list[str] | No
 
 
 def page_questions(path: str, stamp: tuple) -> None:
-    st.header("Questions")
-    inv = _inventory(path, stamp)
-    if inv.empty:
-        st.info("No judgments yet.\n\n" + FILL_HELP)
+    picked = judged_bench(path, stamp, "Questions")
+    if picked is None:
         return
-    bench = pick("Benchmark", sorted(inv["benchmark"].unique()), "bench")
+    _, bench = picked
     bstamp = _bench_stamp(path, stamp, bench)
     frame = _frame(path, bstamp, bench)
     labels = data.judge_labels(sorted(frame["judge"].unique()))
@@ -460,19 +514,13 @@ def page_questions(path: str, stamp: tuple) -> None:
                              bind="query-params")
         only = st.multiselect("Only items", ["judges disagree", "flagged", "failed"], key="only")
         search = st.text_input("Question id contains", key="q")
-    view = items
-    if cat != "(all)":
-        view = view[view["category"] == cat]
-    if model != "(all)":
-        view = view[view["model"] == model]
+    view = filtered(items, cat, model, search)
     if "judges disagree" in only:
         view = view[(view["judges"] >= 2) & (view["spread"] >= (50.0 if scale == 100.0 else data.RATING_GAP))]
     if "flagged" in only:
         view = view[view["flagged"]]
     if "failed" in only:
         view = view[view["failed"] > 0]
-    if search:
-        view = view[view["question_id"].astype(str).str.contains(search, case=False, regex=False)]
     st.caption(f"{len(view)} of {len(items)} (question, model) items match. The spread is the widest gap between "
                "two verdicts on the item (any judge, any turn).")
     table(view.drop(columns=["low", "high"]), f"questions-{bench}")
@@ -608,13 +656,11 @@ def _board_section(path: str, stamp: tuple, inv: pd.DataFrame) -> None:
         out.loc[g.index, "rank"] = (sign * g[metric]).rank(method="min")
     out = out.assign(_key=out["rank"].fillna(np.inf)).sort_values(["judge", "_key", "model"]).drop(columns="_key")
     out = out.assign(judge_label=out["judge"].map(labels))
-    lead = ["judge_label", "rank", "model", metric, f"{metric}_lower", f"{metric}_upper", f"{metric}_method", "n",
-            "mark", "reliable", "unreliable", "comparable", "note", "failed", "dropped"]
-    lead = list(dict.fromkeys(c for c in lead if c in out.columns))
-    out = out[lead + [c for c in out.columns if c not in lead]]
-    out = out.assign(open=[link(view="Questions", bench=bench, model=m) for m in out["model"]])
-    table(out, f"leaderboard-{bench}", column_config={
-        "open": st.column_config.LinkColumn("answers", display_text="browse")})
+    out = lead_columns(out, ["judge_label", "rank", "model", metric, f"{metric}_lower", f"{metric}_upper",
+                             f"{metric}_method", "n", "mark", "reliable", "unreliable", "comparable", "note", "failed",
+                             "dropped"])
+    linked_table(out, f"leaderboard-{bench}", [link(view="Questions", bench=bench, model=m) for m in out["model"]],
+                 "answers", "browse")
     _breakdown(ranked, metrics, labels)
 
 
@@ -718,21 +764,17 @@ def page_training(path: str, stamp: tuple) -> None:
         st.caption(f"{stage} stopped at step {step}: {reason or 'no reason stored'}")
     for model, why in sub.loc[sub["promoted"], ["model", "promotion_reasons"]].itertuples(index=False):
         st.caption(f"promoted {model}: {why}")
-    out = sub.assign(open=[link(view="Questions", bench=bench, model=m) for m in sub["model"]])
-    lead = ["stage", "step", "global_step", "model", "value", "lower", "upper", "promoted", "stopped_here", "flagged",
-            "flags", "promotion_reasons", "stop_reason", "open"]
-    out = out[lead + [c for c in out.columns if c not in lead]]
-    table(out, f"training-{bench}-{metric}", column_config={
-        "open": st.column_config.LinkColumn("answers", display_text="browse")})
+    out = lead_columns(sub, ["stage", "step", "global_step", "model", "value", "lower", "upper", "promoted",
+                             "stopped_here", "flagged", "flags", "promotion_reasons", "stop_reason"])
+    linked_table(out, f"training-{bench}-{metric}", [link(view="Questions", bench=bench, model=m)
+                                                     for m in out["model"]], "answers", "browse")
 
 
 def page_length(path: str, stamp: tuple) -> None:
-    st.header("Length")
-    inv = _inventory(path, stamp)
-    if inv.empty:
-        st.info("No judgments yet.\n\n" + FILL_HELP)
+    picked = judged_bench(path, stamp, "Length")
+    if picked is None:
         return
-    bench = pick("Benchmark", sorted(inv["benchmark"].unique()), "bench")
+    inv, bench = picked
     judge = pick("Judge", sorted(inv.loc[inv["benchmark"] == bench, "judge"]), "judge")
     info = data.bench_info(bench)
     bstamp = _bench_stamp(path, stamp, bench)
@@ -788,11 +830,10 @@ def page_cheats(path: str, stamp: tuple) -> None:
     if answers.empty:
         st.caption("No answer was flagged.")
         return
-    shown = answers.drop(columns=["text"]).assign(open=[
+    linked_table(answers.drop(columns=["text"]), "cheat-answers", [
         link(view="Questions", bench=b, question=q, model=m)
-        for b, q, m in zip(answers["benchmark"], answers["question_id"], answers["model"], strict=True)])
-    table(shown, "cheat-answers", column_config={
-        "open": st.column_config.LinkColumn("side by side", display_text="open")})
+        for b, q, m in zip(answers["benchmark"], answers["question_id"], answers["model"], strict=True)],
+        "side by side", "open")
     labels = [f"{r.status}: {r.name} / {r.model} / {r.question_id}" for r in answers.itertuples()]
     idx = st.selectbox("Answer", range(len(answers)), format_func=lambda i: labels[i], key="flag",
                        bind="query-params")

@@ -18,6 +18,9 @@ Conventions of the judge comparison, also shown in the app:
 - Model scores for the rank correlation are the mean judged value on the items both judges judged (ratings: mean
   rating; pairwise: mean win share in %), so the two judges are compared on the same questions. The leaderboard
   page shows the benchmark's own estimators (Bradley-Terry, LC GLM) with their intervals.
+- Human labels (the votes of a ``human`` judge, :mod:`lioneval.human_labels`) are compared vote by vote, as the
+  MT-Bench paper does: a rating judge's preference on a pair is implied by its two ratings (equal ratings tie), and
+  agreement is stated with ties and without them (votes where neither side called a tie).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import inspect
 import itertools
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +37,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from lioneval.checks.audit import NULL_MODEL_PREFIX
 from lioneval.errors import LionEvalError
+from lioneval.human_labels import is_human
 from lioneval.registry import BENCHMARKS
 from lioneval.store import RunStore, is_url
 from lioneval.types import CheckResult, Judgment, Report
@@ -57,6 +62,7 @@ __all__ = [
     "fingerprint",
     "frame_kind",
     "highlight_spans",
+    "human_agreement",
     "item_detail",
     "judge_agreement",
     "judge_audits",
@@ -72,6 +78,8 @@ __all__ = [
     "model_marks",
     "model_scores",
     "null_model_probe",
+    "parse_prices",
+    "price_for",
     "quadratic_kappa",
     "rank_correlation",
     "report_frame",
@@ -469,21 +477,196 @@ def judge_health(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def judge_usage(source: Source, bench: str) -> pd.DataFrame:
-    """Per judge of a benchmark: what its judgments cost in tokens and calls, per 1,000 judgments, from the usage
-    each stored judgment records (imported judgments record none: ``with_usage`` counts those that do).
+def judge_usage(source: Source, bench: str, prices: Mapping[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+    """Per judge of a benchmark: what its judgments cost in tokens, calls, time and money, per 1,000 judgments, from
+    the usage each stored judgment records (imported judgments record none: ``with_usage`` counts those that do).
 
-    Columns: judge, judgments, with_usage, prompt_tokens_per_1k, completion_tokens_per_1k, calls_per_1k.
+    Columns: judge, judgments, with_usage, prompt_tokens_per_1k, completion_tokens_per_1k, calls_per_1k,
+    with_latency, latency_p50_s and latency_p90_s (wall seconds of a judgment's answered calls, its games summed:
+    recorded by the OpenAI-compatible backends since lioneval records it), judge_hours_per_1k (their sum over 1,000
+    judgments), price (the ``prices`` entry that matched the judge, :func:`price_for`: USD per million input and
+    output tokens) and usd_per_1k (NaN without a price).
     """
-    cols = ["judge", "judgments", "with_usage", "prompt_tokens_per_1k", "completion_tokens_per_1k", "calls_per_1k"]
+    cols = ["judge", "judgments", "with_usage", "prompt_tokens_per_1k", "completion_tokens_per_1k", "calls_per_1k",
+            "with_latency", "latency_p50_s", "latency_p90_s", "judge_hours_per_1k", "price", "usd_per_1k"]
     with _open(source) as store:
         rows = store.judge_usage(bench)
+        # latency is recorded with the usage: a benchmark without usage (imported judgments) skips the read
+        metered = [r[0] for r in rows if r[2]]
+        latency = store.record_fields("judgments", ["judge"], [("number", ("meta", "usage", "latency_s"))],
+                                      benchmark=bench, judge=metered) if metered else []
+    seconds: dict[str, list[float]] = {}
+    for judge, s in latency:
+        if s is not None:
+            seconds.setdefault(judge, []).append(float(s))
     out = []
     for judge, n, with_usage, prompt, completion, calls in rows:
         per = 1000.0 / with_usage if with_usage else float("nan")
-        out.append((judge, int(n), int(with_usage), float(prompt or 0) * per, float(completion or 0) * per,
-                    float(calls or 0) * per))
+        prompt_1k, completion_1k = float(prompt or 0) * per, float(completion or 0) * per
+        lat = np.asarray(seconds.get(judge, []), dtype=float)
+        p50, p90 = (np.quantile(lat, [0.5, 0.9]) if lat.size else (float("nan"), float("nan")))
+        hours = float(lat.mean()) * 1000.0 / 3600.0 if lat.size else float("nan")
+        found = price_for(judge, prices or {})
+        usd = (prompt_1k * found[1][0] + completion_1k * found[1][1]) / 1e6 if found else float("nan")
+        out.append((judge, int(n), int(with_usage), prompt_1k, completion_1k, float(calls or 0) * per, int(lat.size),
+                    float(p50), float(p90), hours, f"{found[0]}: {found[1][0]:g}/{found[1][1]:g}" if found else "",
+                    usd))
     return pd.DataFrame(out, columns=cols)
+
+
+def price_for(judge: str, prices: Mapping[str, tuple[float, float]]) -> tuple[str, tuple[float, float]] | None:
+    """(name, (input, output) USD per million tokens) of the ``prices`` entry for a judge id, or None.
+
+    An id reads ``provider:model@endpoint#hash``: the entry named by the whole id wins, then ``provider:model``, then
+    the model alone (``gpt-4o`` prices every provider's ``gpt-4o`` judge).
+    """
+    head = judge.split("#", 1)[0].split("@", 1)[0]
+    for name in (judge, judge.split("#", 1)[0], head, head.split(":", 1)[-1]):
+        if name in prices:
+            return name, prices[name]
+    return None
+
+
+def parse_prices(items: Sequence[str] = (), file: str | os.PathLike | None = None) -> dict[str, tuple[float, float]]:
+    """Judge prices from ``MODEL=IN/OUT`` items (USD per million input / output tokens) and a YAML file mapping each
+    model to ``IN/OUT`` or to ``{input_per_mtok: IN, output_per_mtok: OUT}`` (the keys a judge spec's ``prices``
+    takes); an item wins over the file. Prices are the user's: nothing here knows what a model costs today."""
+    out: dict[str, tuple[float, float]] = {}
+    if file:
+        try:
+            loaded = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise LionEvalError(f"cannot read the price file {file}: {e}",
+                                fix="pass a YAML file such as `gpt-4o: {input_per_mtok: 2.5, output_per_mtok: 10}`"
+                                ) from e
+        if not isinstance(loaded, dict):
+            raise LionEvalError(f"the price file {file} is not a mapping of model to prices",
+                                fix="write one line per model, e.g. `gpt-4o: 2.5/10` (USD per million tokens)")
+        for model, v in loaded.items():
+            if isinstance(v, dict) and set(v) <= {"input_per_mtok", "output_per_mtok"}:
+                v = f"{v.get('input_per_mtok', 0)}/{v.get('output_per_mtok', 0)}"
+            out[str(model)] = _price(str(model), str(v), f"the price file {file}")
+    for item in items:
+        model, sep, v = item.partition("=")
+        if not sep or not model.strip():
+            raise LionEvalError(f"price {item!r} is not MODEL=IN/OUT",
+                                fix="pass e.g. --price gpt-4o=2.5/10 (USD per million input/output tokens)")
+        out[model.strip()] = _price(model.strip(), v, "--price")
+    return out
+
+
+def _price(model: str, text: str, where: str) -> tuple[float, float]:
+    parts = text.replace(" ", "").split("/")
+    try:
+        values = tuple(float(x) for x in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(np.isfinite(x) and x >= 0 for x in values):
+        raise LionEvalError(f"the price of {model} in {where} is {text!r}, not IN/OUT",
+                            fix=f"write two non-negative numbers, USD per million input and output tokens: "
+                                f"{model}=2.5/10")
+    return values[0], values[1]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Agreement with human labels
+
+
+def human_agreement(frame: pd.DataFrame, judges: Sequence[str] | None = None) -> pd.DataFrame:
+    """Agreement of each judge with the human votes of the frame (judges that :func:`~lioneval.human_labels.is_human`
+    names), as the MT-Bench paper counts it: each human vote on (question, model pair, turn) is compared with the
+    judge's preference on the same pair and turn.
+
+    A pairwise judge's preference is its verdict on the pair (either order; two of its judgments on one pair are
+    averaged). A rating judge's is implied by its two ratings of the pair at that turn: the higher rated answer wins,
+    equal ratings tie. ``agreement_with_ties``: the share of votes with the same win / tie / loss, over every vote
+    both sides have (``votes``); ``agreement_without_ties``: the same over the votes where neither the human nor the
+    judge called a tie (``votes_without_ties``; the paper's setup without ties; either kind of human tie, "tie" or
+    "tie (bothbad)", is a tie). One row per (judge, turn), turn "all" first (the turns apart when there are several);
+    ``items`` counts the distinct (question, pair, turn) both judged; ``judge_ties`` and ``human_ties`` the share of
+    the votes each side called a tie. ``judges``: only these (default: every judge that is not human).
+
+    The bar to read them against: a row per human judge compares its annotators with each other, every two votes
+    on one item (the paper's human-human agreement); there ``votes`` counts those pairs of votes and ``judge_ties``
+    is empty.
+    """
+    cols = ["judge", "turn", "basis", "items", "votes", "agreement_with_ties", "votes_without_ties",
+            "agreement_without_ties", "judge_ties", "human_ties"]
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    human_mask = frame["judge"].map(is_human).to_numpy(bool) & (frame["kind"] == "pairwise").to_numpy()
+    votes = frame[human_mask & frame["value"].notna().to_numpy() & (frame["baseline"] != "").to_numpy()]
+    if votes.empty:
+        return pd.DataFrame(columns=cols)
+    human = _categories(votes["value"].to_numpy(float), "pairwise")
+    q, a, b, t = (votes[c].to_numpy() for c in ("question_id", "model", "baseline", "turn"))
+    pairs = [(qq, *sorted((x, y)), tt) for qq, x, y, tt in zip(q, a, b, t, strict=True)]
+    item = pd.factorize(pd.Series(pairs, dtype=object))[0]
+    others = [j for j in (judges if judges is not None else sorted(frame["judge"].unique())) if not is_human(j)]
+    rows = []
+    for judge in others:
+        mine = frame[(frame["judge"] == judge) & frame["value"].notna()]
+        if mine.empty:
+            continue
+        kind = str(mine["kind"].iloc[0])
+        if kind == "pairwise":
+            means = mine.groupby(["question_id", "model", "baseline", "turn"])["value"].mean()
+            direct = means.reindex(pd.MultiIndex.from_arrays([q, a, b, t])).to_numpy(float)
+            swapped = 1.0 - means.reindex(pd.MultiIndex.from_arrays([q, b, a, t])).to_numpy(float)
+            pref = np.where(np.isnan(direct), swapped, direct)
+            basis = "pairwise verdicts"
+        else:
+            means = mine.groupby(["question_id", "model", "turn"])["value"].mean()
+            ra = means.reindex(pd.MultiIndex.from_arrays([q, a, t])).to_numpy(float)
+            rb = means.reindex(pd.MultiIndex.from_arrays([q, b, t])).to_numpy(float)
+            pref = np.where(ra > rb + _TIE_EPS, 1.0, np.where(rb > ra + _TIE_EPS, 0.0, 0.5))
+            pref[np.isnan(ra) | np.isnan(rb)] = np.nan
+            basis = "ratings (higher wins, equal ties)"
+        ok = ~np.isnan(pref)
+        if not ok.any():
+            continue
+        cat = np.zeros_like(human)
+        cat[ok] = _categories(pref[ok], "pairwise")
+        turns = [("all", ok)] + [(str(x), ok & (t == x)) for x in sorted(set(t[ok].tolist())) if len(set(t[ok])) > 1]
+        for label, m in turns:
+            decisive = m & (cat != 0) & (human != 0)
+            rows.append((
+                judge, label, basis, int(np.unique(item[m]).size), int(m.sum()), float(np.mean(cat[m] == human[m])),
+                int(decisive.sum()),
+                float(np.mean(cat[decisive] == human[decisive])) if decisive.any() else float("nan"),
+                float(np.mean(cat[m] == 0)), float(np.mean(human[m] == 0)),
+            ))
+    rows += _between_annotators(votes["judge"].to_numpy(), item, human, t)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _between_annotators(judge: np.ndarray, item: np.ndarray, vote: np.ndarray, turn: np.ndarray) -> list[tuple]:
+    """Per human judge and turn: agreement between every two votes on one item, with ties and without them, counted
+    from each item's votes per verdict (pairs of equal verdicts: n(n-1)/2 per verdict)."""
+    rows = []
+    for name in sorted(set(judge.tolist())):
+        mine = judge == name
+        many = len(set(turn[mine].tolist())) > 1
+        for label in ["all", *(sorted({str(x) for x in turn[mine].tolist()}) if many else [])]:
+            m = mine & ((turn.astype(str) == label) if label != "all" else True)
+            counts = pd.crosstab(item[m], vote[m]).reindex(columns=[-1, 0, 1], fill_value=0).to_numpy()
+            k = counts.sum(axis=1)
+            both = k >= 2
+            if not both.any():
+                continue
+            c = counts[both]
+            pairs = k[both] * (k[both] - 1) // 2
+            same = (c * (c - 1) // 2).sum(axis=1)
+            decisive = c[:, 0] + c[:, 2]
+            d_pairs = decisive * (decisive - 1) // 2
+            d_same = c[:, 0] * (c[:, 0] - 1) // 2 + c[:, 2] * (c[:, 2] - 1) // 2
+            rows.append((
+                name, label, "other annotators' votes on the item", int(both.sum()), int(pairs.sum()),
+                float(same.sum() / pairs.sum()), int(d_pairs.sum()),
+                float(d_same.sum() / d_pairs.sum()) if d_pairs.sum() else float("nan"), float("nan"),
+                float(c[:, 1].sum() / c.sum()),
+            ))
+    return rows
 
 
 def _rationale(j: Judgment) -> str:
@@ -757,19 +940,24 @@ def model_marks(source: Source, bench: str, *, repeat_share: float = 0.5) -> pd.
 
     ``flagged``: a stored cheat check flagged the model (run or answer scope; the training decisions stored as
     checks are not cheat checks). ``repeated``: the share of its answers that are one and the same text, when at
-    least ``repeat_share`` while most models' answers vary (a constant answer is the null-model attack's pattern).
-    ``null_probe``: the null-model probe's own answers. Columns: model, flagged, repeated, null_probe, reasons.
+    least ``repeat_share`` while fewer than half of the models (with five answers or more) reach that share (a
+    constant answer is the null-model attack's pattern; a store of placeholder texts marks nobody). ``null_probe``:
+    the null-model probe's own answers. Columns: model, flagged, repeated, null_probe, reasons.
     """
     cols = ["model", "flagged", "repeated", "null_probe", "reasons"]
     with _open(source) as store:
         checks = _checks_to_frame(store.stamped("checks", status="flag", scope=["run", "answer"]))
-        # parsed, not validated: a few fields of every answer; a later answer to a question replaces the older
-        latest = {(str(a.get("model")), str(a.get("question_id"))): json.dumps(a.get("turns"))
-                  for a in store.record_dicts("answers", benchmark=bench)}
-    texts: dict[str, dict[str, int]] = {}
-    for (model, _), turns in latest.items():
-        per = texts.setdefault(model, {})
-        per[turns] = per.get(turns, 0) + 1
+        # The answers' sizes first, read by the database: one text repeated means one size repeated, so only a model
+        # whose most common size reaches the share can repeat a text that often, and only its texts are read. A later
+        # answer to a question replaces the older.
+        sizes = {(str(m), str(q)): rest for m, q, *rest in store.record_fields(
+            "answers", ["model", "question_id"], [("length", ("turns",)), ("chars", ("turns", 0)),
+                                                  ("chars", ("turns", 1))], benchmark=bench)}
+        counted = _top_shares(sizes)
+        could = [m for m, (top, total) in counted.items() if total >= 5 and top / total >= repeat_share
+                 and not m.startswith(NULL_MODEL_PREFIX)]
+        texts = {(str(a.get("model")), str(a.get("question_id"))): json.dumps(a.get("turns"))
+                 for a in store.record_dicts("answers", benchmark=bench, model=could)} if could else {}
     reasons: dict[str, list[str]] = {}
     flagged: set[str] = set()
     if not checks.empty:
@@ -779,22 +967,31 @@ def model_marks(source: Source, bench: str, *, repeat_share: float = 0.5) -> pd.
             details = "; ".join(dict.fromkeys(f"{n}: {d}" if d else n for n, d in zip(g["name"], g["detail"],
                                                                                           strict=True)))
             reasons.setdefault(str(model), []).append(f"cheat check flagged ({details})")
+    models = [m for m, (_, total) in counted.items() if total >= 5 and not m.startswith(NULL_MODEL_PREFIX)]
+    shares = {m: (top, total) for m, (top, total) in _top_shares(texts).items() if top / total >= repeat_share}
     repeated: dict[str, float] = {}
-    shares = {m: (max(per.values()), sum(per.values())) for m, per in texts.items()
-              if sum(per.values()) >= 5 and not m.startswith(NULL_MODEL_PREFIX)}
-    # only a model that stands out: a store whose answers are all one placeholder text says nothing about any model
-    typical = float(np.median([top / total for top, total in shares.values()])) if shares else 0.0
-    for model, (top, total) in shares.items():
-        if top / total >= repeat_share > typical:
+    # only a model that stands out: when half of the models or more repeat themselves, it says nothing about any one
+    if 2 * len(shares) < len(models):
+        for model, (top, total) in sorted(shares.items()):
             repeated[model] = top / total
             reasons.setdefault(model, []).append(
                 f"the same answer to {top} of {total} questions ({top / total:.0%}): the null-model pattern")
-    probes = {m for m in texts if m.startswith(NULL_MODEL_PREFIX)}
+    probes = {m for m in counted if m.startswith(NULL_MODEL_PREFIX)}
     for m in probes:
         reasons.setdefault(m, []).append("a null-model probe answer, not a model")
     rows = [(m, m in flagged, repeated.get(m, float("nan")), m in probes, "; ".join(r))
             for m, r in sorted(reasons.items())]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _top_shares(values: dict[tuple[str, str], Any]) -> dict[str, tuple[int, int]]:
+    """model -> (how many of its answers share its most common value, how many answers it has)."""
+    per: dict[str, dict[Any, int]] = {}
+    for (model, _), v in values.items():
+        seen = per.setdefault(model, {})
+        key = tuple(v) if isinstance(v, list) else v
+        seen[key] = seen.get(key, 0) + 1
+    return {m: (max(c.values()), sum(c.values())) for m, c in per.items()}
 
 
 def _metric_columns(board: pd.DataFrame) -> list[str]:

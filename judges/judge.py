@@ -528,6 +528,9 @@ class Judge:
             "completion_tokens": sum(o.completion_tokens for o in outs),
             "calls": sum(o.attempts for o in outs),
         }
+        latencies = [o.meta.get("latency_s") for o in outs]
+        if outs and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in latencies):
+            usage["latency_s"] = round(sum(latencies), 4)  # wall seconds of its answered calls, games summed
         meta = {**r.meta, "usage": usage, "templates": sorted({g.template.id for g in r.games})}
         if len(games) == 2 and all(g.value is not None for g in games):
             meta["games_agree"] = (games[0].value - 0.5) * (games[1].value - 0.5) > 0 or games[0].value == games[

@@ -183,7 +183,7 @@ def _import_command(name: str, cls: type) -> click.Command:
 
 @cli.group("import", cls=_ImportGroup)
 def import_group() -> None:
-    """Bring answers and judgments from files into the store (one subcommand per benchmark, and jsonl)."""
+    """Bring answers and judgments from files into the store (a subcommand per benchmark; jsonl; fastchat-human)."""
 
 
 @import_group.command("jsonl")
@@ -197,6 +197,25 @@ def import_jsonl(ctx: _Ctx, file: str) -> None:
         why = ", ".join(f"{reason} {n}" for reason, n in result["skipped"].items())
         raise DataError(f"nothing imported from {file}: none of its lines is an exported record ({why})",
                         fix="pass a file written by `lioneval export`, as UTF-8 JSONL")
+    click.echo(json.dumps(result))
+
+
+@import_group.command("fastchat-human")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--bench", required=True, help="Benchmark the votes are on (MT-Bench's human judgments: mt-bench).")
+@click.option("--judge", default="human", show_default=True,
+              help="Judge id of the annotators (`human` or `human:<group>`); each annotator's name is kept.")
+@pass_ctx
+def import_fastchat_human(ctx: _Ctx, file: str, bench: str, judge: str) -> None:
+    """Import human votes in FastChat's format (mt_bench_human_judgments: question_id, model_a, model_b, winner,
+    judge, turn) as pairwise judgments of a human judge; the judge report card compares other judges with them."""
+    from lioneval.human_labels import load_fastchat_human, store_votes
+
+    votes = load_fastchat_human(file, bench, judge=judge)  # bad input stops here, before a store is made
+    with ctx.store() as st:
+        result = store_votes(st, votes)
+    for w in result.pop("warnings"):
+        _warn(w)
     click.echo(json.dumps(result))
 
 
@@ -479,7 +498,8 @@ def _pairs(values: tuple[str, ...], flag: str) -> dict[str, str]:
 @click.option("--seed", type=SEED, help="Sampling and bootstrap seed (default 0).")
 @click.option("--rounds", type=COUNT, help="Bootstrap rounds (default: 1000; Arena-Hard 100).")
 @click.option("--max-new-tokens", type=COUNT, help="Generation limit (default per benchmark).")
-@click.option("--batch-size", type=COUNT, help="Generation batch size (default 8).")
+@click.option("--batch-size", type=COUNT, help="Sequences generated together by a local model (default 32; fewer "
+              "when their KV cache would not fit a quarter of memory).")
 @click.option("--chat-template", type=click.Path(exists=True, dir_okay=False),
               help="Jinja chat template file for a checkpoint whose tokenizer has none.")
 @click.option("--conv-template", help="FastChat conversation template name for a checkpoint without a chat template.")
@@ -947,9 +967,14 @@ def _judge(ctx: _Ctx, bench: str, models: list[str], judge_spec: str, baseline: 
               help="AlpacaEval: folder with instruction_difficulty.csv and df_gamed.csv (official LC).")
 @click.option("--glm-weights", type=click.Path(exists=True, dir_okay=False),
               help="AlpacaEval: published GLM weights CSV, to also report the LC they predict.")
+@click.option("--price", "prices", multiple=True, metavar="MODEL=IN/OUT",
+              help="A judge model's price in USD per million input/output tokens, for the judge report card's cost "
+                   "per 1,000 judgments (repeatable; e.g. gpt-4o=2.5/10).")
+@click.option("--prices", "price_file", type=click.Path(exists=True, dir_okay=False),
+              help="A YAML file of judge prices: `MODEL: IN/OUT` per line (USD per million tokens).")
 @pass_ctx
 def dashboard_cmd(ctx: _Ctx, port: int, headless: bool, bench_data: tuple[str, ...], lc_data: str | None,
-                  glm_weights: str | None) -> None:
+                  glm_weights: str | None, prices: tuple[str, ...] = (), price_file: str | None = None) -> None:
     """Open the Streamlit dashboard on the store (read-only; it follows a store a running job writes to).
 
     Its leaderboards take the inputs `lioneval leaderboard` takes, so they show the same numbers."""
@@ -965,8 +990,9 @@ def dashboard_cmd(ctx: _Ctx, port: int, headless: bool, bench_data: tuple[str, .
             fix="pip install 'lioneval[dashboard]'",
         )
     app = Path(importlib.util.find_spec("lioneval.dashboards").origin).with_name("app.py")
+    # `streamlit run` with the pages' libraries loaded before the server answers (lioneval.dashboards.serve)
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+        sys.executable, "-m", "lioneval.dashboards.serve", "run", str(app), "--server.port", str(port),
         "--server.headless", "true" if headless else "false", "--browser.gatherUsageStats", "false",
         "--", "--store", ctx.store_path if is_url(ctx.store_path) else str(Path(ctx.store_path).resolve()),
     ]
@@ -977,6 +1003,12 @@ def dashboard_cmd(ctx: _Ctx, port: int, headless: bool, bench_data: tuple[str, .
         cmd += ["--data", f"{bench}={Path(path).resolve()}"]
     cmd += [*(["--lc-data", str(Path(lc_data).resolve())] if lc_data else []),
             *(["--glm-weights", str(Path(glm_weights).resolve())] if glm_weights else [])]
+    if prices or price_file:
+        from lioneval.dashboards.data import parse_prices
+
+        parse_prices(prices, price_file)  # a malformed price is refused here, not on a page
+        cmd += [f"--price={p}" for p in prices]
+        cmd += ["--prices", str(Path(price_file).resolve())] if price_file else []
     click.echo(f"dashboard on http://localhost:{port} for store {ctx.store_path} (Ctrl+C stops it)", err=True)
     try:
         code = subprocess.call(cmd)
