@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 
 from lioneval import benchmarks
-from lioneval.checks.audit import NULL_MODEL_PREFIX
 from lioneval.errors import DataError, LionEvalError
 from lioneval.stats.bootstrap import MAX_FAILED_SHARE
 from lioneval.store import RunStore
-from lioneval.types import Answer
+from lioneval.types import NULL_MODEL_PREFIX, Answer
 
 UNITS = ("question", "battle")
 

@@ -15,8 +15,12 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = 1
+# Model names of the null-model probe's constant answers (lioneval.checks.audit); leaderboards and dashboards hide
+# models with this prefix.
+NULL_MODEL_PREFIX = "lioneval-null:"
 
 __all__ = [
+    "NULL_MODEL_PREFIX",
     "SCHEMA_VERSION",
     "Answer",
     "CheckResult",

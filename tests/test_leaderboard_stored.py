@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from lioneval.benchmarks.alpaca_eval import question_id
-from lioneval.checks.audit import NULL_MODEL_PREFIX
+from lioneval.checks import audit
 from lioneval.cli import main as lioneval
 from lioneval.leaderboard import answer_sizes, leaderboard, summarize_store
 from lioneval.store import RunStore
-from lioneval.types import Answer, Game, Judgment
+from lioneval.types import NULL_MODEL_PREFIX, Answer, Game, Judgment
 
 FIX = Path(__file__).parent / "fixtures" / "alpaca_eval"
 SETTINGS = {"lc_data": str(FIX / "lc")}
@@ -116,3 +118,12 @@ def test_a_damaged_stored_record_is_a_one_line_error(tmp_path, capsys, damage):
     assert "Traceback" not in err
     assert re.search(message, err), err
     assert "lioneval export" in err  # the fix
+
+
+def test_the_leaderboard_loads_no_cheat_checks_and_hides_the_same_null_models_as_the_probe():
+    # The leaderboard CLI starts a process per call: the checks (and what they import) are not part of its start.
+    code = ("import sys, lioneval.leaderboard; "
+            "print(sorted(m for m in sys.modules if m.startswith('lioneval.checks')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert audit.NULL_MODEL_PREFIX == NULL_MODEL_PREFIX

@@ -29,7 +29,7 @@ from lioneval.benchmarks import Benchmark
 from lioneval.checks.config import CheckConfig, CheckStatus
 from lioneval.checks.semantic import load_corpus
 from lioneval.errors import LionEvalError
-from lioneval.types import Answer, CheckResult, Estimate, Judgment, Question, content_hash
+from lioneval.types import NULL_MODEL_PREFIX, Answer, CheckResult, Estimate, Judgment, Question, content_hash
 
 __all__ = [
     "NULL_MODEL_PREFIX",
@@ -46,8 +46,6 @@ __all__ = [
 
 log = logging.getLogger("lioneval.checks")
 
-# Model names of the probe's constant answers; dashboards and leaderboards can hide models with this prefix.
-NULL_MODEL_PREFIX = "lioneval-null:"
 # Bump when a text below changes: it goes into the answers' generation settings, so old judgments are not reused.
 NULL_VERSION = "1"
 
