@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lioneval import benchmarks
+from lioneval.backends.adapters import is_adapter, load_with_adapter
 from lioneval.errors import LionEvalError
 from lioneval.judges.judge import BenchRef, JudgeRequest, JudgeRun
 from lioneval.judges.spec import JudgeSpec, parse_spec
@@ -21,6 +22,26 @@ from lioneval.store import RunStore
 from lioneval.types import Answer, Game, Judgment, Question, content_hash
 
 REWARD_PROTOCOL = "reward-v1"
+
+
+def _classifier(path: Path) -> tuple[Any, Any]:
+    """A sequence-classification model and its tokenizer. A LoRA checkpoint of the reward-model stage (an adapter and
+    its score head) loads as the base it names, as a one-output classifier, with both merged in."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    if is_adapter(path):
+        model, tok = load_with_adapter(path, _classifier)
+        if model.config.pad_token_id is None:  # a causal-LM base: scoring padded batches needs the pad id
+            if tok.pad_token_id is None:
+                tok.pad_token = tok.eos_token
+            model.config.pad_token_id = tok.pad_token_id
+        return model, tok
+    if not (path / "config.json").is_file():
+        raise LionEvalError(f"no reward model at {path}", fix="pass a sequence-classification checkpoint directory")
+    archs = AutoConfig.from_pretrained(path).architectures or []
+    # a causal LM under an adapter: its score head is the adapter's, one output
+    extra = {} if any(a.endswith("ForSequenceClassification") for a in archs) else {"num_labels": 1}
+    return AutoModelForSequenceClassification.from_pretrained(path, **extra), AutoTokenizer.from_pretrained(path)
 
 
 class RewardModelJudge:
@@ -41,13 +62,8 @@ class RewardModelJudge:
             return
         require("torch", "train", what="reward-model judges")
         require("transformers", "train", what="reward-model judges")
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        path = Path(self.spec.model)
-        if not (path / "config.json").is_file():
-            raise LionEvalError(f"no reward model at {path}", fix="pass a sequence-classification checkpoint directory")
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
-        self._model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        model, self._tokenizer = _classifier(Path(self.spec.model))
+        self._model = model.eval()
 
     def score(self, conversations: Sequence[list[dict[str, str]]]) -> list[float]:
         """One scalar reward per conversation (the last logit of a 1-label head, or the logit of label 1)."""

@@ -18,6 +18,7 @@ from lioneval.checkpoint import adapter_base, identify, weights_hash  # noqa: E4
 from lioneval.errors import ConfigError, LionEvalError  # noqa: E402
 from lioneval.store import RunStore  # noqa: E402
 from lioneval.testing.openai_server import ScriptedServer  # noqa: E402
+from lioneval.testing.stage_data import rating_by_length, write_stage_data  # noqa: E402
 from lioneval.testing.tiny import make_tiny_causal_lm  # noqa: E402
 from lioneval.trainers.config import config_from_dict  # noqa: E402
 from lioneval.trainers.dpo import DPOConfig, DPOStage  # noqa: E402
@@ -37,13 +38,7 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("data")
-    (d / "sft.jsonl").write_text(json.dumps({"messages": CONV}) + "\n" * 1)
-    prefs = [{"prompt": f"question {i} about rain", "chosen": "the answer is 42 because of rain", "rejected": "no"}
-             for i in range(4)]
-    (d / "prefs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prefs))
-    (d / "prompts.txt").write_text("write about rain\nexplain the answer\n")
-    return {"sft": d / "sft.jsonl", "prefs": d / "prefs.jsonl", "prompts": d / "prompts.txt"}
+    return write_stage_data(tmp_path_factory.mktemp("data"), [CONV], ["write about rain", "explain the answer"])
 
 
 def _small(**kw):
@@ -119,10 +114,7 @@ def test_lora_stages_chain_adapter_checkpoints_that_load_as_the_trained_model(ti
 
 
 def test_online_dpo_rounds_with_lora_start_from_the_last_round(tiny, data, tmp_path):
-    def rate(req: dict) -> str:
-        return f"Rating: [[{1 + len(req['messages'][-1]['content']) % 9}]]"
-
-    with ScriptedServer(rate) as srv:
+    with ScriptedServer(rating_by_length) as srv:
         o = online_dpo(OnlineDPOConfig(
             model=str(tiny), prompts=str(data["prompts"]), judge=f"openai-compatible:judge@{srv.base_url}",
             output_dir=str(tmp_path / "out"), rounds=2, k=3, max_new_tokens=8, beta=0.5,

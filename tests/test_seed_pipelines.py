@@ -4,6 +4,7 @@ and the two example recipes end to end with tiny models."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -16,20 +17,35 @@ pytest.importorskip("trl", reason="needs the train extra")
 import torch  # noqa: E402
 
 from lioneval.cli import main  # noqa: E402
-from lioneval.errors import ConfigError  # noqa: E402
+from lioneval.errors import ConfigError, LionEvalError  # noqa: E402
+from lioneval.judges.judge import make_judge  # noqa: E402
 from lioneval.judges.reward import RewardModelJudge  # noqa: E402
 from lioneval.stats.drift import jaccard, kl_estimate, length_stats, near_copy_share  # noqa: E402
 from lioneval.store import RunStore  # noqa: E402
+from lioneval.testing.openai_server import ScriptedServer  # noqa: E402
+from lioneval.testing.stage_data import rating_by_length  # noqa: E402
 from lioneval.testing.tiny import make_tiny_causal_lm, make_tiny_reward_model  # noqa: E402
-from lioneval.trainers.dpo import DPOConfig, dpo, dpo_trainer, ln_dpo_loss  # noqa: E402
+from lioneval.trainers.config import JudgedSampling, config_from_dict  # noqa: E402
+from lioneval.trainers.dpo import DPOConfig, dpo, dpo_trainer, ln_dpo_loss, read_preferences  # noqa: E402
 from lioneval.trainers.drift import analyze, sequence_logps  # noqa: E402
 from lioneval.trainers.models import load_policy  # noqa: E402
+from lioneval.trainers.online_dpo import OnlineDPOConfig  # noqa: E402
 from lioneval.trainers.outputs import check_refs, resolve_refs  # noqa: E402
-from lioneval.trainers.pairs import build_pairs, curriculum  # noqa: E402
+from lioneval.trainers.pairs import PairsConfig, build_pairs, curriculum, pairs  # noqa: E402
 from lioneval.trainers.promotion import PromotionPolicy, promote  # noqa: E402
 from lioneval.trainers.recipe import load_recipe  # noqa: E402
-from lioneval.trainers.rejection import RejectionSamplingConfig, rejection_sampling, select_best  # noqa: E402
-from lioneval.trainers.reward_model import RewardModelConfig, reward_model  # noqa: E402
+from lioneval.trainers.rejection import (  # noqa: E402
+    RejectionSamplingConfig,
+    RejectionSamplingStage,
+    rejection_sampling,
+    select_best,
+)
+from lioneval.trainers.reward_model import (  # noqa: E402
+    RewardModelConfig,
+    pairwise_accuracy,
+    reward_model,
+    split_pairs,
+)
 from lioneval.types import Estimate, Report, RunSpec  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -226,6 +242,115 @@ def test_rejection_sampling_keeps_the_judges_top_answer_and_trains_on_it(tiny, t
         return sum(sequence_logps(model.eval(), ids, ans))
 
     assert kept_logp(res.last) > kept_logp(tiny) + 1.0
+
+
+def test_reward_model_with_lora_and_an_eval_set_saves_an_adapter_that_judges_as_trained(tiny, tmp_path):
+    data = _prefs(tmp_path / "prefs.jsonl", 40, seed=0)
+    held = _prefs(tmp_path / "eval.jsonl", 6, seed=1)
+    cfg = RewardModelConfig(model=str(tiny), data=str(data), eval_data=str(held), output_dir=str(tmp_path / "o"),
+                            heldout=0.25, max_steps=16, save_steps=8, learning_rate=1e-2,
+                            per_device_train_batch_size=8, logging_steps=4,
+                            peft_config={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]})
+    res = reward_model(cfg)
+    last = Path(res.last)
+    # the checkpoint is the adapter and the score head, not the model
+    assert (last / "adapter_config.json").is_file() and not (last / "model.safetensors").exists()
+    assert json.loads((last / "adapter_config.json").read_text())["task_type"] == "SEQ_CLS"
+    adapter = sum(f.stat().st_size for f in last.glob("adapter_model.*"))
+    assert 0 < adapter < (tiny / "model.safetensors").stat().st_size / 4
+    # Trainer.evaluate ran on the eval set at each save: TRL's loss and accuracy of the six eval_data pairs
+    evals = [row for row in _logged(res.last) if "eval_loss" in row]
+    assert [row["step"] for row in evals] == [8, 16] and all(0 <= row["eval_accuracy"] <= 1 for row in evals)
+    # loaded as a judge (base + adapter + head merged), it scores the held-out pairs as the trained model did
+    heldout_pairs = res.evaluations[-1]
+    assert heldout_pairs["n"] == 10 and heldout_pairs["heldout_accuracy"] >= 0.8  # planted preference; chance 0.5
+    judge = make_judge(f"reward-model:{res.last}")
+    good, bad = judge.score([[{"role": "user", "content": "a new question"},
+                              {"role": "assistant", "content": c}] for c in ("the answer is 42.", "dog dog dog dog")])
+    assert good > bad
+    _, heldout = split_pairs(read_preferences(data), cfg.heldout, cfg.seed)
+    assert pairwise_accuracy(judge, heldout) == pytest.approx(heldout_pairs["heldout_accuracy"])
+
+
+def test_reward_model_holds_out_eval_split_of_its_training_pairs(tiny, tmp_path):
+    data = _prefs(tmp_path / "prefs.jsonl", 20, seed=2)
+    res = reward_model(RewardModelConfig(model=str(tiny), data=str(data), output_dir=str(tmp_path / "o"), heldout=0.2,
+                                         eval_split=4, max_steps=2, save_steps=2, per_device_train_batch_size=4,
+                                         peft_config={}))
+    (row,) = [r for r in _logged(res.last) if "eval_loss" in r]
+    assert row["step"] == 2 and res.evaluations[-1]["n"] == 4  # 4 pairs held out for accuracy, 4 more to evaluate
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_sample_judgments_are_stored_so_a_restart_asks_the_judge_nothing_again(tiny, tmp_path, monkeypatch):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    out = tmp_path / "o"
+    main_store = tmp_path / "main.db"
+    with ScriptedServer(rating_by_length) as srv:
+        judge = f"openai-compatible:judge@{srv.base_url}"
+        cfg = RejectionSamplingConfig(model=str(tiny), prompts=str(prompts), judge=judge, k=3, temperature=1.0,
+                                      max_new_tokens=8, output_dir=str(out), name="rs", max_steps=1, save_steps=1,
+                                      per_device_train_batch_size=2)
+
+        def crash(self, *a, **k):  # the process dies after judging, before any checkpoint
+            raise _Crash
+
+        monkeypatch.setattr(RejectionSamplingStage, "trainer", crash)
+        with pytest.raises(_Crash):
+            rejection_sampling(cfg, store=str(main_store))
+        monkeypatch.undo()
+        paid = len(srv.requests)
+        assert paid > 0
+        res = rejection_sampling(cfg, store=str(main_store))  # the restart: same seed, same samples
+        assert len(srv.requests) == paid and res.checkpoints
+        rows = [json.loads(line) for line in Path(res.outputs["samples"]).read_text().splitlines()]
+        answered = sum(1 for r in rows for t in r["samples"] if t)
+        assert answered == paid  # one call per non-empty sample, each made once
+        with RunStore(res.outputs["judgments"], readonly=True) as st:
+            stored = st.judgments()
+        assert len(stored) == paid and {j.model for j in stored} <= {"sample-0", "sample-1", "sample-2"}
+        scores = {(f"rs-{i}", f"sample-{j}"): v for i, r in enumerate(rows) for j, v in enumerate(r["scores"])
+                  if v is not None}
+        assert {(j.question_id, j.model): j.value for j in stored} == scores
+        if main_store.exists():  # training samples are not benchmark answers: the run store's leaderboards skip them
+            with RunStore(main_store, readonly=True) as st:
+                assert not st.judgments()
+
+        # the pairs stage's confirming judge keeps its calls the same way
+        pcfg = PairsConfig(prompts=str(prompts), models=[res.last, str(tiny)], judge=judge, output_dir=str(out),
+                           temperature=1.0, max_new_tokens=8)  # sampled with the seed: the rerun's answers are the same
+        try:
+            pairs(pcfg)
+        except LionEvalError as e:  # the judge agreed with no pair: its calls count all the same
+            assert "made no preference pair" in e.message
+        confirm = len(srv.requests) - paid
+        assert confirm > 0
+        try:
+            again = pairs(pcfg)
+        except LionEvalError:
+            again = None
+        assert len(srv.requests) - paid == confirm
+        if again is not None:
+            assert again.outputs["judgments"] == str(out / "pairs-judgments.db")
+
+
+def test_sampling_settings_are_one_set_of_keys_for_online_dpo_and_rejection_sampling():
+    shared = {f.name: f.default for f in dataclasses.fields(JudgedSampling)}
+    assert {"prompts", "judge", "k", "temperature", "top_p", "max_new_tokens"} <= set(shared)
+    for cls in (OnlineDPOConfig, RejectionSamplingConfig):
+        own = {f.name: f.default for f in dataclasses.fields(cls)}
+        assert {k: own[k] for k in shared} == shared
+        cfg = config_from_dict(cls, {"prompts": "p.txt", "judge": "reward-model:rm", "k": 3, "top_p": 0.9,
+                                     "generation_batch_size": 2}, f"stages[0] ({cls.KIND})")
+        assert (cfg.k, cfg.top_p, cfg.generation_batch_size) == (3, 0.9, 2)
+        with pytest.raises(ConfigError, match=r"did you mean 'temperature'"):
+            config_from_dict(cls, {"prompts": "p.txt", "judge": "reward-model:rm", "temprature": 1.0}, "s")
+        with pytest.raises(ConfigError, match="k must be at least 2"):
+            config_from_dict(cls, {"prompts": "p.txt", "judge": "reward-model:rm", "k": 1}, "s")
 
 
 def test_kl_of_a_model_from_itself_is_zero_and_grows_after_dpo(tiny, tmp_path):

@@ -23,6 +23,7 @@ from lioneval.cli import main  # noqa: E402
 from lioneval.errors import ConfigError, DataError, LionEvalError  # noqa: E402
 from lioneval.store import RunStore  # noqa: E402
 from lioneval.testing.openai_server import ScriptedServer  # noqa: E402
+from lioneval.testing.stage_data import rating_by_length, write_stage_data  # noqa: E402
 from lioneval.testing.tiny import make_tiny_causal_lm, make_tiny_reward_model  # noqa: E402
 from lioneval.trainers.callback import CheckpointLinker, LionEvalCallback, PipelineEvaluator  # noqa: E402
 from lioneval.trainers.config import config_from_dict  # noqa: E402
@@ -58,17 +59,11 @@ def tiny(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("data")
-    sft_rows = [CONVERSATIONS[i % 3] for i in range(8)]
-    (d / "sft.jsonl").write_text("".join(json.dumps({"messages": c}) + "\n" for c in sft_rows))
-    prefs = [{"prompt": f"question {i} about rain", "chosen": "the answer is 42 because of rain", "rejected": "no"}
-             for i in range(4)]
-    prefs.append({"prompt": [{"role": "user", "content": "explain why"}],
-                  "chosen": [{"role": "assistant", "content": "because the judge rates it"}],
-                  "rejected": [{"role": "assistant", "content": "verdict"}]})
-    (d / "prefs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prefs))
-    (d / "prompts.txt").write_text("write about rain\nexplain the answer\nname a rating\n")
-    return {"sft": d / "sft.jsonl", "prefs": d / "prefs.jsonl", "prompts": d / "prompts.txt"}
+    messages = {"prompt": [{"role": "user", "content": "explain why"}],  # a pair written as chat messages
+                "chosen": [{"role": "assistant", "content": "because the judge rates it"}],
+                "rejected": [{"role": "assistant", "content": "verdict"}]}
+    return write_stage_data(tmp_path_factory.mktemp("data"), [CONVERSATIONS[i % 3] for i in range(8)],
+                            ["write about rain", "explain the answer", "name a rating"], preferences=[messages])
 
 
 def _small(**kw):
@@ -162,10 +157,7 @@ def test_each_stage_writes_loadable_checkpoints(tiny, data, tmp_path, monkeypatc
     assert [(t.ref_model, "ref_chosen_logps" in t.train_dataset.column_names) for t in seen] == [(None, True)]
     _loads(d.last, "dpo", 2)
 
-    def rate(req: dict) -> str:  # a scripted judge: ratings that depend on the answer, so few ties
-        return f"Rating: [[{1 + len(req['messages'][-1]['content']) % 9}]]"
-
-    with ScriptedServer(rate) as srv:
+    with ScriptedServer(rating_by_length) as srv:  # ratings that depend on the answer, so few ties
         o = online_dpo(OnlineDPOConfig(
             model=d.last, prompts=str(data["prompts"]), judge=f"openai-compatible:judge@{srv.base_url}",
             output_dir=str(out), rounds=2, k=3, max_new_tokens=8, **_small(max_steps=-1, steps_per_round=1)))

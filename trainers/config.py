@@ -34,7 +34,9 @@ __all__ = [
     "DEMO_BASELINE",
     "DriftConfig",
     "EvalConfig",
+    "JudgedSampling",
     "PeftConfig",
+    "RANKINGS",
     "SequentialConfig",
     "StageConfig",
     "check_stage_name",
@@ -354,8 +356,10 @@ class EvalConfig(Checked):
     store: str | None = _help(None, "Run store the evaluations are written to (default: lioneval.db; a recipe "
                                     "sets its own).")
     background_threads: int = _help(1, "Torch threads of the background worker.", minimum=1)
-    background_nice: int = _help(19, "Scheduling niceness of the background worker (19: only idle CPU time).",
-                                 minimum=0)
+    background_nice: int = _help(5, "Scheduling niceness of the background worker. 5 (the default) leaves training "
+                                    "most of a busy CPU while evaluation still moves (about a quarter of a core "
+                                    "beside each training thread); 19 runs it on idle CPU time only, which on a "
+                                    "machine whose cores training keeps busy means almost never.", minimum=0)
     wait_at_end: bool = _help(True, "At the end of training, wait for background evaluations still running.")
     drift: DriftConfig | None = _help(None, "Drift analysis of every evaluated checkpoint against the stage's "
                                             "starting model (DriftConfig fields: KL with a CI, answer lengths, "
@@ -436,6 +440,33 @@ class EvalConfig(Checked):
         return cfg
 
 
+# -- sampling answers for a judge to score ---------------------------------------------------------------------------
+RANKINGS = ("rating", "pairwise")
+
+
+@dataclass
+class JudgedSampling:
+    """The settings of a stage that samples answers from its policy and has a judge score them (online DPO,
+    rejection sampling): one set of keys, mixed into each such stage's config."""
+
+    prompts: str = _help("", "Prompts to sample from: JSONL with `prompt` (a string or chat messages) per line, or a "
+                             "text file with one prompt per line.")
+    judge: str = _help("", "Judge spec that scores the samples (see `lioneval list judges`), e.g. "
+                           "openai-compatible:M@URL, reward-model:PATH or reward-model:@<reward-model stage>.")
+    ranking: str = _help("rating", "rating: score each answer alone; pairwise: compare each with the first sample.",
+                         choices=RANKINGS)
+    judge_benchmark: str | None = _help(None, "Benchmark whose judging protocol (prompt template, verdict format) "
+                                              "scores the samples; its kind must match `ranking`. Default: the "
+                                              "first registered benchmark of that kind (MT-Bench for rating, "
+                                              "Arena-Hard-Auto for pairwise).")
+    judge_prefill: bool = _help(False, "Start the judge's reply with the verdict format (small local judges).")
+    k: int = _help(4, "Answers sampled per prompt.", minimum=2)
+    temperature: float = _help(0.8, "Sampling temperature.", minimum=0)
+    top_p: float = _help(1.0, "Nucleus sampling threshold.", minimum=0)
+    max_new_tokens: int = _help(128, "Longest sampled answer.", minimum=1)
+    generation_batch_size: int = _help(8, "Chats per generate() call.", minimum=1)
+
+
 # -- LoRA -----------------------------------------------------------------------------------------------------------
 @dataclass
 class PeftConfig(Checked):
@@ -460,11 +491,11 @@ class PeftConfig(Checked):
         if not self.target_modules:
             raise ConfigError(f"{where}.target_modules names no module", fix="e.g. target_modules: all-linear")
 
-    def lora(self) -> Any:
-        """peft's LoraConfig for a causal LM."""
+    def lora(self, task_type: str = "CAUSAL_LM") -> Any:
+        """peft's LoraConfig for a causal LM (``task_type``: peft's task, e.g. SEQ_CLS for a reward model)."""
         from peft import LoraConfig
 
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, task_type="CAUSAL_LM",
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, task_type=task_type,
                           target_modules=self.target_modules)
 
 
@@ -550,6 +581,13 @@ class StageConfig(Checked):
     @property
     def stage_dir(self) -> Path:
         return Path(self.output_dir) / self.stage
+
+    @property
+    def judgments_store(self) -> Path:
+        """The run store of the judgments of this stage's own samples, ``<output_dir>/<stage>-judgments.db``: apart
+        from the benchmark judgments (whose leaderboards training samples must not join) and kept when the stage
+        runs again, so a rerun pays for no judge call twice."""
+        return Path(self.output_dir) / f"{self.stage}-judgments.db"
 
     def training_arguments(self, args_cls: type, **stage_specific: Any) -> Any:
         """The trainer's arguments object (TrainingArguments or a TRL config) from this config."""

@@ -42,7 +42,8 @@ from lioneval.errors import ConfigError, DataError, LionEvalError
 from lioneval.judges.judge import judge_answers, make_judge
 from lioneval.judges.spec import parse_spec
 from lioneval.registry import BENCHMARKS
-from lioneval.trainers.config import _help
+from lioneval.store import RunStore
+from lioneval.trainers.config import RANKINGS, JudgedSampling, _help
 from lioneval.trainers.dpo import PreferenceConfig, dpo_trainer, read_preferences
 from lioneval.trainers.evalset import split_eval
 from lioneval.trainers.models import resolve_judge
@@ -54,32 +55,14 @@ log = logging.getLogger("lioneval.train")
 __all__ = ["OnlineDPOConfig", "OnlineDPOStage", "best_worst_pairs", "judge_benchmark",
            "check_ranking_judge", "online_dpo", "rank_samples", "read_prompts", "sample_answers"]
 
-RANKINGS = ("rating", "pairwise")
-
 
 @dataclass
-class OnlineDPOConfig(PreferenceConfig):
+class OnlineDPOConfig(JudgedSampling, PreferenceConfig):
     """Settings of the online DPO stage (also the keys of an `online-dpo` stage in a recipe)."""
 
-    prompts: str = _help("", "Prompts to sample from: JSONL with `prompt` (a string or chat messages) per line, or a "
-                             "text file with one prompt per line.")
-    judge: str = _help("", "Judge spec that ranks the samples (see `lioneval list judges`), e.g. "
-                           "openai-compatible:M@URL or reward-model:PATH.")
-    ranking: str = _help("rating", "rating: score each answer alone; pairwise: compare each with the first sample.",
-                         choices=RANKINGS)
-    judge_benchmark: str | None = _help(None, "Benchmark whose judging protocol (prompt template, verdict format) "
-                                              "ranks the samples; its kind must match `ranking`. Default: the "
-                                              "first registered benchmark of that kind (MT-Bench for rating, "
-                                              "Arena-Hard-Auto for pairwise).")
-    judge_prefill: bool = _help(False, "Start the judge's reply with the verdict format (small local judges).")
     rounds: int = _help(2, "Sample-judge-train rounds.", minimum=1)
-    k: int = _help(4, "Answers sampled per prompt.", minimum=2)
     prompts_per_round: int | None = _help(None, "Prompts used per round, taken in turn from the file (None: all).",
                                           minimum=1)
-    temperature: float = _help(0.8, "Sampling temperature.", minimum=0)
-    top_p: float = _help(1.0, "Nucleus sampling threshold.", minimum=0)
-    max_new_tokens: int = _help(128, "Longest sampled answer.", minimum=1)
-    generation_batch_size: int = _help(8, "Chats per generate() call.", minimum=1)
     steps_per_round: int = _help(-1, "Optimizer steps per round (-1: num_train_epochs over the round's pairs).",
                                  minimum=1, special=(-1,))
     cheat_stop_share: float = _help(0.2, "Stop-on-cheat: lioneval's answer-level cheat detectors run on each round's "
@@ -176,9 +159,11 @@ def sample_answers(model: Any, tokenizer: Any, prompts: list[list[dict[str, str]
 
 
 def rank_samples(judge: Any, prompts: list[list[dict[str, str]]], samples: list[list[str]], ranking: str,
-                 round_tag: str = "r0", *, benchmark: str | None = None) -> list[list[float | None]]:
+                 round_tag: str = "r0", *, benchmark: str | None = None,
+                 store: RunStore | None = None) -> list[list[float | None]]:
     """A score per sample (higher is better; None where the judge gave no verdict or the answer is empty), judged
-    with the protocol of ``benchmark`` (default: the ranking's, see ``judge_benchmark``)."""
+    with the protocol of ``benchmark`` (default: the ranking's, see ``judge_benchmark``). With a ``store``, every
+    judgment (and paid call) is kept there as it comes, and what it holds already is not asked again."""
     bench = judge_benchmark(ranking, benchmark)
     questions, answers, anchors = [], [], []
     for i, (chat, outs) in enumerate(zip(prompts, samples, strict=True)):
@@ -189,7 +174,7 @@ def rank_samples(judge: Any, prompts: list[list[dict[str, str]]], samples: list[
                 continue
             a = Answer(question_id=qid, benchmark=bench, model=f"sample-{j}", turns=[text])
             (anchors if ranking == "pairwise" and j == 0 else answers).append(a)
-    run = judge_answers(judge, bench, questions, answers, anchors)
+    run = judge_answers(judge, bench, questions, answers, anchors, store)
     got = {(j.question_id, j.model): j.value for j in run.judgments}
     scores: list[list[float | None]] = []
     for i, outs in enumerate(samples):

@@ -7,7 +7,9 @@ measured (``strength_metric``: the metric of each model's latest complete report
 ``lioneval run --ckpt PATH``). For every prompt and every two models of different strength the stronger one's
 answer is chosen and the weaker one's rejected; the pair's quality gap is their strength difference. With a
 ``judge``, a pair is kept only when the judge agrees (it scores the chosen answer strictly higher; ``rating``
-grades each alone, ``pairwise`` compares each with the strongest model's answer).
+grades each alone, ``pairwise`` compares each with the strongest model's answer). Its judgments are kept in the
+stage's own run store, ``<output_dir>/<stage>-judgments.db``, as they are made: answers are sampled with the seed, so
+a rerun asks the judge nothing it asked before.
 
 ``order`` arranges the pairs as a curriculum: ``easy-to-hard`` (largest gap first, the paper's), ``hard-to-easy``,
 ``shuffled`` (seeded) or ``none`` (prompt by prompt). The set is written to ``<output_dir>/<stage>-pairs.jsonl``
@@ -32,10 +34,9 @@ from lioneval.errors import ConfigError, DataError
 from lioneval.judges.judge import make_judge
 from lioneval.registry import BENCHMARKS, require
 from lioneval.store import DEFAULT_STORE, RunStore
-from lioneval.trainers.config import StageConfig, _help, metric_bench
+from lioneval.trainers.config import RANKINGS, StageConfig, _help, metric_bench
 from lioneval.trainers.models import load_policy, resolve_judge, resolve_model
 from lioneval.trainers.online_dpo import (
-    RANKINGS,
     check_ranking_judge,
     judge_benchmark,
     rank_samples,
@@ -189,8 +190,10 @@ class PairsStage(Stage):
             strongest = max(range(len(models)), key=lambda m: (strengths[m], -m))
             # pairwise judging compares each answer with the first one: put the strongest model's first
             perm = [strongest] + [m for m in range(len(models)) if m != strongest]
-            ranked = rank_samples(judge, prompts, [[row[m] for m in perm] for row in answers], cfg.ranking,
-                                  round_tag="pairs", benchmark=judge_benchmark(cfg.ranking, cfg.judge_benchmark))
+            with RunStore(cfg.judgments_store) as store:
+                ranked = rank_samples(judge, prompts, [[row[m] for m in perm] for row in answers], cfg.ranking,
+                                      round_tag="pairs", benchmark=judge_benchmark(cfg.ranking, cfg.judge_benchmark),
+                                      store=store)
             scores = [[r[perm.index(m)] for m in range(len(models))] for r in ranked]
         built = curriculum(build_pairs(prompts, answers, strengths, scores), cfg.order, cfg.seed)
         if not built:
@@ -202,8 +205,10 @@ class PairsStage(Stage):
                                      for p in built), encoding="utf-8")
         log.info("pairs: %d pairs from %d prompts and %d models, %s", len(built), len(prompts), len(models),
                  cfg.order)
-        return StageResult(stage=cfg.stage, checkpoints=[], steps=0, outputs={"pairs": str(self.path)},
-                           policy=False)
+        outputs = {"pairs": str(self.path)}
+        if judge is not None:
+            outputs["judgments"] = str(cfg.judgments_store)
+        return StageResult(stage=cfg.stage, checkpoints=[], steps=0, outputs=outputs, policy=False)
 
 
 def pairs(cfg: PairsConfig, *, store: str | None = None) -> StageResult:

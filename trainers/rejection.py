@@ -10,8 +10,10 @@ assistant tokens only).
 Before training, two files are written beside the checkpoints, for the recipe's next stages:
 ``<output_dir>/<stage>-samples.jsonl`` (per prompt: the samples, their scores, which one was kept and why not when
 none was) and ``<output_dir>/<stage>-pairs.jsonl`` (best vs worst sample per prompt, ties skipped: a DPO preference
-set, ``data: "@<stage>/pairs"``). As in online DPO the judgments grade training samples and are not stored in the
-run store.
+set, ``data: "@<stage>/pairs"``). The judgments grade training samples, not a checkpoint's benchmark answers: they
+are kept in a run store of the stage's own, ``<output_dir>/<stage>-judgments.db``, each as soon as it is made, so a
+rerun (after a crash, or to train again) samples the same answers with the same seed and asks the judge nothing it
+asked before.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from typing import Any
 
 from lioneval.errors import DataError
 from lioneval.judges.judge import make_judge
-from lioneval.trainers.config import StageConfig, _help
+from lioneval.store import RunStore
+from lioneval.trainers.config import JudgedSampling, StageConfig, _help
 from lioneval.trainers.models import resolve_judge
 from lioneval.trainers.online_dpo import (
-    RANKINGS,
     best_worst_pairs,
     check_ranking_judge,
     judge_benchmark,
@@ -44,24 +46,9 @@ __all__ = ["RejectionSamplingConfig", "RejectionSamplingStage", "rejection_sampl
 
 
 @dataclass
-class RejectionSamplingConfig(StageConfig):
+class RejectionSamplingConfig(JudgedSampling, StageConfig):
     """Settings of the rejection-sampling stage (also the keys of a `rejection-sampling` stage in a recipe)."""
 
-    prompts: str = _help("", "Prompts to sample from: JSONL with `prompt` (a string or chat messages) per line, or a "
-                             "text file with one prompt per line.")
-    judge: str = _help("", "Judge spec that scores the samples (see `lioneval list judges`), e.g. "
-                           "reward-model:PATH, reward-model:@<reward-model stage> or openai-compatible:M@URL.")
-    ranking: str = _help("rating", "rating: score each answer alone; pairwise: compare each with the first sample.",
-                         choices=RANKINGS)
-    judge_benchmark: str | None = _help(None, "Benchmark whose judging protocol scores the samples; its kind must "
-                                              "match `ranking` (default: MT-Bench for rating, Arena-Hard-Auto for "
-                                              "pairwise).")
-    judge_prefill: bool = _help(False, "Start the judge's reply with the verdict format (small local judges).")
-    k: int = _help(4, "Answers sampled per prompt.", minimum=2)
-    temperature: float = _help(0.8, "Sampling temperature.", minimum=0)
-    top_p: float = _help(1.0, "Nucleus sampling threshold.", minimum=0)
-    max_new_tokens: int = _help(128, "Longest sampled answer.", minimum=1)
-    generation_batch_size: int = _help(8, "Chats per generate() call.", minimum=1)
     min_score: float | None = _help(None, "Keep a prompt's best answer only when its score reaches this (None: any "
                                           "score).")
     min_margin: float = _help(0.0, "Keep a prompt's best answer only when it beats the runner-up by at least this.",
@@ -119,8 +106,9 @@ class RejectionSamplingStage(SFTStage):
         samples = sample_answers(model, tokenizer, self.prompts, cfg.k, temperature=cfg.temperature,
                                  top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                                  batch_size=cfg.generation_batch_size)
-        scores = rank_samples(self.judge, self.prompts, samples, cfg.ranking, round_tag="rs",
-                              benchmark=self.benchmark)
+        with RunStore(cfg.judgments_store) as store:
+            scores = rank_samples(self.judge, self.prompts, samples, cfg.ranking, round_tag="rs",
+                                  benchmark=self.benchmark, store=store)
         self.scored = select_best(self.prompts, samples, scores, min_score=cfg.min_score, min_margin=cfg.min_margin)
         self.pairs = best_worst_pairs(self.prompts, samples, scores)
         self.conversations = [r["prompt"] + [{"role": "assistant", "content": r["samples"][r["best"]]}]
@@ -136,7 +124,8 @@ class RejectionSamplingStage(SFTStage):
     @property
     def files(self) -> dict[str, Path]:
         out = Path(self.cfg.output_dir)
-        return {"samples": out / f"{self.cfg.stage}-samples.jsonl", "pairs": out / f"{self.cfg.stage}-pairs.jsonl"}
+        return {"samples": out / f"{self.cfg.stage}-samples.jsonl", "pairs": out / f"{self.cfg.stage}-pairs.jsonl",
+                "judgments": self.cfg.judgments_store}
 
     def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
         files = self.files

@@ -12,6 +12,12 @@ reward; ties count half) is logged as ``reward_model/heldout_accuracy`` and list
 checkpoint is at once usable as a judge (``reward-model:PATH``, or ``reward-model:@<stage>`` later in a recipe)
 and as the online-DPO or rejection-sampling ranker. The stage trains no policy: a recipe's next stage starts from
 the policy before it, and the benchmark evaluation (``eval``) does not apply to it.
+
+Like the other stages it has an eval set for ``Trainer.evaluate`` (``eval_data``, or ``eval_split`` of the training
+pairs: lioneval.trainers.evalset), on which TRL logs ``eval_loss`` and ``eval_accuracy`` and which the best-model
+settings (``metric_for_best_model: eval_accuracy``) read; and with ``peft_config`` it trains a LoRA adapter on the
+frozen model plus the new score head (peft's sequence-classification task), so a checkpoint is the adapter and the
+head: megabytes, loaded as a judge with its base merged in.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from lioneval.errors import ConfigError, DataError
 from lioneval.judges.reward import RewardModelJudge
 from lioneval.trainers.config import StageConfig, _help
 from lioneval.trainers.dpo import read_preferences
+from lioneval.trainers.evalset import split_eval
 from lioneval.trainers.models import load_policy, resolve_model
 from lioneval.trainers.stage import Stage, StageResult
 
@@ -55,9 +62,6 @@ class RewardModelConfig(StageConfig):
         super().check(where)
         if self.heldout >= 1:
             raise ConfigError(f"{where}.heldout must be below 1, not {self.heldout!r}", fix="e.g. heldout: 0.2")
-        if getattr(self, "peft_config", None) is not None:
-            raise ConfigError(f"{where}.peft_config: the reward-model stage trains every weight of its score model",
-                              fix="drop peft_config from the reward-model stage")
         # A reward model answers no benchmark: its evaluation is the held-out accuracy, not the policy's suite.
         self.eval = None
 
@@ -116,9 +120,10 @@ class RewardModelStage(Stage):
 
     def prepare(self) -> None:
         pairs = read_preferences(self.cfg.data)
-        self.train_pairs, self.heldout = split_pairs(pairs, self.cfg.heldout, self.cfg.seed)
-        if not self.train_pairs:
+        train, self.heldout = split_pairs(pairs, self.cfg.heldout, self.cfg.seed)
+        if not train:
             raise DataError(f"{self.cfg.data} leaves no pair to train on", fix="add pairs or lower heldout")
+        self.train_pairs, self.eval_pairs = split_eval(train, self.cfg, read_preferences)
         self.accuracy: list[dict[str, Any]] = []
         self.step_offset = 0
 
@@ -141,7 +146,13 @@ class RewardModelStage(Stage):
         with suppress_seqcls_warning():  # a causal-LM checkpoint gets a new score head: expected
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
         model.config.pad_token_id = tok.pad_token_id
+        model.name_or_path = str(Path(path).resolve())  # the base a LoRA checkpoint of this stage names
         return model, tok
+
+    @property
+    def lora(self) -> Any:
+        """peft's LoraConfig for a sequence classifier: the adapter, and the score head trained and saved whole."""
+        return self.cfg.peft_config.lora(task_type="SEQ_CLS") if self.cfg.peft_config is not None else None
 
     def trainer(self, round: int, model: Any, tokenizer: Any, callbacks: list[Any]) -> Any:
         from datasets import Dataset
@@ -149,7 +160,9 @@ class RewardModelStage(Stage):
 
         args = self.cfg.training_arguments(RewardConfig, max_length=self.cfg.max_length)
         return RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(self.train_pairs),
-                             processing_class=tokenizer, callbacks=[*callbacks, _heldout_callback(self)])
+                             eval_dataset=Dataset.from_list(self.eval_pairs) if self.eval_pairs else None,
+                             processing_class=tokenizer, peft_config=self.lora,
+                             callbacks=[*callbacks, _heldout_callback(self)])
 
     def outputs(self, checkpoints: list[str]) -> dict[str, str]:
         return {"model": checkpoints[-1]} if checkpoints else {}
