@@ -29,7 +29,7 @@ from lioneval.trainers.config import JudgedSampling, config_from_dict  # noqa: E
 from lioneval.trainers.dpo import DPOConfig, dpo, dpo_trainer, ln_dpo_loss, read_preferences  # noqa: E402
 from lioneval.trainers.drift import analyze, sequence_logps  # noqa: E402
 from lioneval.trainers.models import load_policy  # noqa: E402
-from lioneval.trainers.online_dpo import OnlineDPOConfig  # noqa: E402
+from lioneval.trainers.online_dpo import OnlineDPOConfig, online_dpo  # noqa: E402
 from lioneval.trainers.outputs import check_refs, resolve_refs  # noqa: E402
 from lioneval.trainers.pairs import PairsConfig, build_pairs, curriculum, pairs  # noqa: E402
 from lioneval.trainers.promotion import PromotionPolicy, promote  # noqa: E402
@@ -336,6 +336,32 @@ def test_sample_judgments_are_stored_so_a_restart_asks_the_judge_nothing_again(t
         assert len(srv.requests) - paid == confirm
         if again is not None:
             assert again.outputs["judgments"] == str(out / "pairs-judgments.db")
+
+
+def test_online_dpo_ranking_judgments_are_stored_so_a_restart_asks_the_judge_nothing_again(tiny, tmp_path,
+                                                                                            monkeypatch):
+    from lioneval.trainers import online_dpo as module
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    with ScriptedServer(rating_by_length) as srv:
+        cfg = OnlineDPOConfig(model=str(tiny), prompts=str(prompts), judge=f"openai-compatible:judge@{srv.base_url}",
+                              k=3, temperature=1.0, max_new_tokens=8, rounds=1, steps_per_round=1,
+                              output_dir=str(tmp_path / "o"), name="odpo", per_device_train_batch_size=2)
+
+        def crash(*a, **k):  # the process dies after the round's judging, before training
+            raise _Crash
+
+        monkeypatch.setattr(module, "dpo_trainer", crash)
+        with pytest.raises(_Crash):
+            online_dpo(cfg, store=str(tmp_path / "main.db"))
+        monkeypatch.undo()
+        paid = len(srv.requests)
+        assert paid > 0
+        res = online_dpo(cfg, store=str(tmp_path / "main.db"))  # the restart: same seed, same samples
+        assert len(srv.requests) == paid and res.checkpoints
+    with RunStore(cfg.judgments_store, readonly=True) as st:
+        assert len(st.judgments()) == paid
 
 
 def test_sampling_settings_are_one_set_of_keys_for_online_dpo_and_rejection_sampling():

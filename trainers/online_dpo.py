@@ -23,7 +23,9 @@ through lioneval's answer-level cheat detectors (``lioneval.checks.chosen``). Th
 training curves (``cheat/flagged_chosen_share``); when it reaches ``cheat_stop_share`` and rises over the previous
 round, the stage stops before training on them.
 
-The judgments are not written to the run store: they grade training samples, not a checkpoint's benchmark answers.
+The ranking judgments grade training samples, not a checkpoint's benchmark answers, so they stay out of the run store
+the leaderboards read: each is kept as it comes in a store of the stage's own, ``<output_dir>/<stage>-judgments.db``
+(keyed by the sample's text), so a restarted stage that samples the same answers pays for no judge call twice.
 Checkpoints are ``<output_dir>/<stage>-step<N>`` with N counted across rounds (each round's trainer keeps its own
 ``<output_dir>/<stage>/round-<r>/checkpoint-<n>``).
 """
@@ -235,8 +237,9 @@ class OnlineDPOStage(Stage):
         samples = sample_answers(model, tokenizer, batch, cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
                                  max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + round,
                                  batch_size=cfg.generation_batch_size)
-        scores = rank_samples(self.judge, batch, samples, cfg.ranking, round_tag=f"r{round}",
-                              benchmark=self.benchmark)
+        with RunStore(cfg.judgments_store) as store:
+            scores = rank_samples(self.judge, batch, samples, cfg.ranking, round_tag=f"r{round}",
+                                  benchmark=self.benchmark, store=store)
         pairs = best_worst_pairs(batch, samples, scores)
         log.info("online-dpo round %d: %d prompts, %d pairs (%d skipped: ties or unscored)", round + 1, len(batch),
                  len(pairs), len(batch) - len(pairs))
