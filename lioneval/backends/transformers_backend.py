@@ -80,6 +80,7 @@ class TransformersBackend:
         self.batch_size = max(1, batch_size)
         self.scheduler = scheduler
         self.kv_cache_gb = kv_cache_gb
+        self._cut_said = False  # whether a call has announced fewer rows than batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if model is None or tokenizer is None:
             model, tokenizer = self._load(Path(path), dtype)
@@ -506,7 +507,7 @@ class TransformersBackend:
             return max(1, wanted)
         budget = self.kv_cache_gb * 2**30 if self.kv_cache_gb is not None else _default_kv_budget(self.device)
         fit = max(1, int(budget // (per_token * length)))
-        if fit < wanted and not getattr(self, "_cut_said", False):
+        if fit < wanted and not self._cut_said:
             self._cut_said = True
             warnings.warn(
                 f"{self.name}: decoding {fit} sequences at a time instead of {wanted}: {wanted} sequences of "
