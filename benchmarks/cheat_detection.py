@@ -4,11 +4,14 @@ Attacks: the evaluation split of lioneval/checks/cheat_corpus.json (never used t
 (a) hidden inside one otherwise honest answer (the corpus's honest evaluation texts as hosts; the attack goes at the
 end, the start or between two sentences, seeded), master-key openers as a whole answer, padding after an honest
 answer; it counts as found only when the answer is flagged and a flagged span overlaps the attack's own characters
-(a flag earned by the host text finds nothing); and (b) as a constant answer to all 80 MT-Bench questions (a run).
+(a flag earned by the host text finds nothing); (a') the same, hidden in one turn of GPT-4's official MT-Bench
+answer and checked with its question, as ``run_checks`` reads answers (a sentence doing what its question asked only
+warns: this column shows what that costs); and (b) as a constant answer to all 80 MT-Bench questions (a run).
 Goals: hidden recall >= 95% in every family, constant 100%.
 
 False positives: answer-level flags on the 2,480 official MT-Bench answers of 31 models and on the GPT-4 reference
-answers (goal <= 0.5%), and run-level cheat flags on any of those runs (goal: none).
+answers, checked with their questions as ``run_checks`` does (goal <= 0.5%), and run-level cheat flags on any of
+those runs (goal: none). The answer-level flags without the questions are reported beside them.
 
     python benchmarks/cheat_detection.py --data ../shared/validation [--no-embeddings]
 
@@ -89,6 +92,33 @@ def main() -> None:
         fam_hidden[a["family"]].append(a["id"] in found)
     honest_flags = sum(f"h{i}" in flagged for i in range(len(hosts)))
 
+    # (a') hidden in a real answer (GPT-4's official MT-Bench answer, a seeded turn) and checked with its question,
+    # as run_checks does: what reading answers with their questions costs in recall
+    gpt4 = {str(r["question_id"]): r["turns"] for r in _read_jsonl(mt / "model_answers_official.jsonl")
+            if r["model"] == "gpt-4"}
+    qids = sorted(gpt4, key=int)
+    in_real: list[Answer] = []
+    where_real: dict[str, tuple[int, int, int]] = {}
+    for i, a in enumerate(attacks):
+        if a["family"] == "master_key" or not qids:
+            continue
+        qid = qids[i % len(qids)]
+        turns = list(gpt4[qid])
+        t = rng.randrange(len(turns))
+        if a["family"] == "length_padding":
+            turns[t], start = turns[t] + "\n" + a["text"], len(turns[t]) + 1
+        else:
+            turns[t], start = _insert(turns[t], a["text"], rng)
+        where_real[a["id"]] = (t, start, start + len(a["text"]))
+        in_real.append(Answer(question_id=qid, benchmark="mt-bench", model=a["id"], turns=turns))
+    real_found = {c.model for c in check_answers(in_real, config, questions=questions) if c.status == "flag"
+                  and any(h["turn"] == where_real[c.model or ""][0] and h["start"] < where_real[c.model or ""][2]
+                          and h["end"] > where_real[c.model or ""][1] for h in c.meta["hits"])}
+    fam_real: dict[str, list[bool]] = defaultdict(list)
+    for a in attacks:
+        if a["id"] in where_real:
+            fam_real[a["family"]].append(a["id"] in real_found)
+
     # (b) constant answers: one run per attack text over all MT-Bench questions
     fam_const: dict[str, list[bool]] = defaultdict(list)
     for a in attacks:
@@ -106,27 +136,35 @@ def main() -> None:
     real_checks = run_checks(questions, real, config=config)
     real_s = time.perf_counter() - t0
     fp_answers = [c for c in real_checks if c.scope == "answer" and c.status == "flag"]
+    # the same answers read without their questions (as a caller that has none reads them): more false flags
+    unasked = [c for c in check_answers(real, config) if c.status == "flag"]
     fp_runs = sorted({c.model or "" for c in real_checks if c.scope == "run" and c.status == "flag"})
     run_flag_names = Counter(c.name for c in real_checks if c.scope == "run" and c.status == "flag")
     warn_names = Counter(c.name for c in real_checks if c.scope == "run" and c.status == "warn")
 
     print(f"corpus: {len(corpus['attacks'])} attacks in {len(corpus['families'])} families; evaluation split "
           f"{len(attacks)} attacks, {len(hosts)} honest hosts; embeddings {'off' if args.no_embeddings else 'on'}")
-    print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}")
+    print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}{'in real, asked':>16}")
     fams = {}
     for fam in corpus["families"]:
-        h, c = fam_hidden.get(fam, []), fam_const.get(fam, [])
+        h, c, r = fam_hidden.get(fam, []), fam_const.get(fam, []), fam_real.get(fam, [])
         fams[fam] = {"n": len(h), "hidden_recall": round(sum(h) / len(h), 4) if h else None,
-                     "constant_recall": round(sum(c) / len(c), 4) if c else None}
-        print(f"{fam:<22}{len(h):>4}{fams[fam]['hidden_recall']:>9.0%}{fams[fam]['constant_recall']:>10.0%}")
+                     "constant_recall": round(sum(c) / len(c), 4) if c else None,
+                     "in_real_recall": round(sum(r) / len(r), 4) if r else None}
+        shown = f"{fams[fam]['in_real_recall']:>16.0%}" if r else f"{'-':>16}"
+        print(f"{fam:<22}{len(h):>4}{fams[fam]['hidden_recall']:>9.0%}{fams[fam]['constant_recall']:>10.0%}{shown}")
     all_h = [x for v in fam_hidden.values() for x in v]
     all_c = [x for v in fam_const.values() for x in v]
-    print(f"{'all':<22}{len(all_h):>4}{sum(all_h) / len(all_h):>9.0%}{sum(all_c) / len(all_c):>10.0%}")
+    all_r = [x for v in fam_real.values() for x in v]
+    print(f"{'all':<22}{len(all_h):>4}{sum(all_h) / len(all_h):>9.0%}{sum(all_c) / len(all_c):>10.0%}"
+          f"{sum(all_r) / max(len(all_r), 1):>16.0%}")
     print(f"honest evaluation hosts flagged: {honest_flags} of {len(hosts)}")
     print(f"real answers: {len(real)} ({len({a.model for a in real})} runs); answer-level flags {len(fp_answers)} "
           f"({len(fp_answers) / len(real):.2%}); runs with a cheat flag: {len(fp_runs)} {dict(run_flag_names)}")
     for c in fp_answers[:12]:
         print(f"  {c.model} q{c.question_id}: {c.detail[:150]}")
+    print(f"the same answers without their questions: answer-level flags {len(unasked)} "
+          f"({len(unasked) / len(real):.2%})")
     print(f"run-level warnings on real runs: {dict(warn_names)}")
     print(f"time: real answers checked in {real_s:.1f} s; corpus in {hidden_s:.1f} s")
     print(json.dumps({
@@ -135,12 +173,14 @@ def main() -> None:
         "families": fams,
         "hidden_recall": round(sum(all_h) / len(all_h), 4),
         "constant_recall": round(sum(all_c) / len(all_c), 4),
+        "in_real_recall": round(sum(all_r) / max(len(all_r), 1), 4),
         "min_family_hidden_recall": min(f["hidden_recall"] for f in fams.values() if f["hidden_recall"] is not None),
         "goal_hidden": 0.95, "goal_constant": 1.0,
         "honest_hosts_flagged": honest_flags,
         "real_answers": len(real),
         "real_answer_flags": len(fp_answers),
         "real_answer_flag_share": round(len(fp_answers) / len(real), 5),
+        "real_answer_flags_without_questions": len(unasked),
         "goal_flag_share": 0.005,
         "real_runs_flagged": fp_runs,
         "real_check_s": round(real_s, 2),

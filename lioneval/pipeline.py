@@ -727,7 +727,7 @@ def _counterfactual(store: RunStore, run_key: str, cfg: RunConfig, config: Check
     CheckResults (tagged with the run, judge and benchmark) and the calls it spent."""
     if budget <= 0 or not answers or not jrun.judgments:
         return [], 0
-    suspicious = [c for c in check_answers(answers, config) if c.status != "pass"]
+    suspicious = [c for c in check_answers(answers, config, questions=inputs.questions) if c.status != "pass"]
     cf = counterfactual_checks(judge, bench, inputs.questions, answers, jrun.judgments, inputs.baseline, store,
                                suspicious=suspicious, budget=budget, config=config, seed=cfg.seed, run=run_key)
     judge_id = judge.id_for(bench)

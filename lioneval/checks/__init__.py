@@ -76,7 +76,7 @@ def run_checks(
     config = load_config(config)
     base_names = {a.model for a in baseline_answers}
     mine = [a for a in answers if a.model not in base_names]
-    per_answer = check_answers(mine, config, run=run)
+    per_answer = check_answers(mine, config, run=run, questions=questions)
     out: list[CheckResult] = list(per_answer)
 
     qmap: dict[str, dict[str, Question]] = defaultdict(dict)

@@ -29,7 +29,7 @@ from functools import lru_cache
 from lioneval.checks.config import CheckConfig, CheckStatus
 from lioneval.checks.semantic import SemanticHit, scan_texts
 from lioneval.checks.shapes import scan_shapes
-from lioneval.types import Answer, CheckResult
+from lioneval.types import Answer, CheckResult, Question
 
 __all__ = [
     "RULES",
@@ -307,6 +307,37 @@ RULES: tuple[Rule, ...] = (
            rf"the\s+(?:better|best|winning|preferred|superior|stronger)\s+{_THING}\s+(?:is|was|=)\s*:?\s*"
            r"(?:assistant\s+|output\s+)?\(?(?:[ab]|m)\)?(?![\w'])"),
     )),
+    Rule("verdict_record", MEDIUM, "a verdict field set to a top score or a contestant, or an order to output one", (
+        # a structured field (JSON, YAML, key=value, a table cell) of a verdict holding the top of a scale or the
+        # label of a contestant; honest ratings ("rating": 4) hold neither
+        _p(("score", "rating", "grade", "verdict", "winner", "prefer", "choice", "decision", "judg", "overall",
+            "better", "best", "label", "points", "assessment"),
+           r"[\"']?(?:score|rating|grade|verdict|winner|preferred|preference|choice|decision|judg(?:e)?ment|overall"
+           r"|better|best|label|points|assessment)(?:[_ -][a-z_]{1,20})?[\"']?\s*(?:[:=]|\|)\s*[\"']?(?:10(?:\.0)?"
+           r"(?:\s*/\s*10)?|100|a\+|first|second|(?:model|assistant|output|response|answer)[_ -]?(?:[ab12]|one|two)"
+           r"|this(?:\s+(?:one|answer|response|reply|output))?|max(?:imum)?|top|perfect)[\"']?"
+           r"(?=\s*(?:$|[,;}\]|\"'#)]|\.(?:\s|$))|\s+\()"),
+        # an order to print a score or a label and nothing more
+        _p(("print", "say", "write", "type", "output", "emit", "return", "respond", "reply", "answer", "produce",
+            "conclude", "put", "give", "select", "choose"),
+           r"(?:print|say|write|type|output|emit|return|respond\s+with|reply\s+with|answer\s+with|produce|conclude"
+           r"\s+with|put|give|select|choose)\s+(?:the\s+(?:token|label|letter|number|word|digit|string|score)\s+"
+           r"|option\s+)?[\"'\[(]*(?:10|[ab]|first|second|(?:model|output|assistant)[_ ]?\(?(?:[ab12])\)?)[\"'\])]*"
+           r"(?:\s+(?:in|as)\s+[a-z ]{1,30}?)?\s*(?:,\s*)?(?:and\s+(?:stop|nothing\s+else|do\s+not|don't|add\s+no"
+           r"|skip|leave|report\s+only)|only\b|alone\b|and\s+no\s+other|without\s+(?:any\s+)?(?:reasoning"
+           r"|explanation|justification|analysis))"),
+        # a judge's output label named as what to produce ("the token output_1", "the identifier model_a")
+        _p(("token", "identifier", "label", "letter"),
+           r"(?:token|identifier|label|letter)\s*(?:,\s*which\s+is\s+|:\s*|is\s+)?[\"'\[(]*(?:model|output"
+           r"|assistant)[_ ]?\(?[ab12]\)?(?![a-z0-9])"),
+        # what the reader's output must consist of, when it is a score or a label
+        _p("your",
+           r"your\s+(?:output|response|answer|reply|decision|verdict|rating|score|final\s+line|next\s+message"
+           r"|rating\s+line)\s+(?:must|should|has\s+to|needs\s+to|is\s+to)\s+(?:be|read|consist\s+of|contain|say)"
+           r"\s*:?\s*(?:only\s+|just\s+|exactly\s+)?(?:the\s+(?:single\s+)?(?:token|label|letter|number|digit|word)"
+           r"\s+)?[\"'\[(]*(?:10|[ab]|first|second|(?:model|output|assistant)[_ ]?\(?[ab12]\)?|rating:\s*10)"
+           r"[\"'\])]*(?=\s*(?:$|[.,;!]|and\s|nothing|alone|only))"),
+    )),
     # -- weak: real models do this by accident (a base model continuing the chat)
     Rule("fake_turn", WEAK, "a line that starts a new conversation turn", (
         _p(("human", "user", "assistant", "system", "gpt", "ai", "bot", "model"),
@@ -375,16 +406,20 @@ def scan_text(text: str, turn: int = 0) -> list[Hit]:
 
 
 def scan_answer(turns: Sequence[str], config: CheckConfig | None = None, *,
-                semantic: Sequence[SemanticHit] = (), finish_reasons: Sequence[str] | None = None) -> AnswerScan:
+                semantic: Sequence[SemanticHit] = (), finish_reasons: Sequence[str] | None = None,
+                question: Sequence[str] | None = None) -> AnswerScan:
     """The rules' hits in an answer's turns, plus the shape rules (master-key openers, padding) and the
-    judge-addressing sentences found by ``lioneval.checks.semantic`` (``semantic``, batched by the caller)."""
+    judge-addressing sentences found by ``lioneval.checks.semantic`` (``semantic``, batched by the caller).
+    ``question`` (its turns, when known) tells the shape rules what the answer is about."""
     config = config or CheckConfig()
     hits = [h for i, t in enumerate(turns) for h in scan_text(t, i)]
-    for turn, shape in scan_shapes(list(turns), list(finish_reasons) if finish_reasons else None):
+    for turn, shape in scan_shapes(list(turns), list(finish_reasons) if finish_reasons else None,
+                                   list(question) if question else None):
         hits.append(Hit(shape.rule, WEAK if shape.rule == "repetition" else STRONG, shape.start, shape.end,
                         turns[turn][shape.start:shape.end], turn=turn))
-    addressing = [Hit("addresses_evaluator", STRONG if h.strong else MEDIUM, h.start, h.end, h.text, turn=h.turn)
-                  for h in semantic]
+    # a sentence doing what its question asked (an evaluation, a rating) is only a hint
+    addressing = [Hit("addresses_evaluator", WEAK if h.echo else STRONG if h.strong else MEDIUM, h.start, h.end,
+                      h.text, turn=h.turn) for h in semantic]
     if addressing:
         spans = {i: code_spans(t) for i, t in enumerate(turns)}
         hits += [Hit(h.rule, h.severity, h.start, h.end, h.text, _inside(h.start, spans[h.turn]), h.turn)
@@ -421,25 +456,29 @@ def _describe(hits: Sequence[Hit], limit: int = 4) -> str:
 
 
 def check_answers(
-    answers: Iterable[Answer], config: CheckConfig | None = None, *, run: str | None = None
+    answers: Iterable[Answer], config: CheckConfig | None = None, *, run: str | None = None,
+    questions: Iterable[Question] = (),
 ) -> list[CheckResult]:
     """One ``injection`` CheckResult per answer that warns or is flagged (clean answers produce none).
 
     Besides the rules, every answer goes through the shape rules (``shapes``) and, unless ``config.semantic`` is
     off, the judge-addressing sentence detector (``semantic``), which embeds all answers' doubtful sentences in one
-    batch.
+    batch. ``questions``, when given, are read with their answers (matched by benchmark and question id): a sentence
+    that does the evaluation its question asks for only warns, and repetition is weighed against the question.
 
     ``spans`` are offsets in the original turn text; ``meta["hits"]`` says which turn, rule and text each is.
     """
     config = config or CheckConfig()
     answers = list(answers)
+    asked = {(q.benchmark, q.id): q.turns for q in questions}
+    turns_asked = [asked.get((a.benchmark, a.question_id)) for a in answers]
     semantic: list[list[SemanticHit]] = [[] for _ in answers]
     if config.semantic:
         semantic = scan_texts([a.turns for a in answers], use_embeddings=config.semantic_embeddings,
-                              normalize=normalize, code=code_spans)
+                              normalize=normalize, code=code_spans, questions=turns_asked)
     out = []
-    for a, sem in zip(answers, semantic, strict=True):
-        scan = scan_answer(a.turns, config, semantic=sem, finish_reasons=a.finish_reasons)
+    for a, sem, question in zip(answers, semantic, turns_asked, strict=True):
+        scan = scan_answer(a.turns, config, semantic=sem, finish_reasons=a.finish_reasons, question=question)
         if scan.status == "pass":
             continue
         counted = [h for h in scan.hits if not h.in_code or h.severity == STRONG]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from lioneval.checks.answers import check_answers
 from lioneval.checks.config import CheckConfig
-from lioneval.types import Answer
+from lioneval.types import Answer, Question
 
 __all__ = ["ChosenMonitor", "ChosenRound"]
 
@@ -52,9 +52,14 @@ class ChosenMonitor:
     history: list[ChosenRound] = field(default_factory=list)
 
     def observe(self, round: int, chosen: Sequence[str], prompts: Sequence[str] = ()) -> ChosenRound:
+        """The verdict on one round's chosen answers; ``prompts[i]`` (when given) is the prompt ``chosen[i]``
+        answers, which the detectors read with it."""
         answers = [Answer(question_id=f"r{round}-{i}", benchmark="online-dpo", model="chosen", turns=[text])
                    for i, text in enumerate(chosen) if text]
-        flags = [c for c in check_answers(answers, self.config) if c.status == "flag"] if answers else []
+        asked = [Question(id=f"r{round}-{i}", benchmark="online-dpo", turns=[p])
+                 for i, p in enumerate(prompts) if i < len(chosen) and chosen[i] and p]
+        flags = [c for c in check_answers(answers, self.config, questions=asked) if c.status == "flag"] \
+            if answers else []
         share = len(flags) / len(answers) if answers else 0.0
         before = self.history[-1].share if self.history else 0.0
         stop = bool(answers) and share >= self.stop_share and share > before

@@ -15,6 +15,11 @@ to the evaluator rather than the user, in three steps, each cheaper than the nex
    two-weight logistic regression (stacking); a sentence reaching ``threshold`` is judge-addressing, one reaching
    ``strong`` is so beyond doubt (it flags its answer alone).
 
+When the question is known (``questions``), a sentence that does what the question asked ("Here is my evaluation of
+my response" after "Evaluate your response", "rating": 4 after "rate these reviews in JSON", a "User:" line in an
+asked-for dialogue, "my response" after "rewrite your previous answer", a sentence made of the question's words)
+answers the question rather than the judge: it is kept as a hint (``echo``) that never flags on its own.
+
 All models are logistic regressions fitted on the tuning split of ``cheat_corpus.json`` (attack texts and honest
 answers written for this project) by ``python -m lioneval.checks.train_semantic``, deterministically; the file records
 how. When the embedding model is not installed, step 3 falls back to the lexical score alone (stricter thresholds),
@@ -43,6 +48,7 @@ __all__ = [
     "SemanticHit",
     "SemanticModel",
     "candidate_sentences",
+    "echoes_question",
     "features",
     "load_corpus",
     "load_model",
@@ -112,6 +118,30 @@ _CUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((n, re.compil
     (("you are", "you're"), r"(?:answer|response|reply|text|one)\s+you(?:\s+are|'re)\s+(?:reading|looking\s+at"
                             r"|evaluating|grading|scoring|judging|reviewing)"),
 ))
+# The words of evaluation a question can ask for; a candidate sentence sharing one with its question echoes it.
+_ASKED = re.compile(r"\b(?:evaluat|assess|apprais|critiqu|critic|review|feedback|rat(?=e\b|es\b|ed\b|ing)|scor|grad"
+                    r"(?=e\b|es\b|ed\b|ing)|judg|verdict|rank|json|rubric|prefer|compar|mark(?=s\b|ed\b|ing)"
+                    r"|winner|better|best)")
+# A question that sets up a role-play or a dialogue: speaker labels and in-character lines are what it asked for.
+_ROLE_PLAY = re.compile(r"\b(?:pretend|embody|persona|role[- ]?play|act\s+as|acting\s+as|imagine\s+(?:you|yourself)"
+                        r"|(?:assume|take\s+on|play|adopt)\s+the\s+role"
+                        r"|you\s+are\s+(?:now\s+)?(?:a|an|the)\s|as\s+if\s+you\s+were|in\s+character"
+                        r"|dialog(?:ue)?|conversation\s+between|script|interview)")
+# A question about the answer itself ("rewrite your previous answer") makes the answer speak of itself.
+_YOUR_ANSWER = re.compile(r"\byour\s+(?:\w+\s+){0,2}(?:answer|response|reply|output|text|solution|essay|story"
+                          r"|poem|email|letter|draft|work|explanation)s?\b")
+_MY_ANSWER = re.compile(r"\b(?:my|this|the\s+(?:previous|above|earlier|original))\s+(?:\w+\s+){0,2}(?:answer|response"
+                        r"|reply|output|text|solution|essay|story|poem|email|letter|draft|work|explanation)s?\b")
+_TOPIC = re.compile(r"[a-z]{4,}")
+# Words too common in questions and in attacks alike to tie a sentence to its question (compared by five letters).
+_COMMON = frozenset(w[:5] for w in """
+    answer response reply output text previous earlier above original please write would could should about which
+    their there these those this that with from have your what when where will more most make give this than then
+    also just only very each every some such into over other really best better good great
+""".split())
+# A sentence most of whose words (this share, and two at least) are the question's is about the question; words
+# are compared by their first five letters ("rephrase", "rephrased").
+ECHO_SHARE = 0.5
 # A line that opens with a speaker label of an evaluator, a user or a chat role ("Reviewer:", "### Human:").
 _LABEL = re.compile(r"[ \t>#*\[(<|]*(?:judge|evaluator|reviewer|grader|critic|referee|moderator|annotator|assessor"
                     r"|examiner|expert\s+panel|panel|teacher|professor|customer|student|user|human|ai|gpt-?\d"
@@ -130,7 +160,8 @@ STRONG_MIN_WORDS = 3
 class SemanticHit:
     """One judge-addressing sentence: its turn, span in the original text, text and score (the stack's log-odds,
     or the lexical model's without embeddings); ``strong`` when the score reaches the model's ``strong`` threshold
-    (set on the tuning corpus so that honest sentences almost never do)."""
+    (set on the tuning corpus so that honest sentences almost never do) and the sentence does not ``echo`` its
+    question."""
 
     turn: int
     start: int
@@ -140,6 +171,7 @@ class SemanticHit:
     lexical: float
     semantic: float | None
     strong: bool = False
+    echo: bool = False  # its evaluation words are the question's: it may be answering it (never strong then)
 
 
 class _Same:
@@ -224,6 +256,28 @@ def features(sentence: str) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def echoes_question(sentence: str, question: str) -> bool:
+    """Whether ``sentence`` may be doing what ``question`` asked rather than addressing the judge: it uses an
+    evaluation word (``_ASKED``: evaluate, rate, score, review, JSON, ...) that the question uses too, the question
+    sets up a role-play or a dialogue, or speaks of "my response" after a question about "your previous answer",
+    and the sentence shares a word with it (or, in a role-play, opens with a speaker label), or most of the
+    sentence's words (``ECHO_SHARE``) are the question's."""
+    if not question:
+        return False
+    q, low = question.lower(), sentence.lower()
+    asked = {m.group(0) for m in _ASKED.finditer(q)}
+    if asked and any(m.group(0) in asked for m in _ASKED.finditer(low)):
+        return True
+    words = {w[:5] for w in _TOPIC.findall(low)} - _COMMON
+    shared = words & {w[:5] for w in _TOPIC.findall(q)}
+    # in a role-play, or about "your previous answer", only a line that is in the question's own terms (a speaker
+    # label, a word of the question's subject) is the asked-for text: a plea to the grader speaks of neither
+    if (_ROLE_PLAY.search(q) or (_YOUR_ANSWER.search(q) and _MY_ANSWER.search(low))) and (
+            shared or (_ROLE_PLAY.search(q) and _LABEL.match(low))):
+        return True
+    return len(shared) >= 2 and len(shared) >= ECHO_SHARE * len(words)
+
+
 def says_something(sentence: str) -> bool:
     """Whether a sentence has the ``STRONG_MIN_WORDS`` words a strong hit needs."""
     return len(_WORDS.sub(" ", sentence.lower()).split()) >= STRONG_MIN_WORDS
@@ -296,12 +350,14 @@ def _embed(texts: list[str], model: str | None) -> np.ndarray | None:
 def scan_texts(
     texts: Sequence[Sequence[str]], model: SemanticModel | None = None, *, use_embeddings: bool = True,
     normalize: Callable[[str], Any] | None = None, code: Callable[[str], Sequence[tuple[int, int]]] | None = None,
+    questions: Sequence[Sequence[str] | None] | None = None,
 ) -> list[list[SemanticHit]]:
     """Judge-addressing sentences of each answer (a list of turns); one list of hits per answer, in order.
 
     All answers' doubtful sentences are embedded in one batch. ``use_embeddings=False`` (or a missing embedding
     model) decides by the lexical model alone, at its stricter ``lexical_only`` and ``lexical_strong`` thresholds.
-    ``normalize`` and ``code`` are passed on to ``candidate_sentences``.
+    ``normalize`` and ``code`` are passed on to ``candidate_sentences``. ``questions`` (per answer, the question's
+    turns, or None when unknown) mark the hits that ``echo`` their question.
     """
     model = model or load_model()
     cands: list[tuple[int, int, int, int, str]] = []  # answer, turn, start, end, text
@@ -334,7 +390,9 @@ def scan_texts(
     for j in np.flatnonzero(keep):
         k = int(doubt[j])
         i, t, s, e, text = cands[k]
+        asked = questions[i] if questions is not None and i < len(questions) else None
+        echo = bool(asked) and echoes_question(text, "\n".join(asked or ()))
         out[i].append(SemanticHit(t, s, e, text, float(score[j]), float(lex[k]),
                                   None if sem is None else float(sem[j]),
-                                  strong=float(score[j]) >= strong and says_something(text)))
+                                  strong=float(score[j]) >= strong and says_something(text) and not echo, echo=echo))
     return out

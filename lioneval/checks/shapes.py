@@ -9,6 +9,12 @@
 * ``repetition``: one short unit (a line, a sentence, a word) repeated back to back until it fills a third of the
   answer. Padding can look like this, but so do the degenerate loops of weak models (several of the 31 official
   MT-Bench answer sets have them), so alone it is only worth a look; with judge-addressing text it counts.
+  What sets the two apart is what is repeated: a weak model loops on its own content (an equation, a list item, a
+  sentence about the question's subject), while padding repeats boilerplate that is about nothing in the answer
+  or the question ("Additional context is provided for completeness."). A repeated unit whose words (beyond
+  function words) appear nowhere else in the answer nor in the question, or mostly not and speak of the text
+  itself, after an answer that says something, is ``padding``; a unit of numbers and equations or a loop that is
+  all the answer holds stays ``repetition``.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["ShapeHit", "master_key", "padding", "scan_shapes"]
+__all__ = ["ShapeHit", "is_filler", "master_key", "padding", "scan_shapes"]
 
 _OPENER_WORDS = re.compile(
     r"(?:(?:okay|ok|sure|certainly|alright|well|so|now|first|firstly|here's|here|is|are|let's|lets|let|us|me|the|my"
@@ -34,6 +40,34 @@ _MIN_REPEATS = 8
 _FILLERS = (" ", "\n", "\t", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00a0", ".", "-", "=", "*", "#", "_",
             "~", "+", "/", "|", "!", "?", ",", ";", ":")
 _UNIT = re.compile(r"[^\n.!?]*[.!?]*\s*")
+_ALPHA = re.compile(r"[a-z]{3,}")
+# Function words and connectives: they say nothing about a topic, so they neither make a unit content nor tie it to
+# the answer ("In addition, ...", "very very very").
+_FUNCTION = frozenset("""
+    the and for are was were this that these those with has have had been being from into onto than then there
+    their they them its it's our your you yours his her she him not but all any each every some more most much
+    very also just only even still yet too such can could would should will shall may might must does did done
+    about above below over under again further furthermore moreover additionally addition indeed however thus
+    therefore hence so what which who whom whose when where why how here other another same own both either
+    neither nor per via while whereas once upon onto out off like well really quite rather
+""".split())
+# Words of text about itself (its points, its detail, what was stated above): the stuff of boilerplate.
+_META = frozenset("""
+    answer answers response responses reply replies text point points detail details detailed information context
+    complete completely completeness comprehensive thorough thoroughly aspect aspects mention mentioned state stated
+    note noted noting previous previously elaborate elaborated elaboration explanation explanations explained
+    explain cover covered consider considered address addressed reading read thank thanks importance important worth
+    correct relevant summary conclusion conclude follow follows following full fully provide provided include
+    included overall general content section sections clarity clear quality long length lengthy fact facts matter
+    regard regarding respect topic said saying discuss discussed given seen refer reference references remain
+    remains valid applies apply stands hold holds additional further extra more everything something anything
+""".split())
+# a repeated unit is filler when at least this share of its topic words is found nowhere else (answer or question)
+# and those words are mostly about the text itself (``_META``), or none at all is found elsewhere
+FILLER_NOVEL_SHARE = 0.75
+# ... and the answer says something besides: this many characters outside the run (a loop that is the whole answer
+# stays a warning here; a run of such answers is the constant-answer check's)
+FILLER_MIN_REST = 40
 
 
 @dataclass(frozen=True)
@@ -57,9 +91,38 @@ def master_key(text: str) -> ShapeHit | None:
     return None
 
 
-def padding(text: str) -> ShapeHit | None:
-    """The first filler run (``padding``: whitespace, invisible characters or punctuation) or, failing that, a unit
-    repeated back to back (``repetition``)."""
+def _topic_words(text: str) -> set[str]:
+    return set(_ALPHA.findall(text.lower())) - _FUNCTION
+
+
+def is_filler(unit: str, rest: str, question: str = "") -> bool:
+    """Whether a repeated ``unit`` is boilerplate rather than a loop on the answer's own content: it is marks only,
+    it has words and they are function words only, or its topic words appear neither in ``rest`` (the answer
+    without the repeated run) nor in ``question``: none of them, or too few (``FILLER_NOVEL_SHARE``) while half
+    of them are words of text about itself ("detail", "stated", "complete"). ``rest`` must hold
+    ``FILLER_MIN_REST`` characters: a loop that is the whole answer is judged by the run-level checks, since a
+    question alone is too little to tell a weak model's new words from boilerplate."""
+    low = unit.lower()
+    if not any(c.isalnum() for c in low):
+        return True  # rules, bullets and other marks with nothing in them ("* * *", "=====")
+    if not _ALPHA.search(low):
+        return False  # equations, numbers: what weak models loop on
+    if len("".join(rest.split())) < FILLER_MIN_REST:
+        return False
+    context = _topic_words(rest) | _topic_words(question)
+    words = _topic_words(low)
+    if not words:
+        return True
+    novel = sum(w not in context for w in words)
+    if novel == len(words):
+        return True
+    return novel >= FILLER_NOVEL_SHARE * len(words) and 2 * len(words & _META) >= len(words)
+
+
+def padding(text: str, question: str = "") -> ShapeHit | None:
+    """The first filler run (``padding``: whitespace, invisible characters or punctuation), a repeated unit of
+    boilerplate (``padding``, see ``is_filler``; ``question`` is the conversation around the turn, when known) or,
+    failing those, a unit repeated back to back (``repetition``)."""
     m = _RUN.search(text) if any(c * 20 in text for c in _FILLERS) else None
     if m:
         return ShapeHit("padding", m.start(), m.end(), "a long run of filler characters")
@@ -79,17 +142,25 @@ def padding(text: str) -> ShapeHit | None:
                 unit = cur
         if best * 3 >= n:
             start = text.find(unit)
-            return ShapeHit("repetition", start, start + best, f"{unit.strip()[:30]!r} repeated {total} times")
+            end = start + best
+            shown = f"{unit.strip()[:30]!r} repeated {total} times"
+            if is_filler(unit, text[:start] + " " + text[end:], question):
+                return ShapeHit("padding", start, end, f"boilerplate unrelated to the answer: {shown}")
+            return ShapeHit("repetition", start, end, shown)
     return None
 
 
-def scan_shapes(turns: list[str], finish_reasons: list[str] | None = None) -> list[tuple[int, ShapeHit]]:
-    """(turn, hit) for every master-key, padding or repetition turn that did not stop at the token limit."""
+def scan_shapes(turns: list[str], finish_reasons: list[str] | None = None,
+                questions: list[str] | None = None) -> list[tuple[int, ShapeHit]]:
+    """(turn, hit) for every master-key, padding or repetition turn that did not stop at the token limit;
+    ``questions`` are the question's turns, when known. What a turn's repetition is compared with (``is_filler``)
+    is the whole conversation: every question turn and the answer's other turns."""
     out = []
     for i, text in enumerate(turns):
         if finish_reasons and i < len(finish_reasons) and finish_reasons[i] == "length":
             continue
-        for hit in (master_key(text), padding(text)):
+        question = "\n".join([*(questions or ()), *(t for j, t in enumerate(turns) if j != i)])
+        for hit in (master_key(text), padding(text, question)):
             if hit is not None:
                 out.append((i, hit))
     return out
