@@ -19,7 +19,9 @@ temporary store, against a per-model scikit-learn process: for each model, read 
 and fit the official GLM (the recipe above), as the reference implementation does. Both are subprocesses, timed by
 wall clock and by CPU time (user + system; best of ``REPEATS``) with their peak resident memory (the child's own
 ``ru_maxrss``, what ``resource.getrusage(RUSAGE_CHILDREN)`` reports for one child). Target: >= 10x, no more peak
-memory.
+memory. The CLI runs on the threads it picks (the usable CPUs, at most two: lioneval.stats.workers) and again with
+``LIONEVAL_THREADS=1``; both must print the same JSON. The 1-minute load average before and after is printed beside
+the timings: on a shared machine other processes take the cores the threads would use.
 
 Coverage (``--coverage``): how often the LC bootstrap interval of a random subset of n questions covers the model's
 LC on all 805, for validation models across the LC range; it sets ``LC_MIN_QUESTIONS`` and ``LC_MIN_OUTCOMES``.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -49,6 +52,7 @@ import pandas as pd
 from lioneval.benchmarks.alpaca_eval import DEFAULT_BASELINE, AlpacaEval, load_annotations
 from lioneval.benchmarks.base import ImportBundle
 from lioneval.stats.alpaca import GamedRows, LCRows, length_controlled_win_rates
+from lioneval.stats.workers import ENV, worker_count
 
 LAMBDA = 0.2  # length_controlled_v1: weight of the gamed-baseline rows, split over the two gamed models
 REPEATS = 2  # timings: best of this many runs, for both implementations
@@ -329,13 +333,18 @@ def run(validation_dir: str | None) -> dict:
             f"End to end: alpaca-eval leaderboard of {cli['models']} models with official LC and "
             f"{cli['rounds']}-round bootstrap intervals, CLI process vs per-model sklearn process (best of {REPEATS})",
             [["", "wall_s", "cpu_s", "peak_rss_mb"],
-             ["lioneval leaderboard (CLI)", cli["ours_s"], cli["ours_cpu_s"], cli["ours_rss_mb"]],
+             [f"lioneval leaderboard (CLI, {cli['threads']} threads)", cli["ours_s"], cli["ours_cpu_s"],
+              cli["ours_rss_mb"]],
+             [f"lioneval leaderboard (CLI, {ENV}=1)", cli["ours_1thread_s"], cli["ours_1thread_cpu_s"],
+              cli["ours_1thread_rss_mb"]],
              ["per-model sklearn recipe", cli["ref_s"], cli["ref_cpu_s"], cli["ref_rss_mb"]],
              ["ratio (ref / ours)", cli["ratio"], cli["cpu_ratio"], cli["rss_ratio"]]],
         )
         print(f"  LC max |ours - reference| = {cli['max_abs_diff']:.2e}; models with an LC interval: "
-              f"{cli['models_with_lc_interval']}; targets: ratio >= 10 ({'met' if cli['ratio'] >= 10 else 'NOT met'}),"
-              f" peak memory <= reference ({'met' if cli['rss_ratio'] <= 1 else 'NOT met'})")
+              f"{cli['models_with_lc_interval']}; same JSON on one thread: {cli['same_json_on_one_thread']}; "
+              f"1-min load average before/after: {cli['load_avg_1min']}; targets: ratio >= 10 "
+              f"({'met' if cli['ratio'] >= 10 else 'NOT met'}), peak memory <= reference "
+              f"({'met' if cli['rss_ratio'] <= 1 else 'NOT met'})")
     return figures
 
 
@@ -378,10 +387,11 @@ sys.stdout.write("\\n" + json.dumps({"wall": wall, "cpu": usage.ru_utime + usage
 """
 
 
-def _timed(cmd: list[str]) -> tuple[float, float, str, float]:
+def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str, float]:
     """Wall seconds, peak resident memory (MB, ``getrusage(RUSAGE_CHILDREN).ru_maxrss``), stdout and CPU seconds (user
-    + system) of ``cmd``."""
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True)
+    + system) of ``cmd`` (with ``env`` added to the environment)."""
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     out, _, last = proc.stdout.rstrip("\n").rpartition("\n")
     m = json.loads(last)
     if proc.returncode != 0 or m["code"] != 0:
@@ -412,10 +422,13 @@ def cli_case(vdir: Path) -> dict:
         ours_cmd = [sys.executable, "-m", "lioneval.cli", "--store", store, "leaderboard", "--bench", "alpaca-eval",
                     "--json", "--data", str(paths["eval_set"]), "--lc-data", str(paths["lc"])]
         ref_cmd = [sys.executable, str(Path(__file__).resolve()), "--reference", str(root / "official")]
-        ours_runs, ref_runs = [], []
-        for _ in range(REPEATS):  # alternating, so that both see the same load
+        ours_runs, one_runs, ref_runs = [], [], []
+        load = [os.getloadavg()[0]]
+        for _ in range(REPEATS):  # alternating, so that all see the same load
             ours_runs.append(_timed(ours_cmd))
+            one_runs.append(_timed(ours_cmd, {ENV: "1"}))
             ref_runs.append(_timed(ref_cmd))
+        load.append(os.getloadavg()[0])
     rows = json.loads(ours_runs[0][2])
     ref = json.loads(ref_runs[0][2].strip().splitlines()[-1])
     ours_lc = {r["model"]: r["length_controlled_winrate"] for r in rows if r["model"] != DEFAULT_BASELINE}
@@ -424,8 +437,15 @@ def cli_case(vdir: Path) -> dict:
     ours_rss, ref_rss = max(r[1] for r in ours_runs), max(r[1] for r in ref_runs)
     # CPU time moves less than wall time with the load of a shared machine (both sides are single-threaded)
     ours_cpu, ref_cpu = min(r[3] for r in ours_runs), min(r[3] for r in ref_runs)
+    one_s, one_cpu, one_rss = min(r[0] for r in one_runs), min(r[3] for r in one_runs), max(r[1] for r in one_runs)
     return {
         "models": len(rows),
+        "threads": worker_count(),
+        "same_json_on_one_thread": all(r[2] == ours_runs[0][2] for r in [*ours_runs, *one_runs]),
+        "ours_1thread_s": round(one_s, 2),
+        "ours_1thread_cpu_s": round(one_cpu, 2),
+        "ours_1thread_rss_mb": round(one_rss, 1),
+        "load_avg_1min": [round(x, 2) for x in load],
         "rounds": next(iter(ours_lc.values()))["rounds"],
         "models_with_lc_interval": sum(v["lower"] is not None for v in ours_lc.values()),
         "ours_s": round(ours_s, 2),

@@ -6,7 +6,9 @@ against a reference that refits scikit-learn models the way the official scripts
 line is one JSON object. Targets: Arena-Hard >= 20x, LC >= 5x, same numbers. AlpacaEval end to end
 (``lc_cli_*``): the leaderboard of the 57 validation models with official LC and its bootstrap intervals, as a CLI
 process after ``lioneval import``, >= 10x faster than a per-model scikit-learn process with no more peak memory
-(see speed_alpaca.py; ``lc_cli_cpu_ratio`` is the same ratio in CPU time, steadier on a loaded machine). Arena-Hard
+(see speed_alpaca.py; ``lc_cli_cpu_ratio`` is the same ratio in CPU time, steadier on a loaded machine; the CLI runs
+on ``lc_cli_threads`` threads, ``lc_cli_ours_1thread_s`` is its time on one, and ``lc_cli_load_avg_1min`` the higher
+1-minute load average seen around the timings). Arena-Hard
 with style control and question-unit intervals: >= 100x the per-round refits (``arena_cpu_ratio_style_question``, on
 the two validation models, and ``arena_cpu_ratio_style_question_10_models``: CPU time, BLAS on one thread for both
 sides; the wall-time ratios are printed beside them, and swing with the machine's load).
@@ -69,7 +71,9 @@ def main() -> None:
         **({"lc_cli_ratio": alpaca["lc_cli"]["ratio"], "lc_cli_cpu_ratio": alpaca["lc_cli"]["cpu_ratio"],
             "lc_cli_ours_s": alpaca["lc_cli"]["ours_s"],
             "lc_cli_ref_s": alpaca["lc_cli"]["ref_s"], "lc_cli_rss_ours_mb": alpaca["lc_cli"]["ours_rss_mb"],
-            "lc_cli_rss_ref_mb": alpaca["lc_cli"]["ref_rss_mb"]} if "lc_cli" in alpaca else {}),
+            "lc_cli_rss_ref_mb": alpaca["lc_cli"]["ref_rss_mb"], "lc_cli_threads": alpaca["lc_cli"]["threads"],
+            "lc_cli_ours_1thread_s": alpaca["lc_cli"]["ours_1thread_s"],
+            "lc_cli_load_avg_1min": max(alpaca["lc_cli"]["load_avg_1min"])} if "lc_cli" in alpaca else {}),
         "arena_max_abs_diff": max(arena[k]["max_abs_diff"] for k in
                                   ("arena_speed", "arena_synthetic_speed", "arena_style_speed",
                                    "arena_question_speed", "arena_style_question_speed",

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -42,7 +43,7 @@ import logging
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -482,6 +483,16 @@ STORED_FIELDS: tuple[tuple[str, tuple[str | int, ...]], ...] = (
 )
 
 
+class _Table(NamedTuple):
+    """One model's rows in eval order, with what the LC fit reads of them."""
+
+    pref: np.ndarray  # official encoding, NaN where the judgment failed
+    len_baseline: np.ndarray
+    len_model: np.ndarray
+    rows: list[_Row]
+    eval_idx: list[int | None]
+
+
 def _index(v: Any) -> int | None:
     # A number read as "text" comes back as a number from SQLite and as its digits from PostgreSQL.
     if type(v) is int:
@@ -568,11 +579,13 @@ def _annotator(judge: str, meta: Mapping[str, Any]) -> tuple[str | None, bool]:
     return None, False
 
 
-def _annotator_note(rows: Sequence[_Row]) -> tuple[str | None, str | None]:
+def _annotator_note(rows: Sequence[_Row], shipped: Callable[[], list[str]] = alpaca_annotators,
+                    ) -> tuple[str | None, str | None]:
     """(the annotator of a model's judgments, why their numbers are not comparable with the leaderboard or None).
 
     Only what is known counts: an imported annotator lioneval does not know (a custom one, a renamed export) is named
-    but not judged either way."""
+    but not judged either way. ``shipped``: the evaluator names the installed alpaca-eval ships (a summary of many
+    models lists its folder once)."""
     found = {r.annotator for r in rows}
     names = sorted({n for n, _ in found if n})
     if not names:
@@ -583,7 +596,7 @@ def _annotator_note(rows: Sequence[_Row]) -> tuple[str | None, str | None]:
                            "with the published leaderboard")
     # lioneval's own judgments name the official evaluator they followed; an imported name counts when it is one
     own = any(r.own for r in rows)
-    known = set(names) if own else set(names) & {TEXT_ANNOTATOR, *alpaca_annotators()}
+    known = set(names) if own else set(names) & {TEXT_ANNOTATOR, *shipped()}
     other = sorted(n for n in known if n != DEFAULT_ANNOTATOR)
     if other:
         return annotator, (f"annotator {', '.join(other)} is not the leaderboard's ({DEFAULT_ANNOTATOR}): not "
@@ -872,22 +885,27 @@ class AlpacaEval(Benchmark):
         for r in rows:
             by_model[r.model].append(r)
         out: dict[str, Summary] = {}
-        tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[_Row]]] = {}
-        for model in sorted(by_model):
-            rs = sorted(by_model[model], key=self._order_key)
-            pref = np.array([np.nan if r.value is None else r.value + 1 for r in rs])
-            len_m = np.array([chars.get((r.question_id, model), np.nan) for r in rs])
+        tables: dict[str, _Table] = {}
+        shipped = functools.cache(alpaca_annotators)
+
+        def summarize_model(model: str) -> str:
+            """Puts a model's summary (without the LC win rate) in ``out`` and its rows in eval order in ``tables``."""
+            rs, idx = self._in_eval_order(by_model[model])
+            qids = [r.question_id for r in rs]
+            values = [r.value for r in rs]
+            pref = np.array(values, dtype=float) + 1  # a failed judgment (None) is NaN
+            len_m = np.array([chars.get((q, model), np.nan) for q in qids])
             # the baseline may be unknown (None): then its lengths are
-            len_b = np.array([chars.get((r.question_id, baseline), np.nan) if baseline else np.nan for r in rs])
+            len_b = np.array([chars.get((q, baseline), np.nan) for q in qids]) if baseline else np.full(len(rs), np.nan)
             metrics, counts = win_rates(pref, rounds=rounds, seed=seed)
             counts["rows"] = len(rs)
-            counts["failed"] = sum(r.value is None for r in rs)
+            counts["failed"] = values.count(None)
             counts["missing_length"] = int(np.isnan(len_m).sum() + np.isnan(len_b).sum())
             if np.isfinite(len_m).any():
                 known = len_m[np.isfinite(len_m)]
                 metrics["avg_length"] = Estimate(value=float(known.mean()), n=int(known.size), method="mean",
                                                  meta={"unit": "characters"})
-            annotator, note = _annotator_note(rs)
+            annotator, note = _annotator_note(rs, shipped)
             for name in ("win_rate", "discrete_win_rate"):
                 if name in metrics:
                     metrics[name] = _with_annotator(metrics[name], annotator, note)
@@ -897,10 +915,16 @@ class AlpacaEval(Benchmark):
             if "win_rate" not in metrics:
                 meta["error"] = "no usable preference: every annotation failed"
             out[model] = Summary(metrics=metrics, counts=counts, meta=meta)
-            tables[model] = (pref, len_b, len_m, rs)
+            tables[model] = _Table(pref, len_b, len_m, rs, idx)
+            return model
 
+        # Model by model, lazily: the LC fits of a chunk of models start while the next ones are summarized.
+        models = (summarize_model(model) for model in sorted(by_model))
         if options.get("lc", True):
-            self._length_controlled(out, tables, baseline, lookup, options, rounds, seed)
+            self._length_controlled(out, tables, models, baseline, lookup, options, rounds, seed)
+        else:
+            for _ in models:
+                pass
         return out
 
     def _lookup(self, options: Mapping[str, Any]) -> str:
@@ -919,17 +943,36 @@ class AlpacaEval(Benchmark):
         idx = self._eval_idx(r)
         return (idx is None, -1 if idx is None else idx, r.question_id, *r.tiebreak)
 
-    def _difficulties(self, rs: list[_Row], table: np.ndarray | None, lookup: str) -> tuple[np.ndarray, int, int]:
+    def _in_eval_order(self, rs: list[_Row]) -> tuple[list[_Row], list[int | None]]:
+        """``rs`` sorted by :meth:`_order_key`, and the eval index of each (None: unknown).
+
+        Usually no two rows share an eval index and question id, and the judgments' content never decides: the
+        order is then that of the first three terms of the key, which are cheaper to build (a leaderboard sorts tens
+        of thousands of rows)."""
+        if any(r.eval_idx is None for r in rs):
+            keyed = sorted(((self._eval_idx(r), r) for r in rs),
+                           key=lambda p: (p[0] is None, -1 if p[0] is None else p[0], p[1].question_id))
+        else:
+            keyed = sorted(((r.eval_idx, r) for r in rs), key=lambda p: (p[0], p[1].question_id))
+        for a, b in zip(keyed, keyed[1:], strict=False):
+            if a[0] == b[0] and a[1].question_id == b[1].question_id:  # a tie: the content decides
+                keyed = sorted(keyed, key=lambda p: self._order_key(p[1]))
+                break
+        return [r for _, r in keyed], [i for i, _ in keyed]
+
+    def _difficulties(self, rs: list[_Row], table: np.ndarray | None, lookup: str,
+                      idx: list[int | None] | None = None) -> tuple[np.ndarray, int, int]:
         """Each row's difficulty by the chosen lookup, with unknown ones set to 0: (difficulties, unknown, of which
-        without an eval index). ``rs`` is in eval order (:meth:`_order_key`).
+        without an eval index). ``rs`` is in eval order (:meth:`_order_key`); ``idx`` their eval indexes, where
+        known already.
 
         "position" is the official lookup, by the row's position in its annotations file; the file is in eval order,
         so a row read from a file takes its rank in the eval order of the model's rows (the same number, whatever
         order the records arrive in), and one of lioneval's own judgments its eval index. A row without an eval index
         has no position to go by: its difficulty is unknown (never guessed from the order of the records).
         """
-        idx = [self._eval_idx(r) for r in rs]
-        no_index = sum(k is None for k in idx)
+        idx = [self._eval_idx(r) for r in rs] if idx is None else idx
+        no_index = idx.count(None)
         if table is None:
             return np.zeros(len(rs)), len(rs), no_index
         if lookup == "position":
@@ -949,7 +992,10 @@ class AlpacaEval(Benchmark):
             self._index = _eval_index(self.questions()) if self.eval_set is not None else {}
         return self._index.get(r.question_id)
 
-    def _length_controlled(self, out, tables, baseline, lookup, options, rounds: int = 0, seed: int = 0) -> None:
+    def _length_controlled(self, out, tables, models: Iterable[str], baseline, lookup, options, rounds: int = 0,
+                           seed: int = 0) -> None:
+        """The LC win rates of ``models`` (whose summaries and tables are ready once each is handed over) into
+        ``out``."""
         data = self.lc_data(options.get("lc_data"))
         comparable = data.gamed is not None
         fit_table = data.fit_difficulty()
@@ -962,27 +1008,31 @@ class AlpacaEval(Benchmark):
                 f"Fix: pass lc_data=<folder holding {DIFFICULTY_FILE} and {GAMED_FILE} of the hub dataset "
                 "tatsu-lab/alpaca_eval>"
             )
-        rows, fitted = [], []
-        for model, (pref, len_b, len_m, rs) in tables.items():
-            s = out[model]
-            n_ok = int((np.isfinite(pref) & np.isfinite(len_m) & np.isfinite(len_b)).sum())
-            if model == baseline:  # the official code skips the fit: every prediction is 1/2
-                s.metrics["length_controlled_winrate"] = Estimate(
-                    value=50.0, se=0.0, n=len(rs), method="glm-lc",
-                    meta={"note": "the baseline against itself: 50 by construction", "comparable": True},
-                )
-                continue
-            n_gamed = 0 if data.gamed is None else int(np.isfinite(data.gamed.preference).sum())
-            if n_ok == 0 or n_ok + n_gamed < 5:
-                s.meta["lc_error"] = f"{n_ok} usable rows (a preference and both lengths): too few to fit the GLM"
-                continue
-            diff, unknown, no_index = self._difficulties(rs, fit_table, lookup)
-            s.counts["lc_difficulty_unknown"] = unknown if fit_table is not None else 0
-            s.counts["lc_no_eval_index"] = no_index
-            rows.append(LCRows(pref, len_b, len_m, diff if fit_table is not None else None))
-            fitted.append(model)
-        if rows:
-            results = length_controlled_win_rates(rows, data.gamed, rounds=rounds, seed=seed)
+        fitted: list[str] = []
+        n_gamed = 0 if data.gamed is None else int(np.isfinite(data.gamed.preference).sum())
+
+        def lc_rows() -> Iterator[LCRows]:
+            for model in models:
+                pref, len_b, len_m, rs, idx = tables[model]
+                s = out[model]
+                n_ok = int((np.isfinite(pref) & np.isfinite(len_m) & np.isfinite(len_b)).sum())
+                if model == baseline:  # the official code skips the fit: every prediction is 1/2
+                    s.metrics["length_controlled_winrate"] = Estimate(
+                        value=50.0, se=0.0, n=len(rs), method="glm-lc",
+                        meta={"note": "the baseline against itself: 50 by construction", "comparable": True},
+                    )
+                    continue
+                if n_ok == 0 or n_ok + n_gamed < 5:
+                    s.meta["lc_error"] = f"{n_ok} usable rows (a preference and both lengths): too few to fit the GLM"
+                    continue
+                diff, unknown, no_index = self._difficulties(rs, fit_table, lookup, idx)
+                s.counts["lc_difficulty_unknown"] = unknown if fit_table is not None else 0
+                s.counts["lc_no_eval_index"] = no_index
+                fitted.append(model)
+                yield LCRows(pref, len_b, len_m, diff if fit_table is not None else None)
+
+        results = length_controlled_win_rates(lc_rows(), data.gamed, rounds=rounds, seed=seed)
+        if results:
             for model, res in zip(fitted, results, strict=True):
                 counts = out[model].counts
                 unknown, no_index = counts.get("lc_difficulty_unknown", 0), counts["lc_no_eval_index"]
@@ -1007,10 +1057,10 @@ class AlpacaEval(Benchmark):
             return
         weights = load_glm_weights(weights) if isinstance(weights, (str, Path)) else weights
         wtable = data.weights_difficulty()
-        for model, (_, _, _, rs) in tables.items():
+        for model, (_, _, _, rs, idx) in tables.items():
             if model not in weights or wtable is None:
                 continue
-            diff, unknown, _ = self._difficulties(rs, wtable, lookup)
+            diff, unknown, _ = self._difficulties(rs, wtable, lookup, idx)
             est = lc_from_weights(weights[model], diff, weights.get(baseline))
             est = est.model_copy(update={"meta": {**est.meta, "difficulty_lookup": lookup, "unknown": unknown}})
             out[model].metrics["lc_from_weights"] = est

@@ -28,9 +28,12 @@ enough wins and losses (:func:`claims_interval`).
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import cast
 
@@ -38,6 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from lioneval.stats.bootstrap import quantiles, shared_counts
+from lioneval.stats.workers import Pool, worker_count
 from lioneval.types import Estimate
 
 __all__ = [
@@ -325,6 +329,9 @@ def _coordinate_descent(i, k, idx, w, wpd, u, grad, hx, hdiag, active, n_rows, s
     return n_pass, ptr, moved
 
 
+# Chunk fits running at once on threads: each holds about 40 MB of working arrays (16 models of 805 rows), so more
+# would raise the peak memory of a leaderboard above that of fitting one model at a time with scikit-learn.
+_FITS_AT_ONCE = 2
 _BATCH_MIN = 24  # below this many problems still iterating, a pass on Python floats is cheaper than a numpy one
 _LOW32 = np.uint64(0xFFFFFFFF)
 _REJECT = np.array(_REJECT_BELOW, dtype=np.uint64)
@@ -734,7 +741,7 @@ def _pack(X, p, s, groups: list[tuple[int, list[np.ndarray]]]):
 
 
 def length_controlled_win_rates(
-    rows: Sequence[LCRows],
+    rows: Iterable[LCRows],
     gamed: GamedRows | None = None,
     *,
     lam: float = 0.2,
@@ -748,6 +755,7 @@ def length_controlled_win_rates(
     level: float = 0.95,
     min_questions: int | None = None,
     min_outcomes: float | None = None,
+    threads: int | None = None,
 ) -> list[LCResult]:
     """Length-controlled win rate (in %) of many models against one baseline, fitted together.
 
@@ -768,11 +776,28 @@ def length_controlled_win_rates(
     estimate is marked unreliable, with the reason in ``meta["note"]``. The point estimate never depends on
     ``rounds``. Rows are used in the order given: sort them by a stable
     key first (the CV folds follow the row order, as in the official code).
+
+    ``rows`` may be handed over one by one (an iterator): each chunk then starts fitting as soon as its models are
+    all there, while the caller prepares the next ones.
+
+    ``threads``: how many chunks and bootstraps run at once (default: the usable CPUs, at most a few, or
+    ``LIONEVAL_THREADS``; see :func:`lioneval.stats.workers.worker_count`). The results are the same to the bit
+    whatever it is: each chunk and each model's bootstrap computes exactly what it computes alone.
     """
     Cs = np.asarray(Cs, dtype=float)
     rule = {"min_questions": LC_MIN_QUESTIONS if min_questions is None else min_questions,
             "min_outcomes": LC_MIN_OUTCOMES if min_outcomes is None else min_outcomes}
-    with_difficulty = all(r.difficulty is not None for r in rows)
+    if isinstance(rows, Sequence):
+        with_difficulty = all(r.difficulty is not None for r in rows)
+        items: Iterator[LCRows] = iter(rows)
+        tasks: int | None = -(-len(rows) // chunk) + (len(rows) if rounds > 0 else 0)
+    else:  # handed over one by one: all with difficulties, or none
+        rest = iter(rows)
+        first = next(rest, None)
+        if first is None:
+            return []
+        with_difficulty = first.difficulty is not None
+        items, tasks = itertools.chain([first], rest), None
     if gamed is not None and not with_difficulty:
         raise ValueError("the gamed-baseline rows come with difficulties: give the difficulty of every model row")
     glm = _glm_name(with_difficulty, gamed is not None)
@@ -787,18 +812,51 @@ def length_controlled_win_rates(
     else:
         k = 3 if with_difficulty else 2
         Xg, pg, sg = np.zeros((0, k)), np.zeros(0), np.zeros(0)
-    designs = [_design(r, with_difficulty) for r in rows]
-    results: list[LCResult] = []
-    for start in range(0, len(designs), chunk):
-        part = designs[start : start + chunk]
-        results += _fit_chunk(part, Xg, pg, sg, Cs, n_splits, tol, random_state, glm)
-    if rounds > 0:
-        # models with as many rows share one set of draws (and so stay paired): see shared_counts
-        with _one_blas_thread():
-            results = [
-                _with_interval(res, design, Xg, pg, sg, rounds, seed, level, rule)
-                for res, design in zip(results, designs, strict=True)
-            ]
+    # Chunks of models and the models' bootstraps are independent tasks: on several threads (see
+    # lioneval.stats.workers) each computes exactly what the serial loop does, and results are assembled by index.
+    # A chunk starts fitting once its rows are all handed over (the caller prepares the next meanwhile), at most
+    # _FITS_AT_ONCE at once; its bootstraps are queued as soon as its fit is done.
+    workers = worker_count(threads, tasks)
+    blas = _one_blas_thread() if workers > 1 or rounds > 0 else contextlib.nullcontext()
+    if blas is None:  # BLAS cannot be held to one thread: threads of ours would each start its threads
+        blas, workers = contextlib.nullcontext(), 1
+    parts: list[list] = []
+    fitted: list[list[LCResult]] = []
+    boots: list[Future[LCResult]] = []
+    with blas, Pool(workers) as pool:
+        running: collections.deque[tuple[int, Future[list[LCResult]]]] = collections.deque()
+
+        def collect() -> int:
+            i, fit = running.popleft()
+            fitted.append(fit.result())
+            return i
+
+        def bootstrap(i: int) -> None:
+            if rounds > 0:
+                # models with as many rows share one set of draws (and so stay paired): see shared_counts
+                boots.extend(pool.submit(_with_interval, res, design, Xg, pg, sg, rounds, seed, level, rule)
+                             for res, design in zip(fitted[i], parts[i], strict=True))
+
+        def start() -> None:
+            done = [collect() for _ in range(len(running) - _FITS_AT_ONCE + 1)]
+            fit = pool.submit(_fit_chunk, parts[-1], Xg, pg, sg, Cs, n_splits, tol, random_state, glm)
+            running.append((len(parts) - 1, fit))
+            for i in done:  # queued after the fit: the longer tasks first
+                bootstrap(i)
+
+        for r in items:
+            if tasks is None and (r.difficulty is None) == with_difficulty:
+                raise ValueError("rows handed over one by one need the difficulty of every model's rows, or of none")
+            if not parts or len(parts[-1]) == chunk:
+                if parts:
+                    start()
+                parts.append([])
+            parts[-1].append(_design(r, with_difficulty))
+        if parts:
+            start()
+        while running:
+            bootstrap(collect())
+        results = [b.result() for b in boots] if rounds > 0 else [res for part in fitted for res in part]
     return results
 
 
@@ -909,13 +967,14 @@ def claims_interval(n_questions: int, lc: float, *, min_questions: int | None = 
             and n_questions * min(lc, 100 - lc) / 100 >= min_outcomes)
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager:
-    """BLAS on one thread while the bootstrap runs, where threadpoolctl is installed: its products are small (a block
-    of replicates by the rows), threads gain nothing on them and, on a busy machine, make them several times slower."""
+def _one_blas_thread() -> contextlib.AbstractContextManager | None:
+    """BLAS on one thread while the bootstrap runs, where threadpoolctl is installed (None where it is not): its
+    products are small (a block of replicates by the rows), threads gain nothing on them and, on a busy machine, make
+    them several times slower. The models run on threads of their own instead (lioneval.stats.workers)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # an optional speed-up only
-        return contextlib.nullcontext()
+        return None
     return threadpool_limits(1, user_api="blas")
 
 
