@@ -155,14 +155,17 @@ def _has_logprobs(c: Completion) -> bool:
 
 
 def _joined(first: Completion, extra: Completion) -> Completion:
-    """A game's first output with its follow-up answer, parsed together as Arena-Hard does."""
+    """A game's first output with its follow-up answer, parsed together as Arena-Hard does. Its cost is both calls':
+    tokens, attempts and wall seconds (``latency_s`` only when both calls recorded theirs)."""
+    latencies = [first.meta.get("latency_s"), extra.meta.get("latency_s")]
+    timed = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in latencies)
     return Completion(
         text=(first.text or "") + "\n\n" + (extra.text or ""),
         finish_reason=extra.finish_reason,
         prompt_tokens=first.prompt_tokens + extra.prompt_tokens,
         completion_tokens=first.completion_tokens + extra.completion_tokens,
         attempts=first.attempts + extra.attempts,
-        meta={"follow_up": True},
+        meta={"follow_up": True, **({"latency_s": round(sum(latencies), 4)} if timed else {})},
     )
 
 
