@@ -8,11 +8,15 @@ a training job that is still writing. Every control is mirrored in the URL, so a
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import functools
 import html
 import os
 import sys
+import threading
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from lioneval.dashboards import data
 from lioneval.errors import LionEvalError
@@ -175,15 +180,30 @@ def _human(path: str, stamp: tuple, bench: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def _board_or_error(path: str, stamp: tuple, bench: str, judge: str | None, rounds: int | None, seed: int,
+                    options: tuple[str, ...], inputs: tuple) -> tuple:
+    """(board, headline, None), or (None, None, (message, fix)) of the LionEvalError that refused it: a refusal is
+    cached too (a toggle the records cannot serve, e.g. style control without style counts, is refused after
+    seconds of reading; the Length page asks for it on every rerun)."""
+    data_path, settings = inputs
+    try:
+        with RunStore(path, readonly=True) as store:
+            df = data.leaderboard_frame(store, bench, judge=judge, rounds=rounds, seed=seed,
+                                        options=dict.fromkeys(options, True), data=data_path, settings=dict(settings))
+    except LionEvalError as e:
+        return None, None, (e.message, e.fix)
+    return df, df.attrs.get("headline"), None
+
+
 def _board(path: str, stamp: tuple, bench: str, judge: str | None, rounds: int | None, seed: int,
            options: tuple[str, ...] = (), inputs: tuple = (None, ())) -> tuple:
-    """``options``: the benchmark's summary toggles that are on (a sorted tuple, so the cache key is stable);
-    ``inputs``: (data, settings) from :func:`bench_inputs`."""
-    data_path, settings = inputs
-    with RunStore(path, readonly=True) as store:
-        df = data.leaderboard_frame(store, bench, judge=judge, rounds=rounds, seed=seed,
-                                    options=dict.fromkeys(options, True), data=data_path, settings=dict(settings))
-    return df, df.attrs.get("headline")
+    """(board, headline); raises the LionEvalError that refused it. ``options``: the benchmark's summary toggles
+    that are on (a sorted tuple, so the cache key is stable); ``inputs``: (data, settings) from
+    :func:`bench_inputs`."""
+    df, headline, refused = _board_or_error(path, stamp, bench, judge, rounds, seed, options, inputs)
+    if refused is not None:
+        raise LionEvalError(refused[0], fix=refused[1])
+    return df, headline
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -235,6 +255,50 @@ def interval_label(methods: pd.Series) -> str:
     """How the drawn intervals were made, from the Estimates' ``method`` (only rows that have an interval)."""
     found = sorted({str(m) for m in methods.dropna() if str(m)})
     return f"95% interval: {', '.join(found)}" if found else "no interval"
+
+
+# A chart whose figures take longer than this to compute gets a placeholder chart while they are computed.
+PENDING_AFTER_S = 0.25
+
+
+@contextlib.contextmanager
+def pending_chart(slot: Any, text: str, after: float = PENDING_AFTER_S) -> Iterator[None]:
+    """While the block runs, from ``after`` seconds on, ``slot`` (an ``st.empty()``) holds an empty chart that says
+    ``text``; the caller then puts the real chart there or empties it. A block done sooner (a cached result) draws
+    nothing.
+
+    Why: the browser loads its chart library (megabytes of script) only when a page first draws a chart. Drawn while
+    the server computes a cold leaderboard, it loads in the meantime instead of after the numbers are there.
+    The placeholder is drawn by a timer thread that runs in the page's script context, as ``st.spinner`` draws its
+    own: so it is not recorded as output of a cached function being computed meanwhile."""
+    lock = threading.Lock()
+    open_ = [True]
+
+    def draw() -> None:
+        with lock:
+            if open_[0]:
+                fig = go.Figure()
+                fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+                fig.update_layout(xaxis={"visible": False}, yaxis={"visible": False}, height=200,
+                                  margin={"t": 10, "b": 10})
+                slot.plotly_chart(fig)
+
+    timer = threading.Timer(after, draw)
+    add_script_run_ctx(timer)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            open_[0] = False
+
+
+def _page_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """A thread for work a page does meanwhile, in the page's script context (so Streamlit's caches serve it as
+    they serve the page)."""
+    ctx = get_script_run_ctx()
+    return concurrent.futures.ThreadPoolExecutor(1, initializer=add_script_run_ctx, initargs=(None, ctx))
 
 
 def markdown_block(text: str) -> None:
@@ -589,48 +653,33 @@ def _board_section(path: str, stamp: tuple, inv: pd.DataFrame) -> None:
                       if st.sidebar.checkbox(label, key=f"opt_{name}", bind="query-params")))
     bstamp = _bench_stamp(path, stamp, bench)
     inputs = bench_inputs(bench)
-    try:
-        board, headline = _board(path, bstamp, bench, None if judge == "(all)" else judge,
-                                 None if rounds is None else int(rounds), int(seed), on, inputs)
-    except LionEvalError as e:
-        st.error(str(e))
-        return
-    given = ([("data", inputs[0])] if inputs[0] else []) + list(inputs[1])
-    if given:
-        st.caption("Benchmark inputs: " + ", ".join(f"{k} = `{v}`" for k, v in given))
-    if board.empty:
-        st.info(f"No scores for {bench} yet.")
-        return
-    marks = _marks(path, (bstamp, _checks_stamp(path, stamp)), bench)
-    reasons = dict(zip(marks["model"], marks["reasons"], strict=True))
-    board = board.assign(mark=[reasons.get(m, "") for m in board["model"]])
-    metrics = [c for c in board.columns if f"{c}_lower" in board.columns]
-    controlled = info.length_metrics[1]
-    default = controlled if on and controlled in metrics else headline if headline in metrics else metrics[0]
-    # a toggle that adds a controlled score switches the plot to it: the choice is kept per set of toggles
-    metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="_".join(["metric", *on]),
-                          bind="query-params")
-    not_comparable = board.loc[~board["comparable"].astype(bool), "note"]
-    if len(not_comparable):
-        notes = "; ".join(dict.fromkeys(n for n in not_comparable if n)) or "see the notes column"
-        st.warning(f"{len(not_comparable)} scores are not comparable with the official leaderboard: {notes}.")
+    # the notes that qualify the chart go above it, but are known only once the board is
+    head, slot = st.container(), st.empty()
+    # which models to mark is read (answers and checks) on a thread of its own while the board is computed: the
+    # database reads them meanwhile (0.25 s of a cold AlpacaEval board of 57 models)
+    with _page_thread() as pool:
+        marks = pool.submit(_marks, path, (bstamp, _checks_stamp(path, stamp)), bench)
+        try:
+            with pending_chart(slot, f"Computing the {bench} leaderboard..."):
+                board, headline = _board(path, bstamp, bench, None if judge == "(all)" else judge,
+                                         None if rounds is None else int(rounds), int(seed), on, inputs)
+        except LionEvalError as e:
+            slot.empty()
+            head.error(str(e))
+            return
+        marked = marks.result()
+        reasons = dict(zip(marked["model"], marked["reasons"], strict=True))
+    if not board.empty:
+        board = board.assign(mark=[reasons.get(m, "") for m in board["model"]])
     probe = _probe(path, stamp)
-    labels = data.judge_labels(list(board["judge"].unique()))
-    for j in probe.loc[probe["gameable"] & probe["judge"].isin(board["judge"]), "judge"].unique():
-        st.warning(f"Judge `{labels.get(j, j)}` is gameable (the null-model probe): rank with care.")
-    unreliable = board[~board["reliable"].astype(bool)]
-    if len(unreliable):
-        first = unreliable["unreliable"].iloc[0].split("; ")[0]
-        st.warning(f"{len(unreliable)} of {len(board)} scores are unreliable (`reliable` False; the `unreliable` "
-                   f"column says why), e.g. {unreliable['model'].iloc[0]}: {first}.")
-    marked = board["mark"] != ""
-    if marked.any() and not show_marked:
-        st.info(f"{int(marked.sum())} flagged models are not ranked (listed at the bottom of the table with the "
-                "reason); tick 'Rank flagged models too' to rank them.")
-    ranked = board if show_marked else board[~marked]
+    gameable = list(probe.loc[probe["gameable"], "judge"].unique())
+    with head:
+        noted = _board_notes(bench, board, headline, inputs, on, show_marked, gameable)
+    if noted is None:
+        slot.empty()
+        return
+    ranked, metrics, metric, labels = noted
     hib = info.higher_is_better
-    if ranked.empty:
-        st.info("Every model here is flagged; tick 'Rank flagged models too' to rank them anyway.")
     # one chart for every judge, on one axis: scores of different judges side by side on the same scale
     fig = go.Figure()
     order = ranked.groupby("model")[metric].mean().sort_values(ascending=hib).index.tolist()
@@ -646,10 +695,12 @@ def _board_section(path: str, stamp: tuple, inv: pd.DataFrame) -> None:
                                  customdata=g[[f"{metric}_method"]].fillna("").to_numpy(),
                                  hovertemplate="%{y}: %{x:.2f} (%{customdata[0]})<extra></extra>"))
     methods = ranked.loc[ranked[f"{metric}_lower"].notna(), f"{metric}_method"]
-    if not ranked.empty:
+    if ranked.empty:
+        slot.empty()
+    else:
         fig.update_layout(xaxis_title=f"{metric} ({interval_label(methods)})", height=160 + 22 * len(order),
                           margin={"t": 40, "b": 10}, legend=LEGEND)
-        st.plotly_chart(fig, key="board")
+        slot.plotly_chart(fig, key="board")
     sign = -1 if hib else 1
     out = board.assign(rank=np.nan)
     for _, g in ranked.groupby("judge", sort=False):
@@ -662,6 +713,47 @@ def _board_section(path: str, stamp: tuple, inv: pd.DataFrame) -> None:
     linked_table(out, f"leaderboard-{bench}", [link(view="Questions", bench=bench, model=m) for m in out["model"]],
                  "answers", "browse")
     _breakdown(ranked, metrics, labels)
+
+
+def _board_notes(bench: str, board: pd.DataFrame, headline: str | None, inputs: tuple, on: tuple[str, ...],
+                 show_marked: bool, gameable: list[str]) -> tuple | None:
+    """What qualifies a leaderboard's numbers, above its chart: its inputs, the metric picker, and warnings about
+    scores that are not comparable or not reliable, ``gameable`` judges (the null-model probe's) and flagged models
+    (``board["mark"]``). Returns (the rows to rank, the metrics, the chosen metric, judge labels); None when there
+    is no score."""
+    info = data.bench_info(bench)
+    given = ([("data", inputs[0])] if inputs[0] else []) + list(inputs[1])
+    if given:
+        st.caption("Benchmark inputs: " + ", ".join(f"{k} = `{v}`" for k, v in given))
+    if board.empty:
+        st.info(f"No scores for {bench} yet.")
+        return None
+    metrics = [c for c in board.columns if f"{c}_lower" in board.columns]
+    controlled = info.length_metrics[1]
+    default = controlled if on and controlled in metrics else headline if headline in metrics else metrics[0]
+    # a toggle that adds a controlled score switches the plot to it: the choice is kept per set of toggles
+    metric = st.selectbox("Metric", metrics, index=metrics.index(default), key="_".join(["metric", *on]),
+                          bind="query-params")
+    not_comparable = board.loc[~board["comparable"].astype(bool), "note"]
+    if len(not_comparable):
+        notes = "; ".join(dict.fromkeys(n for n in not_comparable if n)) or "see the notes column"
+        st.warning(f"{len(not_comparable)} scores are not comparable with the official leaderboard: {notes}.")
+    labels = data.judge_labels(list(board["judge"].unique()))
+    for j in [j for j in gameable if j in set(board["judge"])]:
+        st.warning(f"Judge `{labels.get(j, j)}` is gameable (the null-model probe): rank with care.")
+    unreliable = board[~board["reliable"].astype(bool)]
+    if len(unreliable):
+        first = unreliable["unreliable"].iloc[0].split("; ")[0]
+        st.warning(f"{len(unreliable)} of {len(board)} scores are unreliable (`reliable` False; the `unreliable` "
+                   f"column says why), e.g. {unreliable['model'].iloc[0]}: {first}.")
+    marked = board["mark"] != ""
+    if marked.any() and not show_marked:
+        st.info(f"{int(marked.sum())} flagged models are not ranked (listed at the bottom of the table with the "
+                "reason); tick 'Rank flagged models too' to rank them.")
+    ranked = board if show_marked else board[~marked]
+    if ranked.empty:
+        st.info("Every model here is flagged; tick 'Rank flagged models too' to rank them anyway.")
+    return ranked, metrics, metric, labels
 
 
 def _breakdown(board: pd.DataFrame, metrics: list[str], labels: dict[str, str]) -> None:
@@ -782,23 +874,29 @@ def page_length(path: str, stamp: tuple) -> None:
     # every summary toggle on (style control...): the controlled twin of the raw score may need one
     toggles = tuple(sorted(info.toggles))
     note = ""
-    try:
-        board, _ = _board(path, bstamp, bench, judge, None, 0, toggles, inputs)
-    except LionEvalError as e:
-        if not toggles:
-            st.error(str(e))
-            return
-        # e.g. style control needs style counts for every answer: show the raw scores and say why the other is missing
+    slot = st.empty()
+    with pending_chart(slot, f"Computing the {bench} scores..."):
         try:
-            board, _ = _board(path, bstamp, bench, judge, None, 0, (), inputs)
-        except LionEvalError as e2:
-            st.error(str(e2))
-            return
-        off = ", ".join(info.toggles[t].lower() for t in toggles)
-        note = f" No controlled score ({info.length_metrics[1] or off}): {e.message}."
+            board, _ = _board(path, bstamp, bench, judge, None, 0, toggles, inputs)
+        except LionEvalError as e:
+            refused: LionEvalError | None = e
+            if toggles:
+                # e.g. style control needs style counts for every answer: the raw scores, and why the other is missing
+                try:
+                    board, _ = _board(path, bstamp, bench, judge, None, 0, (), inputs)
+                    refused = None
+                except LionEvalError as e2:
+                    refused = e2
+            if refused is not None:
+                slot.empty()
+                st.error(str(refused))
+                return
+            off = ", ".join(info.toggles[t].lower() for t in toggles)
+            note = f" No controlled score ({info.length_metrics[1] or off}): {e.message}."
     lf = data.length_frame(board, bench)
     raw_name, ctl_name = lf.attrs.get("raw"), lf.attrs.get("controlled")
     if lf.empty:
+        slot.empty()
         st.info(f"No scores for {bench} with this judge yet.")
         return
     x = "avg_tokens" if lf["avg_tokens"].notna().any() else "avg_chars"
@@ -807,7 +905,7 @@ def page_length(path: str, stamp: tuple) -> None:
         fig.add_trace(go.Scatter(x=lf[x], y=lf["controlled"], mode="markers", name=ctl_name, text=lf["model"],
                                  marker={"symbol": "diamond"}))
     fig.update_layout(xaxis_title=f"average answer length ({x.split('_')[1]})", yaxis_title="score", height=420)
-    st.plotly_chart(fig, key="length")
+    slot.plotly_chart(fig, key="length")
     rho, _ = data.rank_correlation(lf[x].to_numpy(), lf["raw"].to_numpy())
     note = f"Spearman correlation of length and {raw_name}: {fmt(rho, 2)}." + note
     if not info.length_metrics[1]:

@@ -355,6 +355,37 @@ def test_length_page(demo, monkeypatch):
         assert any("No controlled score (score_style_controlled)" in c.value for c in at.caption)
 
 
+def test_a_refused_controlled_score_is_not_asked_again_on_rerun(demo, monkeypatch):
+    # style control needs style counts the imported answers lack: the refusal costs a read of every judgment, so it
+    # is kept like a board until the store changes, not asked for again on every rerun
+    import streamlit as st
+
+    path, info = demo
+    strict = info["judges"]["arena-hard"]["strict"]
+    asked = []
+    real = data.leaderboard_frame
+    monkeypatch.setattr(data, "leaderboard_frame", lambda *a, **kw: asked.append(kw["options"]) or real(*a, **kw))
+    st.cache_data.clear()
+    at = _app(path, monkeypatch, view="Length", bench="arena-hard", judge=strict)
+    assert asked == [{"style_control": True}, {}]
+    assert any("No controlled score (score_style_controlled)" in c.value for c in at.caption)
+    at.run()
+    assert not at.exception and len(asked) == 2
+    assert any("No controlled score (score_style_controlled)" in c.value for c in at.caption)
+    assert _table(at, "model", "raw")["raw"].notna().all()
+
+
+def test_a_refused_leaderboard_says_why_and_leaves_no_chart(demo, monkeypatch):
+    import streamlit as st
+
+    path, info = demo
+    st.cache_data.clear()
+    at = _app(path, monkeypatch, view="Leaderboards", bench="arena-hard", judge=info["judges"]["arena-hard"]["strict"],
+              opt_style_control="true")
+    assert [e.value for e in at.error] and "style" in at.error[0].value.lower()
+    assert not at.get("plotly_chart") and not any("rank" in d.value.columns for d in at.dataframe)
+
+
 def test_cheat_flags_highlight_the_span(demo, monkeypatch):
     path, _ = demo
     at = _app(path, monkeypatch, view="Cheat flags")

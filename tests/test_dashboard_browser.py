@@ -1,9 +1,9 @@
 """The dashboard in a real browser: `lioneval dashboard` serves it, Debian's chromium (driven by Playwright) opens it.
 
 One server per store state a user passes through (empty, import-only, mid-first-stage of training and a run still
-writing, promoted), every page visited in it. A page fails on exception text, an error box, an empty chart, or "agree
-on every item" beside a nonzero count of disagreements. Screenshots of every page go to ``$LIONEVAL_TEST_ARTIFACTS``
-(a folder per test) or, without it, to the test's tmp folder.
+writing, promoted, a huge store), every page visited in it. A page fails on exception text, an error box, an empty
+chart, or "agree on every item" beside a nonzero count of disagreements. Screenshots of every page go to
+``$LIONEVAL_TEST_ARTIFACTS`` (a folder per test) or, without it, to the test's tmp folder.
 
 No browser is downloaded: Playwright drives the distribution's /usr/bin/chromium. Skipped with the reason when
 Playwright, the chromium binary or the dashboard extra is missing. With ``LIONEVAL_VALIDATION`` naming the folder of
@@ -253,6 +253,23 @@ def test_every_page_on_every_store_state(tmp_path, browser, artifacts):
     shots = sorted(artifacts.glob("*.png"))
     assert len(shots) >= 4 * len(PAGES) and all(s.stat().st_size > 5_000 for s in shots)
     print(f"screenshots: {artifacts}")
+
+
+def test_every_page_on_a_huge_store(tmp_path, browser, artifacts):
+    # A whole training run's store: 50 checkpoints over three stages, three benchmarks, three judges that disagree,
+    # reports, an early stop, a promotion, cheat flags and a gameable judge (60 questions per benchmark here, ~27k
+    # judgments; benchmarks/dashboard_load.py renders every page at 500 questions, ~225k judgments).
+    bench_dir = Path(__file__).parent.parent / "benchmarks"
+    db = tmp_path / "huge.db"
+    _load(bench_dir / "dashboard_load.py", "dashboard_load").build(db, questions=60)
+    page = _new_page(browser)
+    with serve(db, tmp_path / "huge.log") as url:
+        for view in PAGES:
+            visit(page, url, view, artifacts, "huge")
+        visit(page, url, "Leaderboards", artifacts, "huge-arena", bench="arena-hard")
+        assert page.get_by_text("is gameable (the null-model probe)").count() == 1  # judge-gamma, called out
+        visit(page, url, "Training", artifacts, "huge-mt", bench="mt-bench")
+        assert _points(page) >= 50
 
 
 @pytest.mark.skipif(not os.environ.get("LIONEVAL_VALIDATION"),
