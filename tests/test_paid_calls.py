@@ -7,6 +7,7 @@ server which calls a rerun asks for again.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 import pytest
@@ -99,6 +100,20 @@ def _stored(store: RunStore, srv: ScriptedServer, scripted: ScriptedArenaJudge) 
     return {scripted.tags[prompt_hash(chats[k][1])] for k in store.games(chats)}
 
 
+def _quiet(srv: ScriptedServer, calm_s: float = 0.5, limit_s: float = 10.0) -> None:
+    """Wait until the server has answered every request a crashed run left in flight (the client cancels its
+    pending calls, but requests already sent are still answered, and logged only as they leave): else a late one
+    would be counted as the next run's."""
+    deadline = time.monotonic() + limit_s
+    calm_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if srv.in_flight:
+            calm_since = time.monotonic()
+        elif time.monotonic() - calm_since >= calm_s:
+            return
+        time.sleep(0.02)
+
+
 def _judgments(store: RunStore) -> dict[str, object]:
     return {j.question_id: j for j in store.judgments(benchmark="arena-hard", model="m")}
 
@@ -150,6 +165,7 @@ def test_a_crash_after_paying_loses_no_stored_call(arena, tmp_path):
     db = tmp_path / "crash.db"
     with CrashingStore(db) as st, pytest.raises(RuntimeError, match="simulated crash"):
         _run(st, srv)
+    _quiet(srv)
     first = _asked(srv, judge, 200)
     with RunStore(db) as st:
         assert st.counts()["judgments"] == 0
@@ -174,6 +190,7 @@ def test_a_crash_after_a_follow_up_does_not_buy_it_again(arena, tmp_path):
         st.crash_on = "demo-2"  # dies writing demo-2's judgment, after its games and follow-ups were paid
         with pytest.raises(RuntimeError, match="simulated crash"):
             _run(st, srv)
+    _quiet(srv)
     assert _asked(srv, judge, 200) == Counter({**{(q, p, False): 1 for q in QUESTIONS for p in "AB"},
                                                ("demo-2", "A", True): 1, ("demo-2", "B", True): 1})
     with RunStore(db) as st:
