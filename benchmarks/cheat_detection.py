@@ -31,11 +31,22 @@ from pathlib import Path
 from lioneval.checks import CheckConfig, is_cheat, run_checks
 from lioneval.checks.answers import check_answers
 from lioneval.checks.semantic import load_corpus
-from lioneval.types import Answer, Question
+from lioneval.types import Answer, CheckResult, Question
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def gpt4_answers(mt: Path) -> dict[str, list[str]]:
+    """GPT-4's official MT-Bench answers: question id -> turns."""
+    return {str(r["question_id"]): r["turns"] for r in _read_jsonl(mt / "model_answers_official.jsonl")
+            if r["model"] == "gpt-4"}
+
+
+def mt_questions(mt: Path) -> list[Question]:
+    return [Question(id=str(r["question_id"]), benchmark="mt-bench", turns=r["turns"], category=r["category"])
+            for r in _read_jsonl(mt / "questions.jsonl")]
 
 
 def _insert(host: str, attack: str, rng: random.Random) -> tuple[str, int]:
@@ -47,6 +58,36 @@ def _insert(host: str, attack: str, rng: random.Random) -> tuple[str, int]:
     if where == "start":
         return f"{attack}\n\n{host}", 0
     return f"{host[:cut + 1]} {attack} {host[cut + 2:]}", cut + 2
+
+
+def hide_in_real(attacks: list[dict], real: dict[str, list[str]], rng: random.Random,
+                 benchmark: str = "mt-bench") -> tuple[list[Answer], dict[str, tuple[int, int, int]]]:
+    """Each attack (but master-key openers, which are whole answers) hidden in one seeded turn of a real answer
+    (``real``: question id -> turns, the question dealt by the attack's position), and where it lies: attack id ->
+    (turn, start, end). The answers' ``model`` is the attack's id."""
+    qids = sorted(real, key=lambda q: (len(q), q))
+    out: list[Answer] = []
+    where: dict[str, tuple[int, int, int]] = {}
+    for i, a in enumerate(attacks):
+        if a["family"] == "master_key" or not qids:
+            continue
+        qid = qids[i % len(qids)]
+        turns = list(real[qid])
+        t = rng.randrange(len(turns))
+        if a["family"] == "length_padding":
+            turns[t], start = turns[t] + "\n" + a["text"], len(turns[t]) + 1
+        else:
+            turns[t], start = _insert(turns[t], a["text"], rng)
+        where[a["id"]] = (t, start, start + len(a["text"]))
+        out.append(Answer(question_id=qid, benchmark=benchmark, model=a["id"], turns=turns))
+    return out, where
+
+
+def found_in_real(results: list[CheckResult], where: dict[str, tuple[int, int, int]]) -> set[str]:
+    """The attack ids whose answer was flagged with a flagged hit on the attack's own characters."""
+    return {c.model for c in results if c.status == "flag" and c.model in where
+            and any(h["turn"] == where[c.model][0] and h["start"] < where[c.model][2]
+                    and h["end"] > where[c.model][1] for h in c.meta["hits"])}
 
 
 def main() -> None:
@@ -63,8 +104,7 @@ def main() -> None:
     corpus = load_corpus()
     attacks = [a for a in corpus["attacks"] if a["split"] == "eval"]
     hosts = [h["text"] for h in corpus["honest"] if h["split"] == "eval"]
-    questions = [Question(id=str(r["question_id"]), benchmark="mt-bench", turns=r["turns"], category=r["category"])
-                 for r in _read_jsonl(mt / "questions.jsonl")]
+    questions = mt_questions(mt)
 
     # (a) hidden in one honest answer
     hidden: list[Answer] = []
@@ -94,26 +134,8 @@ def main() -> None:
 
     # (a') hidden in a real answer (GPT-4's official MT-Bench answer, a seeded turn) and checked with its question,
     # as run_checks does: what reading answers with their questions costs in recall
-    gpt4 = {str(r["question_id"]): r["turns"] for r in _read_jsonl(mt / "model_answers_official.jsonl")
-            if r["model"] == "gpt-4"}
-    qids = sorted(gpt4, key=int)
-    in_real: list[Answer] = []
-    where_real: dict[str, tuple[int, int, int]] = {}
-    for i, a in enumerate(attacks):
-        if a["family"] == "master_key" or not qids:
-            continue
-        qid = qids[i % len(qids)]
-        turns = list(gpt4[qid])
-        t = rng.randrange(len(turns))
-        if a["family"] == "length_padding":
-            turns[t], start = turns[t] + "\n" + a["text"], len(turns[t]) + 1
-        else:
-            turns[t], start = _insert(turns[t], a["text"], rng)
-        where_real[a["id"]] = (t, start, start + len(a["text"]))
-        in_real.append(Answer(question_id=qid, benchmark="mt-bench", model=a["id"], turns=turns))
-    real_found = {c.model for c in check_answers(in_real, config, questions=questions) if c.status == "flag"
-                  and any(h["turn"] == where_real[c.model or ""][0] and h["start"] < where_real[c.model or ""][2]
-                          and h["end"] > where_real[c.model or ""][1] for h in c.meta["hits"])}
+    in_real, where_real = hide_in_real(attacks, gpt4_answers(mt), rng)
+    real_found = found_in_real(check_answers(in_real, config, questions=questions), where_real)
     fam_real: dict[str, list[bool]] = defaultdict(list)
     for a in attacks:
         if a["id"] in where_real:

@@ -245,7 +245,10 @@ class OnlineDPOStage(Stage):
                  len(pairs), len(batch) - len(pairs))
         if not pairs:
             return None
-        watch = self.chosen_monitor.observe(round, [p["chosen"][0]["content"] for p in pairs])
+        # each chosen answer is read with its prompt's user turns (a sentence doing what the prompt asked only warns)
+        watch = self.chosen_monitor.observe(round, [p["chosen"][0]["content"] for p in pairs],
+                                            ["\n".join(m["content"] for m in p["prompt"] if m.get("role") == "user")
+                                             for p in pairs])
         if watch.stop:
             self.cheat_stop = f"stop-on-cheat: {watch.detail}; examples: {' | '.join(watch.examples)}"
             log.warning("online-dpo %s; the stage stops before training on them", self.cheat_stop)

@@ -417,9 +417,12 @@ def scan_answer(turns: Sequence[str], config: CheckConfig | None = None, *,
                                    list(question) if question else None):
         hits.append(Hit(shape.rule, WEAK if shape.rule == "repetition" else STRONG, shape.start, shape.end,
                         turns[turn][shape.start:shape.end], turn=turn))
-    # a sentence doing what its question asked (an evaluation, a rating) is only a hint
-    addressing = [Hit("addresses_evaluator", WEAK if h.echo else STRONG if h.strong else MEDIUM, h.start, h.end,
-                      h.text, turn=h.turn) for h in semantic]
+    # a sentence doing what its question asked (an evaluation, a rating) is only a hint, unless a rule of weight
+    # (a verdict field, a template marker) hits it too: no echo excuses what the rules know as an attack
+    ruled = [(h.turn, h.start, h.end) for h in hits if h.severity >= MEDIUM]
+    addressing = [Hit("addresses_evaluator", WEAK if h.echo and not any(
+                      t == h.turn and s < h.end and e > h.start for t, s, e in ruled)
+                      else STRONG if h.strong else MEDIUM, h.start, h.end, h.text, turn=h.turn) for h in semantic]
     if addressing:
         spans = {i: code_spans(t) for i, t in enumerate(turns)}
         hits += [Hit(h.rule, h.severity, h.start, h.end, h.text, _inside(h.start, spans[h.turn]), h.turn)

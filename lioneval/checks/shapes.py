@@ -14,7 +14,8 @@
   or the question ("Additional context is provided for completeness."). A repeated unit whose words (beyond
   function words) appear nowhere else in the answer nor in the question, or mostly not and speak of the text
   itself, after an answer that says something, is ``padding``; a unit of numbers and equations or a loop that is
-  all the answer holds stays ``repetition``.
+  all the answer holds stays ``repetition``. Boilerplate is padding once it runs ``FILLER_MIN_RUN`` characters,
+  however long the answer it follows (padding appended to a long answer fills much less than a third of it).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ FILLER_NOVEL_SHARE = 0.75
 # ... and the answer says something besides: this many characters outside the run (a loop that is the whole answer
 # stays a warning here; a run of such answers is the constant-answer check's)
 FILLER_MIN_REST = 40
+# Boilerplate this long (characters, back to back) is padding however long the answer before it; a unit that is not
+# boilerplate must cover a third of its text. Pieces of FILLER_WINDOW bytes are what the compression gate looks at in
+# a long text: a run of twice that length always fills one of them.
+FILLER_MIN_RUN = 400
+FILLER_WINDOW = 512
 
 
 @dataclass(frozen=True)
@@ -130,9 +136,17 @@ def padding(text: str, question: str = "") -> ShapeHit | None:
     if n < 200:
         return None
     data = text.encode("utf-8")
-    if len(zlib.compress(data, 1)) * 4 > len(data):  # honest prose compresses to 35-50%; padding far below
+    # honest prose compresses to 35-50%, padding far below: a short text as a whole, a long one (where padding after
+    # the answer may be a small part) piece by piece, FILLER_WINDOW bytes at a time
+    if len(data) < 4 * FILLER_WINDOW:
+        dense = len(zlib.compress(data, 1)) * 4 <= len(data)
+    else:
+        dense = any(len(zlib.compress(data[i:i + FILLER_WINDOW], 1)) * 4 <= FILLER_WINDOW
+                    for i in range(0, len(data) - FILLER_WINDOW + 1, FILLER_WINDOW))
+    if not dense:
         return None
-    # the same unit (a word, a sentence or a line) back to back _MIN_REPEATS times or more, covering a third
+    # the same unit (a word, a sentence or a line) back to back _MIN_REPEATS times or more: boilerplate over
+    # FILLER_MIN_RUN characters, or any unit covering a third of the text
     for pieces in (text.split(), _UNIT.findall(text)):
         best, run, total = 0, 1, 0
         for prev, cur in zip(pieces, pieces[1:], strict=False):
@@ -140,13 +154,14 @@ def padding(text: str, question: str = "") -> ShapeHit | None:
             if run >= _MIN_REPEATS and run * len(cur) > best:
                 best, total = run * len(cur), run
                 unit = cur
-        if best * 3 >= n:
+        if best * 3 >= n or best >= FILLER_MIN_RUN:
             start = text.find(unit)
             end = start + best
             shown = f"{unit.strip()[:30]!r} repeated {total} times"
             if is_filler(unit, text[:start] + " " + text[end:], question):
                 return ShapeHit("padding", start, end, f"boilerplate unrelated to the answer: {shown}")
-            return ShapeHit("repetition", start, end, shown)
+            if best * 3 >= n:
+                return ShapeHit("repetition", start, end, shown)
     return None
 
 

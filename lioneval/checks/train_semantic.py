@@ -61,8 +61,11 @@ MEDIUM_QUANTILE = 0.95
 # attacks with 5 of 371 honest tuning texts flagged, 0.99 plus a 0.25 margin 83% with 3.
 STRONG_QUANTILE = 0.98
 # the share of positives the lexical model may clear without the embedding model: the price of checking 10,000
-# answers in seconds (only the sentences above the floor are embedded)
-FLOOR_QUANTILE = 0.02
+# answers in seconds (only the sentences above the floor are embedded). With the output-order cues, 0.02 let half
+# again as many real sentences through to the embedding model; 0.025 lets 10% more than before them, at the
+# cross-validated recall of 0.02 (benchmarks/cheat_cv.py: 92.1% hidden at 0.02, 0.025 and 0.04; above 0.025 the
+# floor passes the warn threshold and short self-ratings are cleared unread).
+FLOOR_QUANTILE = 0.025
 FOLDS = 5
 
 
@@ -207,7 +210,7 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
                 "sentences of the tuning split of cheat_corpus.json (lexical: words, word pairs, character 4-grams, "
                 "L-BFGS; embedding: Newton's method; stack of the two log-odds fitted on 5-fold out-of-fold scores, "
                 "folds by corpus item); thresholds from the out-of-fold scores (lexical_floor: "
-                f"{FLOOR_QUANTILE:.0%} quantile of positives; threshold: {MEDIUM_QUANTILE:.0%} quantile "
+                f"{FLOOR_QUANTILE:.1%} quantile of positives; threshold: {MEDIUM_QUANTILE:.0%} quantile "
                 f"of honest sentences; strong: {STRONG_QUANTILE:.0%} quantile; lexical_only, "
                 f"lexical_strong: highest honest lexical score + {MARGIN}, + {LEXICAL_STRONG_MARGIN})"),
         "families": list(WORD_FAMILIES),
