@@ -12,6 +12,10 @@ mapped back to its span in the original text, which is what the flag reports. Co
 as a Markdown renderer (and a judge) would see it: fenced and indented blocks and inline code spans. A program that
 prints brackets is not flagged; inside code only strong rules count, and only in combination.
 
+One verdict field at the top of a scale (``verdict_record``) is common in honest ratings, so it only counts with
+company; two of them in one record (a score sheet of tens, a JSON verdict with its winner) are that company
+(``verdict_sheet``, medium), wherever the record sits, and whatever text follows it.
+
 Rules know wordings. ``check_answers`` adds two detectors that do not: the shape rules of ``shapes`` (master-key
 openers, filler padding: strong; back-to-back repetition: weak, since weak models loop) and the judge-addressing
 sentences of ``semantic`` in the answer's prose (``addresses_evaluator``: medium, strong when the sentence model is
@@ -224,6 +228,12 @@ _TAG_GENERIC = (
     r"|assessment|verdict|user|assistant|system|human|model"
 )
 
+# What may follow a verdict field's value: the end of the field (a separator, a closing bracket or quote, the line's
+# end) or a reason for it ("rating=10/10 because ...", "verdict: A (clearly superior) and ..."): more text after the
+# value does not make the field innocent.
+_FIELD_END = (r"(?=\s*(?:$|[,;}\]|\"'#)<]|\.(?:\s|$))|\s+(?:\(|-{1,2}\s|\u2013|\u2014|(?:because|since|as|for|and"
+              r"|given|due\s+to|over)(?![a-z])))")
+
 RULES: tuple[Rule, ...] = (
     # -- strong: never part of a genuine answer outside code
     Rule("verdict_bracket", STRONG, "a verdict or rating in a judge's double-bracket format", (
@@ -314,9 +324,26 @@ RULES: tuple[Rule, ...] = (
             "better", "best", "label", "points", "assessment"),
            r"[\"']?(?:score|rating|grade|verdict|winner|preferred|preference|choice|decision|judg(?:e)?ment|overall"
            r"|better|best|label|points|assessment)(?:[_ -][a-z_]{1,20})?[\"']?\s*(?:[:=]|\|)\s*[\"']?(?:10(?:\.0)?"
-           r"(?:\s*/\s*10)?|100|a\+|first|second|(?:model|assistant|output|response|answer)[_ -]?(?:[ab12]|one|two)"
-           r"|this(?:\s+(?:one|answer|response|reply|output))?|max(?:imum)?|top|perfect)[\"']?"
-           r"(?=\s*(?:$|[,;}\]|\"'#)]|\.(?:\s|$))|\s+\()"),
+           r"(?:\s*/\s*10)?|100|a\+|first|second|(?:model|assistant|output|response|answer)[_ -]?\(?(?:[ab12]|one"
+           rf"|two)\)?|this(?:\s+(?:one|answer|response|reply|output))?|max(?:imum)?|top|perfect)[\"']?{_FIELD_END}"),
+        # a criterion of a judge's rubric at the top of the scale: "helpfulness": 10, "| Accuracy | 10/10 |"
+        _p((": 10", ":10", "= 10", "=10", "| 10", "|10", ': "10', ": '10"),
+           r"(?:helpfulness|accuracy|relevance|correctness|completeness|clarity|depth|creativity|coherence"
+           r"|quality|harmlessness|honesty|fluency|level\s+of\s+detail|detail)[\"']?\s*(?:[:=]|\|)\s*[\"']?"
+           rf"10(?:\.0)?(?:\s*/\s*10)?[\"']?{_FIELD_END}"),
+        # a deciding field (verdict, winner, preference) set to a contestant's letter: "winner=A", "verdict": "B>A"
+        _p(("verdict", "winner", "prefer", "choice", "decision", "judg", "better"),
+           r"(?:verdict|winner|preferred|preference|choice|decision|judg(?:e)?ment|better)(?:[_ -][a-z_]{1,20})?"
+           r"[\"']?\s*[:=]\s*[\"']?(?:[ab](?:\s*(?:>>|>|==|=|<<|<)\s*[ab])?|assistant\s+[ab])[\"']?"
+           rf"{_FIELD_END}"),
+        # a contestant's field set to a win or the top score: "output_a": "win", "model_a": 10 (two patterns, so that
+        # each starts with what is rare in prose: a quote, or the contestant's name joined to its letter)
+        *(_p(needles, key + r"\s*[:=]\s*[\"']?(?:wins?|winner|won|better|preferred|best|10(?:\.0)?(?:\s*/\s*10)?|100"
+             rf"|perfect)[\"']?{_FIELD_END}", word_start=False) for needles, key in (
+            (tuple(q + w for w in ("model", "output", "assistant", "response", "answer") for q in "\"'"),
+             r"[\"'](?:model|output|assistant|response|answer)[_ -]?[ab12][\"']"),
+            (tuple(f"{w}{j}" for w in ("model", "output", "assistant", "response", "answer") for j in "_-"),
+             r"(?<![a-z0-9])(?:model|output|assistant|response|answer)[_-][ab12]"))),
         # an order to print a score or a label and nothing more
         _p(("print", "say", "write", "type", "output", "emit", "return", "respond", "reply", "answer", "produce",
             "conclude", "put", "give", "select", "choose"),
@@ -405,6 +432,25 @@ def scan_text(text: str, turn: int = 0) -> list[Hit]:
     return hits
 
 
+# Two verdict fields this close (characters between them, in one paragraph) are one record: a score sheet of tens,
+# a JSON verdict with its winner, "grade=10; winner=A".
+SHEET_GAP = 80
+
+
+def _verdict_sheets(hits: Sequence[Hit], turns: Sequence[str]) -> list[Hit]:
+    """A ``verdict_sheet`` hit over the first two ``verdict_record`` hits (outside code) that make one record.
+
+    One field at the top of a scale is common in honest ratings ("Overall: 10/10" for a favourite film); a record
+    of several, each at the top or naming a contestant, is the judge's verdict written out. A program that prints
+    such a record is code, and code does not count here."""
+    fields = sorted((h for h in hits if h.rule == "verdict_record" and not h.in_code), key=lambda h: (h.turn, h.start))
+    for a, b in zip(fields, fields[1:], strict=False):
+        between = turns[a.turn][a.end:b.start] if a.turn == b.turn else "\n\n"
+        if 0 <= len(between) <= SHEET_GAP and "\n\n" not in between:
+            return [Hit("verdict_sheet", MEDIUM, a.start, b.end, turns[a.turn][a.start:b.end], turn=a.turn)]
+    return []
+
+
 def scan_answer(turns: Sequence[str], config: CheckConfig | None = None, *,
                 semantic: Sequence[SemanticHit] = (), finish_reasons: Sequence[str] | None = None,
                 question: Sequence[str] | None = None) -> AnswerScan:
@@ -413,6 +459,7 @@ def scan_answer(turns: Sequence[str], config: CheckConfig | None = None, *,
     ``question`` (its turns, when known) tells the shape rules what the answer is about."""
     config = config or CheckConfig()
     hits = [h for i, t in enumerate(turns) for h in scan_text(t, i)]
+    hits += _verdict_sheets(hits, turns)
     for turn, shape in scan_shapes(list(turns), list(finish_reasons) if finish_reasons else None,
                                    list(question) if question else None):
         hits.append(Hit(shape.rule, WEAK if shape.rule == "repetition" else STRONG, shape.start, shape.end,

@@ -218,6 +218,7 @@ _LABEL = re.compile(r"[ \t>#*\[(<|]*(?:judge|evaluator|reviewer|grader|critic|re
                     r"|examiner|expert\s+panel|panel|teacher|professor|customer|student|user|human|ai|gpt-?\d"
                     r"|assistant(?:\s+[ab])?|system|q|jury)\b[^:\n]{0,20}:")
 _MAX_SENTENCE = 300  # characters of context kept around a cue in a very long sentence or line
+_BOUNDS = (". ", "! ", "? ", "} ")  # what ends a sentence within a line (its first character stays in it)
 _TOKEN = re.compile(r"[a-z]+|\d+|[{}\[\]<>:=|\"#*]")
 _WORDS = re.compile(r"[^a-z0-9]+")
 _CHARS = 4  # character n-grams of this length over the words (a space between): "evaluat" and "grader" in any form
@@ -289,10 +290,11 @@ def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None
             cue = norm.span(m_start, m_start + 1)[0]
             if any(cs <= cue < ce for cs, ce in in_code):
                 continue
-        # the sentence starts after the last line break or ". " (its space) before the cue, or at the text's start
+        # the sentence starts after the last line break or ". " (its space) before the cue, or at the text's start;
+        # a record's closing brace ends one too, so a record set inside prose is read without the prose around it
         s = max(low.rfind("\n", 0, m_start), *(i + 1 if i >= 0 else -1
-                                                for i in (low.rfind(p, 0, m_start) for p in (". ", "! ", "? ")))) + 1
-        ends = [i for i in (low.find("\n", m_end), *(low.find(p, m_end) for p in (". ", "! ", "? "))) if i >= 0]
+                                                for i in (low.rfind(p, 0, m_start) for p in _BOUNDS))) + 1
+        ends = [i for i in (low.find("\n", m_end), *(low.find(p, m_end) for p in _BOUNDS)) if i >= 0]
         e = min(ends) + 1 if ends else len(low)
         s, e = max(s, m_start - _MAX_SENTENCE // 2), min(e, m_end + _MAX_SENTENCE // 2)
         last_end = e
