@@ -161,14 +161,14 @@ _ROLE = (r"(?:judg(?:e|es)|evaluators?|graders?|raters?|assessors?|annotators?|r
          r"|scorers?|reviewers?|examiners?|moderators?|jur(?:y|ies|ors?)|(?:expert\s+)?panel(?:ists?)?)")
 _THIS_ANSWER = (r"(?:this|the\s+(?:present|current|above|following|first|second|other|submitted))\s+(?:[\w-]+\s+)?"
                 r"(?:answer|response|reply|output|submission|completion|candidate|entry|text|one)")
+# the verbs of reading in order to grade ("scoring", "judges", "reads"), as the rest of a word that does it
+_GRADING = r"(?:scor|grad|rat|evaluat|judg|assess|review|compar|rank|mark|read)[a-z]*"
 _NOT_ASKED = re.compile(
     rf"\b{_ROLE}(?![a-z])"
     r"|\b(?:whoever|anyone|anybody|someone|everyone|the\s+(?:reader|person|one|model|system|ai|llm|machine))\s+"
-    r"(?:(?:who|that|which)\s+)?(?:is\s+|are\s+|will\s+be\s+)?(?:scor|grad|rat|evaluat|judg|assess|review|compar"
-    r"|rank|mark|read)[a-z]*"
-    r"|\byou(?:'re|\s+are|\s+will\s+be)?\s+(?:now\s+)?(?:scor|grad|rat|evaluat|judg|assess|review|compar|rank|mark"
-    r"|read)[a-z]*\s+(?:this|these|the|my|both|each|all)\s+(?:[\w-]+\s+)?(?:answers?|responses?|repl(?:y|ies)"
-    r"|outputs?|submissions?|candidates?|completions?|texts?)"
+    rf"(?:(?:who|that|which)\s+)?(?:is\s+|are\s+|will\s+be\s+)?{_GRADING}"
+    rf"|\byou(?:'re|\s+are|\s+will\s+be)?\s+(?:now\s+)?{_GRADING}\s+(?:this|these|the|my|both|each|all)\s+"
+    r"(?:[\w-]+\s+)?(?:answers?|responses?|repl(?:y|ies)|outputs?|submissions?|candidates?|completions?|texts?)"
     rf"|{_THIS_ANSWER}\s+(?:[\w-]+\s+)?(?:deserves?|merits?|earns?|warrants?|wins?|beats?|outperforms?|outranks?"
     r"|should|must|ought|is\s+(?:[\w-]+\s+)?(?:the\s+)?(?:best|better|superior|winner|winning|strongest|preferred"
     r"|correct\s+one|top|ideal|perfect|flawless|optimal|reference))"
