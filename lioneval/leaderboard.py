@@ -69,8 +69,8 @@ def summarize_store(
         if sizes is not None:
             given = sizes
             return _summarize_stored(store, benchmark, judge, models, given if callable(given) else lambda: given, kw)
-        with _collector_paused(), Pool(worker_count(tasks=2)) as pool:
-            return _summarize_stored(store, benchmark, judge, models, _sizes_reader(pool, store, benchmark.name), kw)
+        with _stored_reads(store, benchmark.name) as read_sizes:
+            return _summarize_stored(store, benchmark, judge, models, read_sizes, kw)
     # The null-model probe stores its constant answers' judgments beside real ones; they are not contenders.
     judgments = [j for j in store.judgments(benchmark=benchmark.name, judge=judge, model=models)
                  if not j.model.startswith(NULL_MODEL_PREFIX)]
@@ -129,6 +129,15 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if was_on:
             gc.enable()
+
+
+@contextlib.contextmanager
+def _stored_reads(store: RunStore, bench: str) -> Iterator[Callable[[], list[AnswerSize]]]:
+    """For a leaderboard read from stored fields: the cycle collector paused (:func:`_collector_paused`) and a
+    function returning the benchmark's :func:`answer_sizes`, read meanwhile where a second thread is usable
+    (:func:`_sizes_reader`)."""
+    with _collector_paused(), Pool(worker_count(tasks=2)) as pool:
+        yield _sizes_reader(pool, store, bench)
 
 
 def _sizes_reader(pool: Pool, store: RunStore, bench: str) -> Callable[[], list[AnswerSize]]:
@@ -211,8 +220,7 @@ def leaderboard(
     # Read once: the summaries and the length columns both need them (only their sizes, where the benchmark scores
     # from those).
     if hasattr(found, "summarize_stored"):
-        with _collector_paused(), Pool(worker_count(tasks=2)) as pool:
-            read_sizes = _sizes_reader(pool, store, name)
+        with _stored_reads(store, name) as read_sizes:
             summaries = summarize_store(store, bench, judge=judge, rounds=rounds, seed=seed, unit=unit,
                                         sizes=read_sizes, **options)
             sizes = read_sizes()
