@@ -50,10 +50,8 @@ def _models(n_models: int, n: int, seed: int = 0) -> tuple[list[LCRows], GamedRo
     return rows, gamed
 
 
-def test_lc_fits_and_bootstraps_on_threads_equal_one_thread_to_the_bit(monkeypatch):
-    rows, gamed = _models(5, 90)
-    kw = {"chunk": 2, "rounds": 60, "seed": 4}  # three chunks of fits, then five bootstraps
-    one = length_controlled_win_rates(rows, gamed, threads=1, **kw)
+def _bootstrap_threads(monkeypatch) -> set[str]:
+    """The names of the threads the LC bootstraps run on from now on (filled as they run)."""
     seen: set[str] = set()
     original = alpaca._lc_bootstrap
 
@@ -62,6 +60,14 @@ def test_lc_fits_and_bootstraps_on_threads_equal_one_thread_to_the_bit(monkeypat
         return original(*args)
 
     monkeypatch.setattr(alpaca, "_lc_bootstrap", spy)
+    return seen
+
+
+def test_lc_fits_and_bootstraps_on_threads_equal_one_thread_to_the_bit(monkeypatch):
+    rows, gamed = _models(5, 90)
+    kw = {"chunk": 2, "rounds": 60, "seed": 4}  # three chunks of fits, then five bootstraps
+    one = length_controlled_win_rates(rows, gamed, threads=1, **kw)
+    seen = _bootstrap_threads(monkeypatch)
     many = length_controlled_win_rates(rows, gamed, threads=3, **kw)
     assert seen and all(name.startswith("lioneval-stats") for name in seen)  # off the calling thread
     assert [r.estimate for r in many] == [r.estimate for r in one]
@@ -204,14 +210,7 @@ def test_the_eval_order_is_that_of_the_full_sort_key_with_ties_and_unknown_index
 
 def test_without_a_way_to_hold_blas_to_one_thread_the_models_run_on_the_calling_thread(monkeypatch):
     rows, gamed = _models(3, 60)
-    seen: set[str] = set()
-    original = alpaca._lc_bootstrap
-
-    def spy(*args):
-        seen.add(threading.current_thread().name)
-        return original(*args)
-
-    monkeypatch.setattr(alpaca, "_lc_bootstrap", spy)
+    seen = _bootstrap_threads(monkeypatch)
     monkeypatch.setattr(alpaca, "_one_blas_thread", lambda: None)  # as without threadpoolctl
     res = length_controlled_win_rates(rows, gamed, chunk=1, rounds=40, threads=4)
     assert seen == {threading.current_thread().name} and len(res) == 3
