@@ -31,15 +31,24 @@ _OPENER_WORDS = re.compile(
     r"|a|an|this|as|follows|below|i|i'll|will|think|thinking|about|it|solve|solving|work|working|through|break|down"
     r"|problem|question|task|understand|carefully|step|by|\d|thought|thoughts|process|solution|answer|final"
     r"|reasoning|analysis|explanation|response|detailed|steps|approach|result|output|of|to|on|with|for|and|we|can"
-    r"|in|at|look|go|start|begin|consider|following)\b[\s,]*)+"
+    r"|in|at|look|go|start|begin|consider|following|great|good|excellent|interesting|nice|fair|question"
+    r"|absolutely|definitely|course|gladly|happy|glad|help|walk|you|that|thing|sounds|yes|hello|hi|thanks|thank)"
+    r"\b[\s,]*)+"
 )
 _OPENER_KEY = re.compile(r"\b(?:solution|answer|thoughts?|reasoning|steps?|solv\w*|analysis|explanation|response"
-                         r"|working|think\w*|let's|let us|let me|here's|here is|process|approach|result|output)\b")
+                         r"|working|think\w*|let's|let us|let me|here's|here is|process|approach|result|output"
+                         r"|question|help)\b")
 _PUNCT_ONLY = re.compile(r"^[\W_]*$")
-_RUN = re.compile(r"(?:[\s\u200b\u200c\u200d\u2060\ufeff\u00a0]{120,})|([^\w\s])\1{59,}")
+# Blank characters: whitespace, and the invisible or blank-looking ones that are not whitespace to Python (zero-width
+# marks, the Hangul fillers, the blank Braille pattern).
+_BLANKS = "\u200b\u200c\u200d\u2060\ufeff\u00a0\u00ad\u115f\u1160\u180e\u2800\u3164\uffa0"
+_RUN = re.compile(rf"(?:[\s{_BLANKS}]{{120,}})|([^\w\s{_BLANKS}])\1{{59,}}")
 _MIN_REPEATS = 8
-_FILLERS = (" ", "\n", "\t", "\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00a0", ".", "-", "=", "*", "#", "_",
-            "~", "+", "/", "|", "!", "?", ",", ";", ":")
+_MAX_CYCLE = 5  # sentences or lines in a repeated cycle (padding rotates a few phrases)
+_FILLERS = (" ", "\n", "\t", "\u3000", *_BLANKS, ".", "-", "=", "*", "#", "_", "~", "+", "/", "|", "!", "?", ",",
+            ";", ":")
+# a list item with nothing after its marker ("3.", "b)", "-"), on a line of its own
+_EMPTY_ITEM = re.compile(r"(?m)^[ \t]*(?:\d{1,3}|[a-z])[.)][ \t]*$")
 _UNIT = re.compile(r"[^\n.!?]*[.!?]*\s*")
 _ALPHA = re.compile(r"[a-z]{3,}")
 # Function words and connectives: they say nothing about a topic, so they neither make a unit content nor tie it to
@@ -109,8 +118,8 @@ def is_filler(unit: str, rest: str, question: str = "") -> bool:
     ``FILLER_MIN_REST`` characters: a loop that is the whole answer is judged by the run-level checks, since a
     question alone is too little to tell a weak model's new words from boilerplate."""
     low = unit.lower()
-    if not any(c.isalnum() for c in low):
-        return True  # rules, bullets and other marks with nothing in them ("* * *", "=====")
+    if not any(c.isalnum() for c in _EMPTY_ITEM.sub("", low)):
+        return True  # rules, bullets, empty list items and other marks with nothing in them ("* * *", "=====", "1.")
     if not _ALPHA.search(low):
         return False  # equations, numbers: what weak models loop on
     if len("".join(rest.split())) < FILLER_MIN_REST:
@@ -145,24 +154,55 @@ def padding(text: str, question: str = "") -> ShapeHit | None:
                     for i in range(0, len(data) - FILLER_WINDOW + 1, FILLER_WINDOW))
     if not dense:
         return None
-    # the same unit (a word, a sentence or a line) back to back _MIN_REPEATS times or more: boilerplate over
-    # FILLER_MIN_RUN characters, or any unit covering a third of the text
-    for pieces in (text.split(), _UNIT.findall(text)):
-        best, run, total = 0, 1, 0
-        for prev, cur in zip(pieces, pieces[1:], strict=False):
-            run = run + 1 if cur == prev and cur.strip() else 1
-            if run >= _MIN_REPEATS and run * len(cur) > best:
-                best, total = run * len(cur), run
-                unit = cur
+    # the same unit (a word, or a cycle of up to _MAX_CYCLE sentences or lines) back to back _MIN_REPEATS times or
+    # more: boilerplate over FILLER_MIN_RUN characters, or any unit covering a third of the text
+    for pieces, cycles in ((text.split(), (1,)), (_UNIT.findall(text), range(1, _MAX_CYCLE + 1))):
+        found = _longest_cycle(pieces, cycles)
+        if found is None:
+            continue
+        unit, total, first = found
+        best = total * len(unit)
         if best * 3 >= n or best >= FILLER_MIN_RUN:
-            start = text.find(unit)
-            end = start + best
+            if cycles == (1,):  # words: the run's span holds the spaces between them
+                start = text.find(unit)
+                m = re.compile(rf"(?:{re.escape(unit)}\s*){{{total}}}").match(text, start)
+                end = m.end() if m else start + best
+            else:  # sentences and lines cover the text: the run starts where its first piece does
+                start = sum(len(p) for p in pieces[:first])
+                end = start + best
             shown = f"{unit.strip()[:30]!r} repeated {total} times"
-            if is_filler(unit, text[:start] + " " + text[end:], question):
+            # a cut-off copy of the unit at either end of the run is part of the run, not context for it
+            before, after = text[:start], text[end:]
+            if after.strip() and unit.strip().startswith(after.strip()):
+                after = ""
+            if before.strip() and unit.strip().endswith(before.strip()):
+                before = ""
+            if is_filler(unit, before + " " + after, question):
                 return ShapeHit("padding", start, end, f"boilerplate unrelated to the answer: {shown}")
             if best * 3 >= n:
                 return ShapeHit("repetition", start, end, shown)
     return None
+
+
+def _longest_cycle(pieces: list[str], cycles: range | tuple[int, ...]) -> tuple[str, int, int] | None:
+    """The longest run (in characters) of a unit of ``c`` consecutive pieces (``c`` in ``cycles``) repeated back to
+    back at least _MIN_REPEATS times: (the unit's text, its repeats, the index of its first piece), or None."""
+    best: tuple[int, str, int, int] | None = None
+    for c in cycles:
+        i = 0
+        while i + 2 * c <= len(pieces):
+            j = i + c
+            while j < len(pieces) and pieces[j] == pieces[j - c] and pieces[j].strip():
+                j += 1
+            repeats = (j - i) // c
+            if repeats >= _MIN_REPEATS and "".join(pieces[i:i + c]).strip():
+                unit = "".join(pieces[i:i + c])
+                if best is None or repeats * len(unit) > best[0]:
+                    best = (repeats * len(unit), unit, repeats, i)
+                i = j
+            else:
+                i += 1
+    return None if best is None else best[1:]
 
 
 def scan_shapes(turns: list[str], finish_reasons: list[str] | None = None,
