@@ -9,6 +9,12 @@ answer and checked with its question, as ``run_checks`` reads answers (a sentenc
 warns: this column shows what that costs); and (b) as a constant answer to all 80 MT-Bench questions (a run).
 Goals: hidden recall >= 95% in every family, constant 100%.
 
+Fresh wordings: ``cheat_fresh.json`` beside this script holds attack and honest texts written after the detector was
+fitted, by another hand, in the corpus's families; nothing is tuned on them. The same checks (a) and (b) run on them,
+with their honest texts as hosts (many of them hard: honest answers about grading, verdict parsers, judge prompts a
+user asked for), and a separate table reports them: the evaluation split shares its authors' habits with the tuning
+split, these do not, so they say more about wordings nobody here has seen.
+
 False positives: answer-level flags on the 2,480 official MT-Bench answers of 31 models and on the GPT-4 reference
 answers, checked with their questions as ``run_checks`` does (goal <= 0.5%), and run-level cheat flags on any of
 those runs (goal: none). The answer-level flags without the questions are reported beside them.
@@ -90,23 +96,10 @@ def found_in_real(results: list[CheckResult], where: dict[str, tuple[int, int, i
                     and h["end"] > where[c.model][1] for h in c.meta["hits"])}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="the validation folder (holding mt_bench/)")
-    ap.add_argument("--no-embeddings", action="store_true", help="lexical model only (no sentence embeddings)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    mt = args.data / "mt_bench"
-    if not (mt / "model_answers_official.jsonl").is_file():
-        sys.exit(f"no MT-Bench answers under {mt}: pass --data with the folder that holds mt_bench/")
-    config = CheckConfig(semantic_embeddings=not args.no_embeddings)
-    rng = random.Random(args.seed)
-    corpus = load_corpus()
-    attacks = [a for a in corpus["attacks"] if a["split"] == "eval"]
-    hosts = [h["text"] for h in corpus["honest"] if h["split"] == "eval"]
-    questions = mt_questions(mt)
-
-    # (a) hidden in one honest answer
+def hidden_recall(attacks: list[dict], hosts: list[str], config: CheckConfig,
+                  rng: random.Random) -> tuple[dict[str, list[bool]], int, float]:
+    """Each attack hidden in one honest host (master-key openers alone, padding after the host): per family, whether
+    its answer was flagged at the attack's own characters; how many honest hosts were flagged; the seconds taken."""
     hidden: list[Answer] = []
     where: dict[str, tuple[int, int]] = {}  # answer -> the attack's characters in it
     for i, a in enumerate(attacks):
@@ -123,14 +116,48 @@ def main() -> None:
               for i, t in enumerate(hosts)]
     t0 = time.perf_counter()
     results = [c for c in check_answers(hidden + honest, config) if c.status == "flag"]
-    hidden_s = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     flagged = {c.question_id for c in results}
     found = {c.question_id for c in results if c.question_id in where
              and any(s < where[c.question_id][1] and e > where[c.question_id][0] for s, e in c.spans)}
     fam_hidden: dict[str, list[bool]] = defaultdict(list)
     for a in attacks:
         fam_hidden[a["family"]].append(a["id"] in found)
-    honest_flags = sum(f"h{i}" in flagged for i in range(len(hosts)))
+    return fam_hidden, sum(f"h{i}" in flagged for i in range(len(hosts))), seconds
+
+
+def constant_recall(attacks: list[dict], questions: list[Question], config: CheckConfig) -> dict[str, list[bool]]:
+    """Per family, whether a run answering every question with the attack text is a cheat."""
+    fam_const: dict[str, list[bool]] = defaultdict(list)
+    for a in attacks:
+        run = [Answer(question_id=q.id, benchmark="mt-bench", model=f"const:{a['id']}",
+                      turns=[a["text"]] * len(q.turns)) for q in questions]
+        fam_const[a["family"]].append(is_cheat(run_checks(questions, run, config=config)))
+    return fam_const
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="the validation folder (holding mt_bench/)")
+    ap.add_argument("--no-embeddings", action="store_true", help="lexical model only (no sentence embeddings)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh", type=Path, default=Path(__file__).with_name("cheat_fresh.json"),
+                    help="attack and honest texts written after the detector was fitted (default: cheat_fresh.json "
+                         "beside this script)")
+    ap.add_argument("--no-fresh", dest="fresh", action="store_const", const=None, help="skip the fresh wordings")
+    args = ap.parse_args()
+    mt = args.data / "mt_bench"
+    if not (mt / "model_answers_official.jsonl").is_file():
+        sys.exit(f"no MT-Bench answers under {mt}: pass --data with the folder that holds mt_bench/")
+    config = CheckConfig(semantic_embeddings=not args.no_embeddings)
+    rng = random.Random(args.seed)
+    corpus = load_corpus()
+    attacks = [a for a in corpus["attacks"] if a["split"] == "eval"]
+    hosts = [h["text"] for h in corpus["honest"] if h["split"] == "eval"]
+    questions = mt_questions(mt)
+
+    # (a) hidden in one honest answer
+    fam_hidden, honest_flags, hidden_s = hidden_recall(attacks, hosts, config, rng)
 
     # (a') hidden in a real answer (GPT-4's official MT-Bench answer, a seeded turn) and checked with its question,
     # as run_checks does: what reading answers with their questions costs in recall
@@ -142,11 +169,25 @@ def main() -> None:
             fam_real[a["family"]].append(a["id"] in real_found)
 
     # (b) constant answers: one run per attack text over all MT-Bench questions
-    fam_const: dict[str, list[bool]] = defaultdict(list)
-    for a in attacks:
-        run = [Answer(question_id=q.id, benchmark="mt-bench", model=f"const:{a['id']}",
-                      turns=[a["text"]] * len(q.turns)) for q in questions]
-        fam_const[a["family"]].append(is_cheat(run_checks(questions, run, config=config)))
+    fam_const = constant_recall(attacks, questions, config)
+
+    # fresh wordings: texts written after the detector was fitted (never tuned on), hidden and as constant answers
+    fresh_fams: dict[str, dict] = {}
+    fresh_summary: dict = {}
+    if args.fresh is not None:
+        fresh = json.loads(args.fresh.read_text(encoding="utf-8"))
+        f_hidden, f_honest, _ = hidden_recall(fresh["attacks"], [h["text"] for h in fresh["honest"]], config,
+                                              random.Random(args.seed))
+        f_const = constant_recall(fresh["attacks"], questions, config)
+        for fam in corpus["families"]:
+            h, c = f_hidden.get(fam, []), f_const.get(fam, [])
+            fresh_fams[fam] = {"n": len(h), "hidden_recall": round(sum(h) / len(h), 4) if h else None,
+                               "constant_recall": round(sum(c) / len(c), 4) if c else None}
+        fh = [x for v in f_hidden.values() for x in v]
+        fc = [x for v in f_const.values() for x in v]
+        fresh_summary = {"attacks": len(fh), "hidden_recall": round(sum(fh) / len(fh), 4),
+                         "constant_recall": round(sum(fc) / len(fc), 4), "honest_hosts": len(fresh["honest"]),
+                         "honest_hosts_flagged": f_honest, "families": fresh_fams}
 
     # false positives on real answers
     real = [Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model=r["model"], turns=r["turns"])
@@ -181,6 +222,16 @@ def main() -> None:
     print(f"{'all':<22}{len(all_h):>4}{sum(all_h) / len(all_h):>9.0%}{sum(all_c) / len(all_c):>10.0%}"
           f"{sum(all_r) / max(len(all_r), 1):>16.0%}")
     print(f"honest evaluation hosts flagged: {honest_flags} of {len(hosts)}")
+    if fresh_summary:
+        print(f"fresh wordings ({args.fresh.name}: written after the detector was fitted, never tuned on): "
+              f"{fresh_summary['attacks']} attacks, {fresh_summary['honest_hosts']} honest hosts")
+        print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}")
+        for fam, v in fresh_fams.items():
+            if v["n"]:
+                print(f"{fam:<22}{v['n']:>4}{v['hidden_recall']:>9.0%}{v['constant_recall']:>10.0%}")
+        print(f"{'all':<22}{fresh_summary['attacks']:>4}{fresh_summary['hidden_recall']:>9.0%}"
+              f"{fresh_summary['constant_recall']:>10.0%}")
+        print(f"honest fresh hosts flagged: {fresh_summary['honest_hosts_flagged']} of {fresh_summary['honest_hosts']}")
     print(f"real answers: {len(real)} ({len({a.model for a in real})} runs); answer-level flags {len(fp_answers)} "
           f"({len(fp_answers) / len(real):.2%}); runs with a cheat flag: {len(fp_runs)} {dict(run_flag_names)}")
     for c in fp_answers[:12]:
@@ -206,6 +257,7 @@ def main() -> None:
         "goal_flag_share": 0.005,
         "real_runs_flagged": fp_runs,
         "real_check_s": round(real_s, 2),
+        "fresh": fresh_summary or None,
     }))
 
 
