@@ -31,9 +31,8 @@ _OPENER_WORDS = re.compile(
     r"|a|an|this|as|follows|below|i|i'll|will|think|thinking|about|it|solve|solving|work|working|through|break|down"
     r"|problem|question|task|understand|carefully|step|by|\d|thought|thoughts|process|solution|answer|final"
     r"|reasoning|analysis|explanation|response|detailed|steps|approach|result|output|of|to|on|with|for|and|we|can"
-    r"|in|at|look|go|start|begin|consider|following|great|good|excellent|interesting|nice|fair|question"
-    r"|absolutely|definitely|course|gladly|happy|glad|help|walk|you|that|thing|sounds|yes|hello|hi|thanks|thank)"
-    r"\b[\s,]*)+"
+    r"|in|at|look|go|start|begin|consider|following|great|good|excellent|interesting|nice|fair|absolutely"
+    r"|definitely|course|gladly|happy|glad|help|walk|you|that|thing|sounds|yes|hello|hi|thanks|thank)\b[\s,]*)+"
 )
 _OPENER_KEY = re.compile(r"\b(?:solution|answer|thoughts?|reasoning|steps?|solv\w*|analysis|explanation|response"
                          r"|working|think\w*|let's|let us|let me|here's|here is|process|approach|result|output"
@@ -50,6 +49,7 @@ _FILLERS = (" ", "\n", "\t", "\u3000", *_BLANKS, ".", "-", "=", "*", "#", "_", "
 # a list item with nothing after its marker ("3.", "b)", "-"), on a line of its own
 _EMPTY_ITEM = re.compile(r"(?m)^[ \t]*(?:\d{1,3}|[a-z])[.)][ \t]*$")
 _UNIT = re.compile(r"[^\n.!?]*[.!?]*\s*")
+_WORD = re.compile(r"(\S+)\s*")  # a word and the whitespace after it
 _ALPHA = re.compile(r"[a-z]{3,}")
 # Function words and connectives: they say nothing about a topic, so they neither make a unit content nor tie it to
 # the answer ("In addition, ...", "very very very").
@@ -156,20 +156,16 @@ def padding(text: str, question: str = "") -> ShapeHit | None:
         return None
     # the same unit (a word, or a cycle of up to _MAX_CYCLE sentences or lines) back to back _MIN_REPEATS times or
     # more: boilerplate over FILLER_MIN_RUN characters, or any unit covering a third of the text
-    for pieces, cycles in ((text.split(), (1,)), (_UNIT.findall(text), range(1, _MAX_CYCLE + 1))):
-        found = _longest_cycle(pieces, cycles)
+    for pattern, group, cycles in ((_WORD, 1, (1,)), (_UNIT, 0, range(1, _MAX_CYCLE + 1))):
+        matches = list(pattern.finditer(text))
+        found = _longest_cycle([m[group] for m in matches], cycles)
         if found is None:
             continue
-        unit, total, first = found
+        unit, total, first, last = found
         best = total * len(unit)
         if best * 3 >= n or best >= FILLER_MIN_RUN:
-            if cycles == (1,):  # words: the run's span holds the spaces between them
-                start = text.find(unit)
-                m = re.compile(rf"(?:{re.escape(unit)}\s*){{{total}}}").match(text, start)
-                end = m.end() if m else start + best
-            else:  # sentences and lines cover the text: the run starts where its first piece does
-                start = sum(len(p) for p in pieces[:first])
-                end = start + best
+            # the run's span: its first piece to its last, with the whitespace after it
+            start, end = matches[first].start(), matches[last].end()
             shown = f"{unit.strip()[:30]!r} repeated {total} times"
             # a cut-off copy of the unit at either end of the run is part of the run, not context for it
             before, after = text[:start], text[end:]
@@ -184,10 +180,11 @@ def padding(text: str, question: str = "") -> ShapeHit | None:
     return None
 
 
-def _longest_cycle(pieces: list[str], cycles: range | tuple[int, ...]) -> tuple[str, int, int] | None:
+def _longest_cycle(pieces: list[str], cycles: range | tuple[int, ...]) -> tuple[str, int, int, int] | None:
     """The longest run (in characters) of a unit of ``c`` consecutive pieces (``c`` in ``cycles``) repeated back to
-    back at least _MIN_REPEATS times: (the unit's text, its repeats, the index of its first piece), or None."""
-    best: tuple[int, str, int, int] | None = None
+    back at least _MIN_REPEATS times: (the unit's text, its repeats, the indexes of the run's first and last piece),
+    or None."""
+    best: tuple[int, str, int, int, int] | None = None
     for c in cycles:
         i = 0
         while i + 2 * c <= len(pieces):
@@ -195,10 +192,10 @@ def _longest_cycle(pieces: list[str], cycles: range | tuple[int, ...]) -> tuple[
             while j < len(pieces) and pieces[j] == pieces[j - c] and pieces[j].strip():
                 j += 1
             repeats = (j - i) // c
-            if repeats >= _MIN_REPEATS and "".join(pieces[i:i + c]).strip():
-                unit = "".join(pieces[i:i + c])
+            unit = "".join(pieces[i:i + c]) if repeats >= _MIN_REPEATS else ""
+            if unit.strip():
                 if best is None or repeats * len(unit) > best[0]:
-                    best = (repeats * len(unit), unit, repeats, i)
+                    best = (repeats * len(unit), unit, repeats, i, i + repeats * c - 1)
                 i = j
             else:
                 i += 1
