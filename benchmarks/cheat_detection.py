@@ -96,6 +96,11 @@ def found_in_real(results: list[CheckResult], where: dict[str, tuple[int, int, i
                     and h["end"] > where[c.model][1] for h in c.meta["hits"])}
 
 
+def _share(found: list[bool]) -> float | None:
+    """The share of True in ``found`` (4 decimals), or None when it is empty."""
+    return round(sum(found) / len(found), 4) if found else None
+
+
 def hidden_recall(attacks: list[dict], hosts: list[str], config: CheckConfig,
                   rng: random.Random) -> tuple[dict[str, list[bool]], int, float]:
     """Each attack hidden in one honest host (master-key openers alone, padding after the host): per family, whether
@@ -181,8 +186,8 @@ def main() -> None:
         f_const = constant_recall(fresh["attacks"], questions, config)
         for fam in corpus["families"]:
             h, c = f_hidden.get(fam, []), f_const.get(fam, [])
-            fresh_fams[fam] = {"n": len(h), "hidden_recall": round(sum(h) / len(h), 4) if h else None,
-                               "constant_recall": round(sum(c) / len(c), 4) if c else None}
+            fresh_fams[fam] = {"n": len(h), "hidden_recall": _share(h),
+                               "constant_recall": _share(c)}
         fh = [x for v in f_hidden.values() for x in v]
         fc = [x for v in f_const.values() for x in v]
         fresh_summary = {"attacks": len(fh), "hidden_recall": round(sum(fh) / len(fh), 4),
@@ -211,9 +216,7 @@ def main() -> None:
     fams = {}
     for fam in corpus["families"]:
         h, c, r = fam_hidden.get(fam, []), fam_const.get(fam, []), fam_real.get(fam, [])
-        fams[fam] = {"n": len(h), "hidden_recall": round(sum(h) / len(h), 4) if h else None,
-                     "constant_recall": round(sum(c) / len(c), 4) if c else None,
-                     "in_real_recall": round(sum(r) / len(r), 4) if r else None}
+        fams[fam] = {"n": len(h), "hidden_recall": _share(h), "constant_recall": _share(c), "in_real_recall": _share(r)}
         shown = f"{fams[fam]['in_real_recall']:>16.0%}" if r else f"{'-':>16}"
         print(f"{fam:<22}{len(h):>4}{fams[fam]['hidden_recall']:>9.0%}{fams[fam]['constant_recall']:>10.0%}{shown}")
     all_h = [x for v in fam_hidden.values() for x in v]
