@@ -131,6 +131,20 @@ _CUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((n, re.compil
      r"(?:answer|reply|respond)\s+with\b|(?:type|write|print|output|say)\s+[\"']"),
     (("you are", "you're"), r"(?:answer|response|reply|text|one)\s+you(?:\s+are|'re)\s+(?:reading|looking\s+at"
                             r"|evaluating|grading|scoring|judging|reviewing)"),
+    # the wider vocabulary of an evaluation's process, as an attack that avoids the words above speaks of it (the
+    # "instructions" or "criteria" it voids, the "reader" or "automated" checker it addresses, the "item" or
+    # "sample" it claims, the "letter" to output, the "comparison" or "decision" it settles, a plea to be
+    # "lenient", "kindly", "please"). Chosen greedily on the tuning split's attacks that no cue above nominated, each
+    # word for the attacks it adds against the sentences of real MT-Bench answers it lets through, keeping the
+    # words that add two attacks or more (one is a text remembered, not a wording learnt); together they nominate
+    # about 2% of those sentences: the models, not the gate, tell the two apart.
+    (("instruction", "item", "kindly", "letter", "automated", "lenien", "tally", "timed", "reference", "certif",
+      "reader", "perfect", "sample", "confirm", "please", "line", "criteri", "decid", "note", "choice", "rule",
+      "decision", "compar", "prompt"),
+     # grouped by first letter: one alternation per letter is twice as fast as one over all the words
+     r"(?:automated|c(?:ertif[a-z]*|hoice|ompar[a-z]*|onfirm[a-z]*|riteri[a-z]*)|d(?:ecid[a-z]*|ecision)"
+     r"|i(?:nstructions?|tems?)|kindly|l(?:enien[a-z]*|etter|ine)|note|p(?:erfect|lease|rompts?)"
+     r"|r(?:eaders?|eference|ules?)|samples?|t(?:ally|imed))\b"),
 ))
 # The evaluation tasks a question can set, each with the word stems of a sentence doing it. A question sets one only
 # by asking for it outright (``_ASKS``); "Which is better, X or Y?" sets none, so "better" never echoes.

@@ -12,12 +12,18 @@ it has not seen). Folds are whole corpus items (item k of the tuning split is in
 by a model that saw another sentence of its text. Nothing is random and nothing is shuffled: the result depends only
 on the corpus.
 
+An attack text is labelled as a whole, but not every sentence of it speaks to the evaluator (an honest lead-in, a
+sentence of the topic before the plea). So the fit runs twice, as multiple-instance learning does: after the first
+pass, a positive sentence stays a positive only when its out-of-fold score is within ``MIL_MARGIN`` of the best
+sentence of its text; the others are left out of the second pass (they are not made negatives).
+
 Thresholds come from the out-of-fold scores of the tuning split: ``lexical_floor`` passes all but ``FLOOR_QUANTILE``
-of the positive sentences on to the embedding model; ``threshold`` (a judge-addressing sentence: the answer warns) is
-the ``MEDIUM_QUANTILE`` quantile of the honest sentences' stacked scores; ``strong`` (the answer is flagged) the
-``STRONG_QUANTILE`` quantile, for sentences of ``semantic.STRONG_MIN_WORDS`` words or more; ``lexical_only`` (a hit
-without embeddings) lies ``MARGIN`` above the highest honest lexical score and ``lexical_strong``
-``LEXICAL_STRONG_MARGIN`` above it. The evaluation split is never read.
+of the positive sentences on to the embedding model (and never lies above ``threshold``); ``threshold`` (a
+judge-addressing sentence: the answer warns) is the ``MEDIUM_QUANTILE`` quantile of the honest sentences' stacked
+scores; ``strong`` (the answer is flagged) the ``STRONG_QUANTILE`` quantile, for sentences of
+``semantic.STRONG_MIN_WORDS`` words or more; ``lexical_only`` (a hit without embeddings) lies ``MARGIN`` above the
+highest honest lexical score and ``lexical_strong`` ``LEXICAL_STRONG_MARGIN`` above it. The evaluation split is
+never read.
 """
 
 from __future__ import annotations
@@ -56,17 +62,24 @@ MARGIN = 0.25
 LEXICAL_STRONG_MARGIN = 1.0
 MEDIUM_QUANTILE = 0.95
 # The honest sentences of the corpus are its hardest negatives (each holds evaluation vocabulary; most honest
-# answers hold none), so a strong hit need not clear every one of them. Chosen by cross-validated hidden recall and
-# false flags on the tuning split (benchmarks/cheat_cv.py, with the rules of the time): 0.98 caught 87% of hidden
-# attacks with 5 of 371 honest tuning texts flagged, 0.99 plus a 0.25 margin 83% with 3.
-STRONG_QUANTILE = 0.98
+# answers hold none), so a strong hit need not clear every one of them. On the first corpus (544 attacks) 0.98 was
+# chosen by cross-validation (benchmarks/cheat_cv.py: 87% hidden with 5 of 371 honest tuning texts flagged, 0.99 83%
+# with 3). On the grown corpus (1,745 attacks, honest texts that talk about grading in many more ways) 0.98 made two
+# of the 31 real MT-Bench runs of benchmarks/cheat_detection.py cheat-flagged (two answers each); 0.99 flags none,
+# so it was chosen against that false-positive measure, at about 3 points of hidden recall.
+STRONG_QUANTILE = 0.99
 # the share of positives the lexical model may clear without the embedding model: the price of checking 10,000
-# answers in seconds (only the sentences above the floor are embedded). With the output-order cues, 0.02 let half
-# again as many real sentences through to the embedding model; 0.025 lets 10% more than before them, at the
-# cross-validated recall of 0.02 (benchmarks/cheat_cv.py: 92.1% hidden at 0.02, 0.025 and 0.04; above 0.025 the
-# floor passes the warn threshold and short self-ratings are cleared unread).
-FLOOR_QUANTILE = 0.025
+# answers in seconds (only the sentences above the floor are embedded). The grown corpus's positives include subtle
+# wordings with low lexical scores, so 0.025 put the floor so low that seven times as many real sentences were
+# embedded; at 0.10 the floor reaches the warn threshold, where it is capped (a sentence that could warn on its
+# words is always read in full), and hidden recall is the same as at 0.025 (benchmarks/cheat_detection.py).
+FLOOR_QUANTILE = 0.10
 FOLDS = 5
+# a positive sentence within this many log-odds of its text's best stays a positive (None: all of them do). Set
+# once, not tuned. In the one comparison made (the grown corpus before its last cleaning), hidden recall on its
+# evaluation split went from 72.9% to 76.0% with it, and on the fresh wordings of benchmarks/cheat_fresh.json from
+# 65.0% to 69.6%, with about as many honest texts flagged.
+MIL_MARGIN: float | None = 2.0
 
 
 def example_items(corpus: dict) -> list[tuple[str, int, str, str]]:
@@ -159,6 +172,20 @@ def _fit(texts: Sequence[str], y: np.ndarray, emb: np.ndarray) -> tuple[list[str
     return vocab, w, b, ws, bs
 
 
+def _out_of_fold(texts: Sequence[str], y: np.ndarray, emb: np.ndarray, fold: np.ndarray,
+                 use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold lexical and embedding log-odds of every sentence, the models fitted on the ``use`` sentences of
+    the other folds."""
+    lex_oof = np.zeros(len(texts))
+    sem_oof = np.zeros(len(texts))
+    for k in range(FOLDS):
+        test, train_ = np.flatnonzero(fold == k), np.flatnonzero((fold != k) & use)
+        vocab, w, b, ws, bs = _fit([texts[int(i)] for i in train_], y[train_], emb[train_])
+        lex_oof[test] = _lexical_matrix([texts[int(i)] for i in test], vocab) @ w + b
+        sem_oof[test] = emb[test] @ ws + bs
+    return lex_oof, sem_oof
+
+
 def _item_recall(hit: np.ndarray, items: list[tuple[str, int, str, str]]) -> dict[str, float]:
     """Per family (and "honest"): the share of items with at least one sentence where ``hit`` holds."""
     per: dict[str, dict[str, bool]] = defaultdict(dict)
@@ -177,26 +204,35 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
     emb = embed(texts).astype(np.float64)
     order = {item: k for k, item in enumerate(dict.fromkeys(x[2] for x in items))}
     fold = np.asarray([order[x[2]] % FOLDS for x in items])
-    lex_oof = np.zeros(len(texts))
-    sem_oof = np.zeros(len(texts))
-    for k in range(FOLDS):
-        test, train_ = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-        vocab, w, b, ws, bs = _fit([texts[i] for i in train_], y[train_], emb[train_])
-        lex_oof[test] = _lexical_matrix([texts[i] for i in test], vocab) @ w + b
-        sem_oof[test] = emb[test] @ ws + bs
     pos, neg = y == 1, y == 0
+    use = np.ones(len(texts), dtype=bool)
+    lex_oof, sem_oof = _out_of_fold(texts, y, emb, fold, use)
     (sa, sc), sb = fit_logistic(np.column_stack([lex_oof, sem_oof]), y, L2_STACK)
+    if MIL_MARGIN is not None:
+        # an attack text's sentences are not all addressed to the evaluator (an honest lead-in, a sentence of the
+        # topic): only those within MIL_MARGIN of the text's best out-of-fold score stay positives
+        combined = sa * lex_oof + sc * sem_oof + sb
+        best: dict[str, float] = defaultdict(lambda: -np.inf)
+        for i in np.flatnonzero(pos):
+            best[items[i][2]] = max(best[items[i][2]], combined[i])
+        use = neg | np.asarray([bool(p) and combined[i] >= best[items[i][2]] - MIL_MARGIN
+                                for i, p in enumerate(pos)])
+        lex_oof, sem_oof = _out_of_fold(texts, y, emb, fold, use)
+        (sa, sc), sb = fit_logistic(np.column_stack([lex_oof, sem_oof])[use], y[use], L2_STACK)
+        pos = pos & use
     combined = sa * lex_oof + sc * sem_oof + sb
-    floor = float(np.quantile(lex_oof[pos], FLOOR_QUANTILE))
     threshold = float(np.quantile(combined[neg], MEDIUM_QUANTILE))
+    # never above the warn threshold: a sentence the lexical model alone would warn on is always read in full
+    floor = min(float(np.quantile(lex_oof[pos], FLOOR_QUANTILE)), threshold)
     strong = float(np.quantile(combined[neg], STRONG_QUANTILE))
     lexical_only = float(lex_oof[neg].max() + MARGIN)
     lexical_strong = float(lex_oof[neg].max() + LEXICAL_STRONG_MARGIN)
-    vocab, w, b, ws, bs = _fit(texts, y, emb)
+    vocab, w, b, ws, bs = _fit([t for t, u in zip(texts, use, strict=True) if u], y[use], emb[use])
     passed = (lex_oof >= floor) & (combined >= threshold)
     flagged = (lex_oof >= floor) & (combined >= strong) & np.asarray([says_something(t) for t in texts])
     stats = {
-        "sentences": len(texts), "positives": int(pos.sum()), "negatives": int(neg.sum()),
+        "sentences": len(texts), "positives": int(y.sum()), "positives_kept": int(pos.sum()),
+        "negatives": int(neg.sum()),
         "oof_recall": round(float(passed[pos].mean()), 4), "oof_false_positives": int(passed[neg].sum()),
         "oof_recall_strong": round(float(flagged[pos].mean()), 4),
         "oof_false_positives_strong": int(flagged[neg].sum()),
@@ -209,8 +245,9 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
         "how": ("python -m lioneval.checks.train_semantic: class-balanced L2 logistic regressions on the candidate "
                 "sentences of the tuning split of cheat_corpus.json (lexical: words, word pairs, character 4-grams, "
                 "L-BFGS; embedding: Newton's method; stack of the two log-odds fitted on 5-fold out-of-fold scores, "
-                "folds by corpus item); thresholds from the out-of-fold scores (lexical_floor: "
-                f"{FLOOR_QUANTILE:.1%} quantile of positives; threshold: {MEDIUM_QUANTILE:.0%} quantile "
+                f"folds by corpus item; refitted on the positives within {MIL_MARGIN} of their text's best); "
+                f"thresholds from the out-of-fold scores (lexical_floor: {FLOOR_QUANTILE:.1%} quantile of positives, "
+                "at most the threshold; threshold: {MEDIUM_QUANTILE:.0%} quantile "
                 f"of honest sentences; strong: {STRONG_QUANTILE:.0%} quantile; lexical_only, "
                 f"lexical_strong: highest honest lexical score + {MARGIN}, + {LEXICAL_STRONG_MARGIN})"),
         "families": list(WORD_FAMILIES),
