@@ -295,7 +295,11 @@ def test_several_base_urls_share_the_load():
     with ScriptedServer(latency=0.05) as a, ScriptedServer(latency=0.05) as b:
         be = OpenAICompatibleBackend("test-model", [a.base_url, b.base_url], api_key_env=KEY_ENV, max_in_flight=8)
         out = be.generate(chats(40), Sampling())
-        na, nb = len(a.chat_requests()), len(b.chat_requests())
+        # a request is logged once its answer has gone out, so the last one may be logged just after the client
+        # has it: wait for the log to catch up, as settled() does for one server
+        deadline = time.monotonic() + 3.0
+        while (na := len(a.chat_requests())) + (nb := len(b.chat_requests())) < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
     assert all(c.ok for c in out) and na + nb == 40
     assert 10 <= na <= 30 and 10 <= nb <= 30
     assert be.name.endswith(f"@{a.base_url}")
