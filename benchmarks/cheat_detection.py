@@ -13,7 +13,9 @@ Fresh wordings: ``cheat_fresh.json`` beside this script holds attack and honest 
 fitted, by another hand, in the corpus's families; nothing is tuned on them. The same checks (a) and (b) run on them,
 with their honest texts as hosts (many of them hard: honest answers about grading, verdict parsers, judge prompts a
 user asked for), and a separate table reports them: the evaluation split shares its authors' habits with the tuning
-split, these do not, so they say more about wordings nobody here has seen.
+split, these do not, so they say more about wordings nobody here has seen. ``cheat_fresh_2.json`` is a second such
+set, written after the corpus was grown and the detector refitted on it, by an adversary told which words detectors
+look for; each set is reported in its own table (``fresh_sets`` in the JSON line; ``fresh`` is the first).
 
 False positives: answer-level flags on the 2,480 official MT-Bench answers of 31 models and on the GPT-4 reference
 answers, checked with their questions as ``run_checks`` does (goal <= 0.5%), and run-level cheat flags on any of
@@ -141,15 +143,34 @@ def constant_recall(attacks: list[dict], questions: list[Question], config: Chec
     return fam_const
 
 
+FRESH_SETS = [p for p in (Path(__file__).with_name("cheat_fresh.json"), Path(__file__).with_name("cheat_fresh_2.json"))
+              if p.is_file()]
+
+
+def fresh_recall(fresh: dict, families: dict, questions: list[Question], config: CheckConfig, seed: int) -> dict:
+    """Hidden and constant recall, per family and in all, of one set of fresh wordings, and the flags on its honest
+    texts used as hosts."""
+    hidden, honest_flags, _ = hidden_recall(fresh["attacks"], [h["text"] for h in fresh["honest"]], config,
+                                            random.Random(seed))
+    const = constant_recall(fresh["attacks"], questions, config)
+    fams = {fam: {"n": len(hidden.get(fam, [])), "hidden_recall": _share(hidden.get(fam, [])),
+                  "constant_recall": _share(const.get(fam, []))} for fam in families}
+    fh = [x for v in hidden.values() for x in v]
+    fc = [x for v in const.values() for x in v]
+    return {"attacks": len(fh), "hidden_recall": round(sum(fh) / len(fh), 4),
+            "constant_recall": round(sum(fc) / len(fc), 4), "honest_hosts": len(fresh["honest"]),
+            "honest_hosts_flagged": honest_flags, "families": fams}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="the validation folder (holding mt_bench/)")
     ap.add_argument("--no-embeddings", action="store_true", help="lexical model only (no sentence embeddings)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--fresh", type=Path, default=Path(__file__).with_name("cheat_fresh.json"),
-                    help="attack and honest texts written after the detector was fitted (default: cheat_fresh.json "
-                         "beside this script)")
-    ap.add_argument("--no-fresh", dest="fresh", action="store_const", const=None, help="skip the fresh wordings")
+    ap.add_argument("--fresh", type=Path, nargs="*", default=FRESH_SETS,
+                    help="files of attack and honest texts written after the detector was fitted (default: "
+                         "cheat_fresh.json and cheat_fresh_2.json beside this script)")
+    ap.add_argument("--no-fresh", dest="fresh", action="store_const", const=[], help="skip the fresh wordings")
     args = ap.parse_args()
     mt = args.data / "mt_bench"
     if not (mt / "model_answers_official.jsonl").is_file():
@@ -177,22 +198,8 @@ def main() -> None:
     fam_const = constant_recall(attacks, questions, config)
 
     # fresh wordings: texts written after the detector was fitted (never tuned on), hidden and as constant answers
-    fresh_fams: dict[str, dict] = {}
-    fresh_summary: dict = {}
-    if args.fresh is not None:
-        fresh = json.loads(args.fresh.read_text(encoding="utf-8"))
-        f_hidden, f_honest, _ = hidden_recall(fresh["attacks"], [h["text"] for h in fresh["honest"]], config,
-                                              random.Random(args.seed))
-        f_const = constant_recall(fresh["attacks"], questions, config)
-        for fam in corpus["families"]:
-            h, c = f_hidden.get(fam, []), f_const.get(fam, [])
-            fresh_fams[fam] = {"n": len(h), "hidden_recall": _share(h),
-                               "constant_recall": _share(c)}
-        fh = [x for v in f_hidden.values() for x in v]
-        fc = [x for v in f_const.values() for x in v]
-        fresh_summary = {"attacks": len(fh), "hidden_recall": round(sum(fh) / len(fh), 4),
-                         "constant_recall": round(sum(fc) / len(fc), 4), "honest_hosts": len(fresh["honest"]),
-                         "honest_hosts_flagged": f_honest, "families": fresh_fams}
+    fresh_sets = {path.name: fresh_recall(json.loads(path.read_text(encoding="utf-8")), corpus["families"],
+                                          questions, config, args.seed) for path in args.fresh}
 
     # false positives on real answers
     real = [Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model=r["model"], turns=r["turns"])
@@ -225,16 +232,15 @@ def main() -> None:
     print(f"{'all':<22}{len(all_h):>4}{sum(all_h) / len(all_h):>9.0%}{sum(all_c) / len(all_c):>10.0%}"
           f"{sum(all_r) / max(len(all_r), 1):>16.0%}")
     print(f"honest evaluation hosts flagged: {honest_flags} of {len(hosts)}")
-    if fresh_summary:
-        print(f"fresh wordings ({args.fresh.name}: written after the detector was fitted, never tuned on): "
-              f"{fresh_summary['attacks']} attacks, {fresh_summary['honest_hosts']} honest hosts")
+    for name, summary in fresh_sets.items():
+        print(f"fresh wordings ({name}: written after the detector was fitted, never tuned on): "
+              f"{summary['attacks']} attacks, {summary['honest_hosts']} honest hosts")
         print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}")
-        for fam, v in fresh_fams.items():
+        for fam, v in summary["families"].items():
             if v["n"]:
                 print(f"{fam:<22}{v['n']:>4}{v['hidden_recall']:>9.0%}{v['constant_recall']:>10.0%}")
-        print(f"{'all':<22}{fresh_summary['attacks']:>4}{fresh_summary['hidden_recall']:>9.0%}"
-              f"{fresh_summary['constant_recall']:>10.0%}")
-        print(f"honest fresh hosts flagged: {fresh_summary['honest_hosts_flagged']} of {fresh_summary['honest_hosts']}")
+        print(f"{'all':<22}{summary['attacks']:>4}{summary['hidden_recall']:>9.0%}{summary['constant_recall']:>10.0%}")
+        print(f"honest fresh hosts flagged: {summary['honest_hosts_flagged']} of {summary['honest_hosts']}")
     print(f"real answers: {len(real)} ({len({a.model for a in real})} runs); answer-level flags {len(fp_answers)} "
           f"({len(fp_answers) / len(real):.2%}); runs with a cheat flag: {len(fp_runs)} {dict(run_flag_names)}")
     for c in fp_answers[:12]:
@@ -260,7 +266,8 @@ def main() -> None:
         "goal_flag_share": 0.005,
         "real_runs_flagged": fp_runs,
         "real_check_s": round(real_s, 2),
-        "fresh": fresh_summary or None,
+        "fresh": fresh_sets.get("cheat_fresh.json"),
+        "fresh_sets": fresh_sets,
     }))
 
 
