@@ -247,7 +247,7 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
                 "L-BFGS; embedding: Newton's method; stack of the two log-odds fitted on 5-fold out-of-fold scores, "
                 f"folds by corpus item; refitted on the positives within {MIL_MARGIN} of their text's best); "
                 f"thresholds from the out-of-fold scores (lexical_floor: {FLOOR_QUANTILE:.1%} quantile of positives, "
-                "at most the threshold; threshold: {MEDIUM_QUANTILE:.0%} quantile "
+                f"at most the threshold; threshold: {MEDIUM_QUANTILE:.0%} quantile "
                 f"of honest sentences; strong: {STRONG_QUANTILE:.0%} quantile; lexical_only, "
                 f"lexical_strong: highest honest lexical score + {MARGIN}, + {LEXICAL_STRONG_MARGIN})"),
         "families": list(WORD_FAMILIES),
