@@ -38,10 +38,18 @@ def _no_key(monkeypatch):
 
 def settled(server, n: int, timeout: float = 3.0):
     """The chat log once it holds ``n`` requests: abandoned slow answers are logged only when the server notices."""
+    return settled_all([server], n, timeout)[0]
+
+
+def settled_all(servers, n: int, timeout: float = 3.0):
+    """The servers' chat logs once they hold ``n`` requests together (a request is logged after its answer has gone
+    out, so the client may have the last answer before the log has its request)."""
     deadline = time.monotonic() + timeout
-    while len(recs := server.chat_requests()) < n and time.monotonic() < deadline:
+    while True:
+        recs = [s.chat_requests() for s in servers]
+        if sum(map(len, recs)) >= n or time.monotonic() >= deadline:
+            return recs
         time.sleep(0.02)
-    return recs
 
 
 def free_port() -> int:
@@ -295,11 +303,7 @@ def test_several_base_urls_share_the_load():
     with ScriptedServer(latency=0.05) as a, ScriptedServer(latency=0.05) as b:
         be = OpenAICompatibleBackend("test-model", [a.base_url, b.base_url], api_key_env=KEY_ENV, max_in_flight=8)
         out = be.generate(chats(40), Sampling())
-        # a request is logged once its answer has gone out, so the last one may be logged just after the client
-        # has it: wait for the log to catch up, as settled() does for one server
-        deadline = time.monotonic() + 3.0
-        while (na := len(a.chat_requests())) + (nb := len(b.chat_requests())) < 40 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        na, nb = map(len, settled_all([a, b], 40))
     assert all(c.ok for c in out) and na + nb == 40
     assert 10 <= na <= 30 and 10 <= nb <= 30
     assert be.name.endswith(f"@{a.base_url}")
