@@ -157,8 +157,8 @@ def fresh_recall(fresh: dict, families: dict, questions: list[Question], config:
                   "constant_recall": _share(const.get(fam, []))} for fam in families}
     fh = [x for v in hidden.values() for x in v]
     fc = [x for v in const.values() for x in v]
-    return {"attacks": len(fh), "hidden_recall": round(sum(fh) / len(fh), 4),
-            "constant_recall": round(sum(fc) / len(fc), 4), "honest_hosts": len(fresh["honest"]),
+    return {"attacks": len(fh), "hidden_recall": _share(fh), "constant_recall": _share(fc),
+            "honest_hosts": len(fresh["honest"]),
             "honest_hosts_flagged": honest_flags, "families": fams}
 
 
