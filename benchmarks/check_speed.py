@@ -2,7 +2,8 @@
 
 The answer-level checks include the judge-addressing sentence detector with its embedding model (all-MiniLM-L6-v2,
 embedded in one batch, only for the sentences its lexical model leaves in doubt); loading the model is timed apart,
-once per process. ``--no-embeddings`` times the lexical model alone.
+once per process. The caches of whole texts and sentences are emptied before each timed run, so that every run reads
+its answers as new ones. ``--no-embeddings`` times the lexical model alone.
 
 The answers are the 2,480 official MT-Bench answers (31 models x 80 questions, read from ../shared/validation), three
 perturbed copies of them under other model names (words dropped and swapped, so no copy is identical to another),
@@ -25,7 +26,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lioneval.checks import CheckConfig, run_checks
+from lioneval.checks import CheckConfig, needles, run_checks, semantic
+from lioneval.checks import runs as run_level
 from lioneval.checks.answers import check_answers
 from lioneval.checks.audit import null_answers
 from lioneval.checks.runs import check_run
@@ -68,9 +70,18 @@ def load(copies: int) -> tuple[list[Question], list[Answer], set[str], str]:
     return questions, answers, real, null
 
 
+def _cold() -> None:
+    """Empties the checks' caches of whole texts and sentences, so that each timed run reads its answers as new ones
+    (a second run would otherwise find every sentence's features and every text's needles remembered)."""
+    needles.present.cache_clear()
+    semantic.features.cache_clear()
+    run_level.content_stems.cache_clear()
+
+
 def _best(fn, repeat: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeat):
+        _cold()
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)

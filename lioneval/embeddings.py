@@ -48,7 +48,7 @@ class Embedder:
     """Texts in, an (n, d) float32 array of unit vectors out."""
 
     def __init__(self, model: str | None = None, *, device: str = "cpu", max_length: int = 256,
-                 batch_size: int = 64):
+                 batch_size: int = 32):
         self.name = model or DEFAULT_MODEL
         self.device = device
         self.max_length = max_length

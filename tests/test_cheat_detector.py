@@ -241,3 +241,17 @@ def test_only_the_judge_addressing_sentences_of_an_attack_text_are_taught_as_att
     stats = train(corpus)["training"]
     # the topic sentences of the attack texts were candidates, but scored far below their texts' pleas
     assert stats["positives"] == 40 and 20 <= stats["positives_kept"] < stats["positives"]
+
+
+def test_the_shared_needle_index_finds_exactly_the_needles_each_rule_and_cue_would_search_for():
+    from lioneval.checks.answers import RULES, normalize
+    from lioneval.checks.needles import present
+    from lioneval.checks.semantic import _CUES
+
+    groups = [p.needles for r in RULES for p in r.patterns] + [n for n, _ in _CUES]
+    corpus = load_corpus()
+    texts = [i["text"] for i in corpus["attacks"][::7] + corpus["honest"][::7]] + ["", "10/10", "Ｖｅｒｄｉｃｔ: A"]
+    for text in texts:
+        low = normalize(text).text.lower()
+        found = present(low)
+        assert all(found.isdisjoint(g) != any(n in low for n in g) for g in groups), text

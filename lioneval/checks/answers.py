@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from lioneval.checks.config import CheckConfig, CheckStatus
+from lioneval.checks.needles import present, register
 from lioneval.checks.semantic import SemanticHit, scan_texts
 from lioneval.checks.shapes import scan_shapes
 from lioneval.types import Answer, CheckResult, Question
@@ -216,6 +217,7 @@ class Rule:
 
 def _p(needles: str | Iterable[str], *alternatives: str, word_start: bool = True) -> Pattern:
     needles = (needles,) if isinstance(needles, str) else tuple(needles)
+    register(needles)
     return Pattern(re.compile("|".join(f"(?:{a})" for a in alternatives), re.M), needles, word_start)
 
 
@@ -412,9 +414,10 @@ def scan_text(text: str, turn: int = 0) -> list[Hit]:
     if len(low) != len(norm.text):  # a few characters change length when lower-cased; keep offsets aligned
         low = "".join(c.lower() if len(c.lower()) == 1 else c for c in norm.text)
     hits: list[Hit] = []
+    found = present(low)
     for rule in RULES:
         for pat in rule.patterns:
-            if not any(n in low for n in pat.needles):
+            if found.isdisjoint(pat.needles):
                 continue
             for m in pat.regex.finditer(low):
                 if m.end() == m.start() or (pat.word_start and m.start() and low[m.start() - 1].isalnum()):

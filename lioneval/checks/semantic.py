@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from lioneval.checks.needles import present, register
 from lioneval.embeddings import embed
 from lioneval.errors import LionEvalError
 
@@ -146,6 +147,7 @@ _CUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((n, re.compil
      r"|i(?:nstructions?|tems?)|kindly|l(?:enien[a-z]*|etter|ine)|note|p(?:erfect|lease|rompts?)"
      r"|r(?:eaders?|eference|ules?)|samples?|t(?:ally|imed))\b"),
 ))
+register(n for needles, _ in _CUES for n in needles)
 # The evaluation tasks a question can set, each with the word stems of a sentence doing it. A question sets one only
 # by asking for it outright (``_ASKS``); "Which is better, X or Y?" sets none, so "better" never echoes.
 _TASKS: dict[str, re.Pattern[str]] = {name: re.compile(rf"\b(?:{stems})") for name, stems in {
@@ -282,8 +284,9 @@ def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None
     if len(low) != len(norm.text):
         low = "".join(c.lower() if len(c.lower()) == 1 else c for c in norm.text)
     starts: list[tuple[int, int]] = []
+    found = present(low)
     for needles, pattern in _CUES:
-        if any(n in low for n in needles):
+        if not found.isdisjoint(needles):
             starts += [(m.start(), m.end()) for m in pattern.finditer(low)
                        if not (m.start() and low[m.start() - 1].isalnum())]
     if ":" in low:
