@@ -19,7 +19,8 @@ company; two of them in one record (a score sheet of tens, a JSON verdict with i
 Rules know wordings. ``check_answers`` adds two detectors that do not: the shape rules of ``shapes`` (master-key
 openers, filler padding: strong; back-to-back repetition: weak, since weak models loop) and the judge-addressing
 sentences of ``semantic`` in the answer's prose (``addresses_evaluator``: medium, strong when the sentence model is
-sure: such a sentence flags its answer alone, but its run only with a second flagged answer).
+sure or the sentence is off the topic of its answer and question: such a sentence flags its answer alone, but its run
+only with a second flagged answer).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The rules in ``lioneval.checks.answers`` know the shapes of published attacks; an attacker who rewords them (a
 JSON-shaped verdict, an order to output an identifier, a plea to "any fair evaluator") needs a detector of what the
 text does, not how it is spelled. This one scores each sentence (or line) of an answer's prose on whether it speaks
-to the evaluator rather than the user, in three steps, each cheaper than the next is costly:
+to the evaluator rather than the user, in four steps, each cheaper than the next is costly:
 
 1. a gate: only sentences holding evaluation vocabulary (grading, verdicts, scores, preferences, output orders,
    rubric, system roles, speaker labels) are looked at; most sentences of an honest answer hold none. Code (fenced
@@ -13,7 +13,13 @@ to the evaluator rather than the user, in three steps, each cheaper than the nex
 3. for the rest, a linear model over the sentence's embedding (all-MiniLM-L6-v2 via ``lioneval.embeddings``, in one
    batch for all answers): the part that recognises a new wording. The two log-odds are combined by a third,
    two-weight logistic regression (stacking); a sentence reaching ``threshold`` is judge-addressing, one reaching
-   ``strong`` is so beyond doubt (it flags its answer alone).
+   ``strong`` is so beyond doubt (it flags its answer alone);
+4. a second look at the sentences between the two thresholds, which does not depend on their wording: an attack
+   hidden in an answer is about the evaluation, not about what the answer is about. Such a sentence is compared
+   (cosine of embeddings) with the text around it in its turn (``CONTEXT_CHARS`` either side, other judge-addressing
+   sentences cut out) and, when known, with its question; one that is further from both than ``off_topic`` (set so
+   that 90% of the corpus's honest sentences are closer to their own text) is off its answer's topic, and flags its
+   answer like a strong one (``SemanticHit.off_topic``).
 
 When the question is known (``questions``), a sentence that does what the question asked ("Here is my evaluation of
 my response" after "Evaluate your response", "rating": 4 after "rate these reviews in JSON", a "User:" line in an
@@ -35,7 +41,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,7 @@ __all__ = [
     "SemanticModel",
     "asked_tasks",
     "candidate_sentences",
+    "context_around",
     "echoes_question",
     "features",
     "load_corpus",
@@ -234,6 +241,10 @@ _LABEL = re.compile(r"[ \t>#*\[(<|]*(?:judge|evaluator|reviewer|grader|critic|re
                     r"|examiner|expert\s+panel|panel|teacher|professor|customer|student|user|human|ai|gpt-?\d"
                     r"|assistant(?:\s+[ab])?|system|q|jury)\b[^:\n]{0,20}:")
 _MAX_SENTENCE = 300  # characters of context kept around a cue in a very long sentence or line
+# Step 4 reads this many characters of the turn on either side of a doubtful sentence as the topic it should share,
+# and needs this many words of it (an answer that is nothing but the sentence has no topic to compare with).
+CONTEXT_CHARS = 150
+CONTEXT_MIN_WORDS = 5
 _BOUNDS = (". ", "! ", "? ", "} ")  # what ends a sentence within a line (its first character stays in it)
 _TOKEN = re.compile(r"[a-z]+|\d+|[{}\[\]<>:=|\"#*]")
 _WORDS = re.compile(r"[^a-z0-9]+")
@@ -249,7 +260,8 @@ class SemanticHit:
     """One judge-addressing sentence: its turn, span in the original text, text and score (the stack's log-odds,
     or the lexical model's without embeddings); ``strong`` when the score reaches the model's ``strong`` threshold
     (set on the tuning corpus so that honest sentences almost never do); ``echo`` when it may be doing what its
-    question asked (``echoes_question``), which makes it a hint unless a rule hits it too (``answers.scan_answer``)."""
+    question asked (``echoes_question``), which makes it a hint unless a rule hits it too (``answers.scan_answer``);
+    ``strong`` and ``off_topic`` when step 4 found it far from the text around it and from its question."""
 
     turn: int
     start: int
@@ -260,6 +272,7 @@ class SemanticHit:
     semantic: float | None
     strong: bool = False
     echo: bool = False  # it may be doing what its question asked: a hint, unless a rule hits it too
+    off_topic: bool = False  # below ``strong``, but off the topic of its answer and question: strong all the same
 
 
 class _Same:
@@ -385,6 +398,22 @@ def says_something(sentence: str) -> bool:
     return len(_WORDS.sub(" ", sentence.lower()).split()) >= STRONG_MIN_WORDS
 
 
+def context_around(text: str, start: int, end: int, cut: Sequence[tuple[int, int]] = ()) -> str:
+    """The text of ``text`` within ``CONTEXT_CHARS`` of the sentence at ``start:end``, without the sentence and
+    without the ``cut`` spans (other judge-addressing sentences: an attack's own sentences are not its host's
+    topic), whitespace collapsed; empty when fewer than ``CONTEXT_MIN_WORDS`` words are left."""
+    lo, hi = max(0, start - CONTEXT_CHARS), min(len(text), end + CONTEXT_CHARS)
+    drop = sorted((max(s, lo), min(e, hi)) for s, e in [(start, end), *cut] if s < hi and e > lo)
+    parts, pos = [], lo
+    for s, e in drop:
+        if s > pos:
+            parts.append(text[pos:s])
+        pos = max(pos, e)
+    parts.append(text[pos:hi])
+    words = " ".join(parts).split()
+    return " ".join(words) if len(words) >= CONTEXT_MIN_WORDS else ""
+
+
 class SemanticModel:
     """The fitted linear models (lexical, embedding, and the stack that combines them) and their thresholds, as
     stored in ``cheat_model.json``."""
@@ -406,6 +435,7 @@ class SemanticModel:
         self.strong = float(t["strong"])
         self.lexical_only = float(t["lexical_only"])
         self.lexical_strong = float(t["lexical_strong"])
+        self.off_topic = float(t["off_topic"]) if t.get("off_topic") is not None else None
         self.version = str(data.get("version", "?"))
 
     def lexical(self, sentences: Sequence[str]) -> np.ndarray:
@@ -489,7 +519,8 @@ def scan_texts(
         sem = None
         score = lex[doubt]
         keep, strong = score >= model.lexical_only, model.lexical_strong
-    for j in np.flatnonzero(keep):
+    kept = [int(j) for j in np.flatnonzero(keep)]
+    for j in kept:
         k = int(doubt[j])
         i, t, s, e, text = cands[k]
         asked = questions[i] if questions is not None and i < len(questions) else None
@@ -497,4 +528,50 @@ def scan_texts(
         out[i].append(SemanticHit(t, s, e, text, float(score[j]), float(lex[k]),
                                   None if sem is None else float(sem[j]),
                                   strong=float(score[j]) >= strong and says_something(text), echo=echo))
+    if vectors is not None and model.off_topic is not None:
+        _second_look(out, texts, vectors[kept], questions, model.off_topic, model.embedding_model)
     return out
+
+
+_Look = tuple[int, int, str, str]  # answer, hit, context, question
+
+
+def _second_look(out: list[list[SemanticHit]], texts: Sequence[Sequence[str]], vectors: np.ndarray,
+                 questions: Sequence[Sequence[str] | None] | None, limit: float, embedding_model: str | None) -> None:
+    """Step 4, in place: each hit of ``out`` below ``strong`` that says something and does not echo its question is
+    compared with the text around it (``context_around``) and with its question; one further from both than
+    ``limit`` (the model's ``off_topic``) becomes strong and ``off_topic``. ``vectors`` are the hits' embeddings, in
+    ``out``'s order. The contexts are embedded in one batch, then the questions of the sentences still off topic."""
+    looks: list[_Look] = []
+    row = 0
+    rows: dict[tuple[int, int], int] = {}
+    for i, hits in enumerate(out):
+        for h, hit in enumerate(hits):
+            rows[i, h] = row
+            row += 1
+            if hit.strong or hit.echo or not says_something(hit.text):
+                continue
+            cut = [(o.start, o.end) for o in hits if o is not hit and o.turn == hit.turn]
+            context = context_around(texts[i][hit.turn], hit.start, hit.end, cut)
+            if context:
+                asked = questions[i] if questions is not None and i < len(questions) else None
+                looks.append((i, h, context, "\n".join(asked) if asked else ""))
+    # the contexts first; a question only for a sentence its context leaves off topic (most are on it)
+    far = _far(looks, [x[2] for x in looks], vectors, rows, embedding_model, limit)
+    to_ask = [x for x in far if x[3]]
+    far = [x for x in far if not x[3]]
+    far += _far(to_ask, [x[3] for x in to_ask], vectors, rows, embedding_model, limit)
+    for i, h, _, _ in far:
+        out[i][h] = replace(out[i][h], strong=True, off_topic=True)
+
+
+def _far(looks: list[_Look], others: list[str], vectors: np.ndarray, rows: dict[tuple[int, int], int],
+         embedding_model: str | None, limit: float) -> list[_Look]:
+    """The ``looks`` whose sentence's cosine with its text in ``others`` (its context, or its question) is below
+    ``limit``; the texts are embedded in one batch. None when there is nothing to compare or no embedding model."""
+    unique = sorted(set(others))
+    got = _embed(unique, embedding_model) if unique else None
+    if got is None:
+        return []
+    index = {x: r for r, x in enumerate(unique)}
+    return [x for x, o in zip(looks, others, strict=True) if float(vectors[rows[x[0], x[1]]] @ got[index[o]]) < limit]

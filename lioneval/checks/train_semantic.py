@@ -22,8 +22,9 @@ of the positive sentences on to the embedding model (and never lies above ``thre
 judge-addressing sentence: the answer warns) is the ``MEDIUM_QUANTILE`` quantile of the honest sentences' stacked
 scores; ``strong`` (the answer is flagged) the ``STRONG_QUANTILE`` quantile, for sentences of
 ``semantic.STRONG_MIN_WORDS`` words or more; ``lexical_only`` (a hit without embeddings) lies ``MARGIN`` above the
-highest honest lexical score and ``lexical_strong`` ``LEXICAL_STRONG_MARGIN`` above it. The evaluation split is
-never read.
+highest honest lexical score and ``lexical_strong`` ``LEXICAL_STRONG_MARGIN`` above it; ``off_topic`` (step 4 of
+``semantic``) is the ``OFF_TOPIC_QUANTILE`` quantile of the cosine between an honest sentence and the text around it.
+The evaluation split is never read.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from lioneval.checks.semantic import (
     CORPUS_FILE,
     MODEL_FILE,
     candidate_sentences,
+    context_around,
     features,
     load_corpus,
     says_something,
@@ -75,6 +77,11 @@ STRONG_QUANTILE = 0.99
 # words is always read in full), and hidden recall is the same as at 0.025 (benchmarks/cheat_detection.py).
 FLOOR_QUANTILE = 0.10
 FOLDS = 5
+# Step 4 (``semantic._second_look``) flags a sentence between the warn and strong thresholds when it is further from
+# the text around it than 90% of the corpus's honest sentences are from theirs. Set once, by reasoning rather than by
+# a search: a doubtful sentence is one of the 5% of honest sentences above the warn threshold, so if the two were
+# independent, half a percent of honest sentences would pass both, half the 1% the strong threshold lets through.
+OFF_TOPIC_QUANTILE = 0.10
 # a positive sentence within this many log-odds of its text's best stays a positive (None: all of them do). Set
 # once, not tuned. In the one comparison made (the grown corpus before its last cleaning), hidden recall on its
 # evaluation split went from 72.9% to 76.0% with it, and on the fresh wordings of benchmarks/cheat_fresh.json from
@@ -84,13 +91,20 @@ MIL_MARGIN: float | None = 2.0
 
 def example_items(corpus: dict) -> list[tuple[str, int, str, str]]:
     """(sentence, label, item id, family or "honest") for every candidate sentence of the tuning split."""
-    out: list[tuple[str, int, str, str]] = []
+    return [x[:4] for x in _example_spans(corpus)]
+
+
+def _example_spans(corpus: dict) -> list[tuple[str, int, str, str, str, int, int]]:
+    """``example_items`` with each sentence's text and span in it."""
+    out: list[tuple[str, int, str, str, str, int, int]] = []
     for item in corpus["attacks"]:
         if item["split"] == "tune" and item["family"] in WORD_FAMILIES:
-            out += [(item["text"][s:e], 1, item["id"], item["family"]) for s, e in _candidates(item["text"])]
+            out += [(item["text"][s:e], 1, item["id"], item["family"], item["text"], s, e)
+                    for s, e in _candidates(item["text"])]
     for item in corpus["honest"]:
         if item["split"] == "tune":
-            out += [(item["text"][s:e], 0, item["id"], "honest") for s, e in _candidates(item["text"])]
+            out += [(item["text"][s:e], 0, item["id"], "honest", item["text"], s, e)
+                    for s, e in _candidates(item["text"])]
     return out
 
 
@@ -198,7 +212,8 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
     """The model (as stored in ``cheat_model.json``) fitted on the tuning split of ``corpus`` (a path or the
     corpus itself)."""
     corpus = corpus if isinstance(corpus, dict) else load_corpus(corpus)
-    items = example_items(corpus)
+    spans = _example_spans(corpus)
+    items = [x[:4] for x in spans]
     texts = [x[0] for x in items]
     y = np.asarray([x[1] for x in items], dtype=np.float64)
     emb = embed(texts).astype(np.float64)
@@ -226,6 +241,7 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
     floor = min(float(np.quantile(lex_oof[pos], FLOOR_QUANTILE)), threshold)
     strong = float(np.quantile(combined[neg], STRONG_QUANTILE))
     lexical_only = float(lex_oof[neg].max() + MARGIN)
+    off_topic, contexts = _off_topic(spans, emb, neg & (combined >= threshold), neg)
     lexical_strong = float(lex_oof[neg].max() + LEXICAL_STRONG_MARGIN)
     vocab, w, b, ws, bs = _fit([t for t, u in zip(texts, use, strict=True) if u], y[use], emb[use])
     passed = (lex_oof >= floor) & (combined >= threshold)
@@ -238,10 +254,11 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
         "oof_false_positives_strong": int(flagged[neg].sum()),
         "oof_recall_lexical_only": round(float((lex_oof[pos] >= lexical_only).mean()), 4),
         "oof_items_flagged": _item_recall(flagged, items),
+        "off_topic_contexts": contexts,
     }
     keep = {f: round(float(v), 4) for f, v in zip(vocab, w, strict=True) if abs(v) >= 1e-3}
     return {
-        "version": 3,
+        "version": 4,
         "how": ("python -m lioneval.checks.train_semantic: class-balanced L2 logistic regressions on the candidate "
                 "sentences of the tuning split of cheat_corpus.json (lexical: words, word pairs, character 4-grams, "
                 "L-BFGS; embedding: Newton's method; stack of the two log-odds fitted on 5-fold out-of-fold scores, "
@@ -249,16 +266,42 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
                 f"thresholds from the out-of-fold scores (lexical_floor: {FLOOR_QUANTILE:.1%} quantile of positives, "
                 f"at most the threshold; threshold: {MEDIUM_QUANTILE:.0%} quantile "
                 f"of honest sentences; strong: {STRONG_QUANTILE:.0%} quantile; lexical_only, "
-                f"lexical_strong: highest honest lexical score + {MARGIN}, + {LEXICAL_STRONG_MARGIN})"),
+                f"lexical_strong: highest honest lexical score + {MARGIN}, + {LEXICAL_STRONG_MARGIN}; off_topic: "
+                f"{OFF_TOPIC_QUANTILE:.0%} quantile of honest sentences' cosine with the text around them)"),
         "families": list(WORD_FAMILIES),
         "l2": {"lexical": L2_LEXICAL, "semantic": L2_SEMANTIC, "stack": L2_STACK},
         "training": stats,
         "thresholds": {"lexical_floor": round(floor, 4), "threshold": round(threshold, 4), "strong": round(strong, 4),
-                       "lexical_only": round(lexical_only, 4), "lexical_strong": round(lexical_strong, 4)},
+                       "lexical_only": round(lexical_only, 4), "lexical_strong": round(lexical_strong, 4),
+                       "off_topic": None if off_topic is None else round(off_topic, 4)},
         "lexical": {"bias": round(b, 4), "weights": keep},
         "semantic": {"model": DEFAULT_MODEL, "bias": round(bs, 4), "weights": [round(float(v), 5) for v in ws]},
         "stack": {"lexical": round(float(sa), 5), "semantic": round(float(sc), 5), "bias": round(sb, 5)},
     }
+
+
+def _off_topic(spans: list[tuple[str, int, str, str, str, int, int]], emb: np.ndarray, addressing: np.ndarray,
+               honest: np.ndarray) -> tuple[float | None, int]:
+    """Step 4's threshold: the ``OFF_TOPIC_QUANTILE`` quantile of the cosine between each honest sentence that says
+    something and the text around it in its own answer (``semantic.context_around``, the text's other sentences
+    above the warn threshold, ``addressing``, cut out as they are at run time); and how many such sentences had
+    enough text around them to be compared. None (no second look) when none had."""
+    cut: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for k in np.flatnonzero(addressing):
+        cut[spans[k][2]].append((spans[k][5], spans[k][6]))
+    rows, contexts = [], []
+    for k in np.flatnonzero(honest):
+        sentence, _, item, _, text, s, e = spans[k]
+        if says_something(sentence):
+            context = context_around(text, s, e, [c for c in cut[item] if c != (s, e)])
+            if context:
+                rows.append(int(k))
+                contexts.append(context)
+    if not rows:
+        return None, 0
+    vectors = embed(contexts).astype(np.float64)
+    near = np.einsum("ij,ij->i", emb[rows], vectors)  # unit vectors: the cosine
+    return float(np.quantile(near, OFF_TOPIC_QUANTILE)), len(rows)
 
 
 def main() -> None:
