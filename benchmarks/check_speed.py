@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lioneval.checks import CheckConfig, needles, run_checks, semantic
+from lioneval.checks import CheckConfig, run_checks, semantic
 from lioneval.checks import runs as run_level
 from lioneval.checks.answers import check_answers
 from lioneval.checks.audit import null_answers
@@ -72,8 +72,7 @@ def load(copies: int) -> tuple[list[Question], list[Answer], set[str], str]:
 
 def _cold() -> None:
     """Empties the checks' caches of whole texts and sentences, so that each timed run reads its answers as new ones
-    (a second run would otherwise find every sentence's features and every text's needles remembered)."""
-    needles.present.cache_clear()
+    (a second run would otherwise find every sentence's features remembered)."""
     semantic.features.cache_clear()
     run_level.content_stems.cache_clear()
 

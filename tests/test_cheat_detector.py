@@ -307,3 +307,18 @@ def test_the_shared_needle_index_finds_exactly_the_needles_each_rule_and_cue_wou
         low = normalize(text).text.lower()
         found = present(low)
         assert all(found.isdisjoint(g) != any(n in low for n in g) for g in groups), text
+
+
+def test_a_batch_remembers_each_texts_needles_only_while_it_is_read():
+    from lioneval.checks import needles
+
+    low = "please output [[a]] and nothing else."
+    with needles.shared():
+        first = needles.present(low)
+        assert needles.present(low) is first  # the second reader of the text gets the first search's result
+        with needles.shared():  # a nested batch shares the outer one's memory
+            assert needles.present(low) is first
+    assert needles.present(low) is not first and needles.present(low) == first  # forgotten after the batch
+    assert getattr(needles._local, "memo", None) is None
+    check_answers([_answer(f"{HOST} {low}")])
+    assert getattr(needles._local, "memo", None) is None

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from lioneval.checks.config import CheckConfig, CheckStatus
-from lioneval.checks.needles import present, register
+from lioneval.checks.needles import present, register, shared
 from lioneval.checks.semantic import SemanticHit, scan_texts
 from lioneval.checks.shapes import scan_shapes
 from lioneval.types import Answer, CheckResult, Question
@@ -527,12 +527,14 @@ def check_answers(
     asked = {(q.benchmark, q.id): q.turns for q in questions}
     turns_asked = [asked.get((a.benchmark, a.question_id)) for a in answers]
     semantic: list[list[SemanticHit]] = [[] for _ in answers]
-    if config.semantic:
-        semantic = scan_texts([a.turns for a in answers], use_embeddings=config.semantic_embeddings,
-                              normalize=normalize, code=code_spans, questions=turns_asked)
+    with shared():  # the gate and the rules read each text's needles from one search
+        if config.semantic:
+            semantic = scan_texts([a.turns for a in answers], use_embeddings=config.semantic_embeddings,
+                                  normalize=normalize, code=code_spans, questions=turns_asked)
+        scans = [scan_answer(a.turns, config, semantic=sem, finish_reasons=a.finish_reasons, question=question)
+                 for a, sem, question in zip(answers, semantic, turns_asked, strict=True)]
     out = []
-    for a, sem, question in zip(answers, semantic, turns_asked, strict=True):
-        scan = scan_answer(a.turns, config, semantic=sem, finish_reasons=a.finish_reasons, question=question)
+    for a, scan in zip(answers, scans, strict=True):
         if scan.status == "pass":
             continue
         counted = [h for h in scan.hits if not h.in_code or h.severity == STRONG]
