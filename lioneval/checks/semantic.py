@@ -519,54 +519,54 @@ def scan_texts(
         sem = None
         score = lex[doubt]
         keep, strong = score >= model.lexical_only, model.lexical_strong
+    asked = ["\n".join(questions[i] or ()) if questions is not None and i < len(questions) else ""
+             for i in range(len(texts))]
     kept = [int(j) for j in np.flatnonzero(keep)]
     for j in kept:
         k = int(doubt[j])
         i, t, s, e, text = cands[k]
-        asked = questions[i] if questions is not None and i < len(questions) else None
-        echo = bool(asked) and echoes_question(text, "\n".join(asked or ()))
+        echo = bool(asked[i]) and echoes_question(text, asked[i])
         out[i].append(SemanticHit(t, s, e, text, float(score[j]), float(lex[k]),
                                   None if sem is None else float(sem[j]),
                                   strong=float(score[j]) >= strong and says_something(text), echo=echo))
     if vectors is not None and model.off_topic is not None:
-        _second_look(out, texts, vectors[kept], questions, model.off_topic, model.embedding_model)
+        _second_look(out, texts, vectors[kept], asked, model.off_topic, model.embedding_model)
     return out
 
 
-_Look = tuple[int, int, str, str]  # answer, hit, context, question
+_Look = tuple[int, int, int, str, str]  # answer, hit, the hit's row in the vectors, context, question
 
 
 def _second_look(out: list[list[SemanticHit]], texts: Sequence[Sequence[str]], vectors: np.ndarray,
-                 questions: Sequence[Sequence[str] | None] | None, limit: float, embedding_model: str | None) -> None:
-    """Step 4, in place: each hit of ``out`` below ``strong`` that says something and does not echo its question is
-    compared with the text around it (``context_around``) and with its question; one further from both than
-    ``limit`` (the model's ``off_topic``) becomes strong and ``off_topic``. ``vectors`` are the hits' embeddings, in
-    ``out``'s order. The contexts are embedded in one batch, then the questions of the sentences still off topic."""
+                 asked: Sequence[str], limit: float, embedding_model: str | None) -> None:
+    """Step 4, in place: each hit of ``out`` below ``strong`` that says something and does not echo its question
+    (``asked``, per answer, "" when unknown) is compared with the text around it (``context_around``) and with its
+    question; one further from both than ``limit`` (the model's ``off_topic``) becomes strong and ``off_topic``.
+    ``vectors`` are the hits' embeddings, in ``out``'s order. The contexts are embedded in one batch, then the
+    questions of the sentences still off topic."""
     looks: list[_Look] = []
-    row = 0
-    rows: dict[tuple[int, int], int] = {}
+    row = -1
     for i, hits in enumerate(out):
         for h, hit in enumerate(hits):
-            rows[i, h] = row
             row += 1
             if hit.strong or hit.echo or not says_something(hit.text):
                 continue
-            cut = [(o.start, o.end) for o in hits if o is not hit and o.turn == hit.turn]
-            context = context_around(texts[i][hit.turn], hit.start, hit.end, cut)
+            # the turn's other hits are cut out (the hit itself always is)
+            context = context_around(texts[i][hit.turn], hit.start, hit.end,
+                                     [(o.start, o.end) for o in hits if o.turn == hit.turn])
             if context:
-                asked = questions[i] if questions is not None and i < len(questions) else None
-                looks.append((i, h, context, "\n".join(asked) if asked else ""))
+                looks.append((i, h, row, context, asked[i]))
     # the contexts first; a question only for a sentence its context leaves off topic (most are on it)
-    far = _far(looks, [x[2] for x in looks], vectors, rows, embedding_model, limit)
-    to_ask = [x for x in far if x[3]]
-    far = [x for x in far if not x[3]]
-    far += _far(to_ask, [x[3] for x in to_ask], vectors, rows, embedding_model, limit)
-    for i, h, _, _ in far:
+    far = _far(looks, [x[3] for x in looks], vectors, embedding_model, limit)
+    to_ask = [x for x in far if x[4]]
+    far = [x for x in far if not x[4]]
+    far += _far(to_ask, [x[4] for x in to_ask], vectors, embedding_model, limit)
+    for i, h, _, _, _ in far:
         out[i][h] = replace(out[i][h], strong=True, off_topic=True)
 
 
-def _far(looks: list[_Look], others: list[str], vectors: np.ndarray, rows: dict[tuple[int, int], int],
-         embedding_model: str | None, limit: float) -> list[_Look]:
+def _far(looks: list[_Look], others: list[str], vectors: np.ndarray, embedding_model: str | None,
+         limit: float) -> list[_Look]:
     """The ``looks`` whose sentence's cosine with its text in ``others`` (its context, or its question) is below
     ``limit``; the texts are embedded in one batch. None when there is nothing to compare or no embedding model."""
     unique = sorted(set(others))
@@ -574,4 +574,4 @@ def _far(looks: list[_Look], others: list[str], vectors: np.ndarray, rows: dict[
     if got is None:
         return []
     index = {x: r for r, x in enumerate(unique)}
-    return [x for x, o in zip(looks, others, strict=True) if float(vectors[rows[x[0], x[1]]] @ got[index[o]]) < limit]
+    return [x for x, o in zip(looks, others, strict=True) if float(vectors[x[2]] @ got[index[o]]) < limit]

@@ -241,8 +241,8 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
     floor = min(float(np.quantile(lex_oof[pos], FLOOR_QUANTILE)), threshold)
     strong = float(np.quantile(combined[neg], STRONG_QUANTILE))
     lexical_only = float(lex_oof[neg].max() + MARGIN)
-    off_topic, contexts = _off_topic(spans, emb, neg & (combined >= threshold), neg)
     lexical_strong = float(lex_oof[neg].max() + LEXICAL_STRONG_MARGIN)
+    off_topic, contexts = _off_topic(spans, emb, neg & (combined >= threshold), neg)
     vocab, w, b, ws, bs = _fit([t for t, u in zip(texts, use, strict=True) if u], y[use], emb[use])
     passed = (lex_oof >= floor) & (combined >= threshold)
     flagged = (lex_oof >= floor) & (combined >= strong) & np.asarray([says_something(t) for t in texts])
@@ -283,8 +283,8 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
 def _off_topic(spans: list[tuple[str, int, str, str, str, int, int]], emb: np.ndarray, addressing: np.ndarray,
                honest: np.ndarray) -> tuple[float | None, int]:
     """Step 4's threshold: the ``OFF_TOPIC_QUANTILE`` quantile of the cosine between each honest sentence that says
-    something and the text around it in its own answer (``semantic.context_around``, the text's other sentences
-    above the warn threshold, ``addressing``, cut out as they are at run time); and how many such sentences had
+    something and the text around it in its own answer (``semantic.context_around``, the text's sentences above
+    the warn threshold, ``addressing``, cut out as they are at run time); and how many such sentences had
     enough text around them to be compared. None (no second look) when none had."""
     cut: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for k in np.flatnonzero(addressing):
@@ -293,7 +293,7 @@ def _off_topic(spans: list[tuple[str, int, str, str, str, int, int]], emb: np.nd
     for k in np.flatnonzero(honest):
         sentence, _, item, _, text, s, e = spans[k]
         if says_something(sentence):
-            context = context_around(text, s, e, [c for c in cut[item] if c != (s, e)])
+            context = context_around(text, s, e, cut[item])
             if context:
                 rows.append(int(k))
                 contexts.append(context)
