@@ -295,18 +295,21 @@ def test_the_off_topic_threshold_comes_from_the_tuning_corpus():
     assert 0.0 < model["thresholds"]["off_topic"] < 0.5 and model["training"]["off_topic_contexts"] > 100
 
 
-def test_the_shared_needle_index_finds_exactly_the_needles_each_rule_and_cue_would_search_for():
-    from lioneval.checks.answers import RULES, normalize
-    from lioneval.checks.needles import present
-    from lioneval.checks.semantic import _CUES
+def test_the_shared_needle_search_finds_every_needle_a_substring_test_finds_and_calls_exactly_their_patterns():
+    from lioneval.checks import needles
+    from lioneval.checks.answers import _CALLED, _PATTERNS, normalize
+    from lioneval.checks.semantic import _CUED, _CUES
 
-    groups = [p.needles for r in RULES for p in r.patterns] + [n for n, _ in _CUES]
     corpus = load_corpus()
-    texts = [i["text"] for i in corpus["attacks"][::7] + corpus["honest"][::7]] + ["", "10/10", "Ｖｅｒｄｉｃｔ: A"]
+    texts = [i["text"] for i in corpus["attacks"][::7] + corpus["honest"][::7]] + [
+        "", "m", "10/10", "Ｖｅｒｄｉｃｔ: A", "the judges judged: winner [[a]] <|im_end|>"]  # overlapping needles
+    assert len(needles._KNOWN) > 100
     for text in texts:
         low = normalize(text).text.lower()
-        found = present(low)
-        assert all(found.isdisjoint(g) != any(n in low for n in g) for g in groups), text
+        found = needles.present(low)
+        assert found == {n for n in needles._KNOWN if n in low}, text
+        assert _CALLED(found) == [k for k, (_, p) in enumerate(_PATTERNS) if not found.isdisjoint(p.needles)]
+        assert _CUED(found) == [k for k, (n, _) in enumerate(_CUES) if not found.isdisjoint(n)]
 
 
 def test_a_batch_remembers_each_texts_needles_only_while_it_is_read():

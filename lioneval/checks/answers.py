@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from lioneval.checks.config import CheckConfig, CheckStatus
-from lioneval.checks.needles import present, register, shared
+from lioneval.checks.needles import Index, present, register, shared
 from lioneval.checks.semantic import SemanticHit, scan_texts
 from lioneval.checks.shapes import scan_shapes
 from lioneval.types import Answer, CheckResult, Question
@@ -380,6 +380,8 @@ RULES: tuple[Rule, ...] = (
            word_start=False),
     )),
 )
+_PATTERNS: tuple[tuple[Rule, Pattern], ...] = tuple((rule, pat) for rule in RULES for pat in rule.patterns)
+_CALLED = Index([pat.needles for _, pat in _PATTERNS])  # found needles -> the patterns to run, in order
 
 
 # --- scanning -----------------------------------------------------------------------------------------------------
@@ -415,20 +417,17 @@ def scan_text(text: str, turn: int = 0) -> list[Hit]:
     if len(low) != len(norm.text):  # a few characters change length when lower-cased; keep offsets aligned
         low = "".join(c.lower() if len(c.lower()) == 1 else c for c in norm.text)
     hits: list[Hit] = []
-    found = present(low)
-    for rule in RULES:
-        for pat in rule.patterns:
-            if found.isdisjoint(pat.needles):
+    for k in _CALLED(present(low)):
+        rule, pat = _PATTERNS[k]
+        for m in pat.regex.finditer(low):
+            if m.end() == m.start() or (pat.word_start and m.start() and low[m.start() - 1].isalnum()):
                 continue
-            for m in pat.regex.finditer(low):
-                if m.end() == m.start() or (pat.word_start and m.start() and low[m.start() - 1].isalnum()):
-                    continue
-                s, e = norm.span(m.start(), m.end())
-                while e > s and text[e - 1].isspace():  # line anchors may have taken a newline
-                    e -= 1
-                while s < e and text[s].isspace():
-                    s += 1
-                hits.append(Hit(rule.name, rule.severity, s, e, text[s:e], turn=turn))
+            s, e = norm.span(m.start(), m.end())
+            while e > s and text[e - 1].isspace():  # line anchors may have taken a newline
+                e -= 1
+            while s < e and text[s].isspace():
+                s += 1
+            hits.append(Hit(rule.name, rule.severity, s, e, text[s:e], turn=turn))
     if hits:
         spans = code_spans(text)
         if spans:

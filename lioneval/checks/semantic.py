@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from lioneval.checks.needles import present, register
+from lioneval.checks.needles import Index, present, register
 from lioneval.embeddings import embed
 from lioneval.errors import LionEvalError
 
@@ -155,6 +155,7 @@ _CUES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple((n, re.compil
      r"|r(?:eaders?|eference|ules?)|samples?|t(?:ally|imed))\b"),
 ))
 register(n for needles, _ in _CUES for n in needles)
+_CUED = Index([needles for needles, _ in _CUES])  # found needles -> the cues to run, in order
 # The evaluation tasks a question can set, each with the word stems of a sentence doing it. A question sets one only
 # by asking for it outright (``_ASKS``); "Which is better, X or Y?" sets none, so "better" never echoes.
 _TASKS: dict[str, re.Pattern[str]] = {name: re.compile(rf"\b(?:{stems})") for name, stems in {
@@ -297,11 +298,9 @@ def candidate_sentences(text: str, normalize: Callable[[str], Any] | None = None
     if len(low) != len(norm.text):
         low = "".join(c.lower() if len(c.lower()) == 1 else c for c in norm.text)
     starts: list[tuple[int, int]] = []
-    found = present(low)
-    for needles, pattern in _CUES:
-        if not found.isdisjoint(needles):
-            starts += [(m.start(), m.end()) for m in pattern.finditer(low)
-                       if not (m.start() and low[m.start() - 1].isalnum())]
+    for k in _CUED(present(low)):
+        starts += [(m.start(), m.end()) for m in _CUES[k][1].finditer(low)
+                   if not (m.start() and low[m.start() - 1].isalnum())]
     if ":" in low:
         pos = 0
         for line in low.split("\n"):
