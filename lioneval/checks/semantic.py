@@ -50,7 +50,7 @@ import numpy as np
 
 from lioneval.checks.needles import Index, present, register
 from lioneval.embeddings import embed
-from lioneval.errors import LionEvalError
+from lioneval.errors import ConfigError, LionEvalError
 
 __all__ = [
     "MODEL_FILE",
@@ -473,6 +473,8 @@ def load_corpus(path: str | Path | None = None) -> dict[str, Any]:
 def _embed(texts: list[str], model: str | None) -> np.ndarray | None:
     try:
         return embed(texts, model)
+    except ConfigError:  # a setting to correct (LIONEVAL_EMBED_PRECISION), not a missing model
+        raise
     except LionEvalError as e:  # no torch / no model package: the lexical model decides alone
         log.warning("judge-addressing detector without its embedding model (%s); lexical scores only", e.message)
         return None

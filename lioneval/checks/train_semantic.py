@@ -216,7 +216,7 @@ def train(corpus: Path | dict = CORPUS_FILE) -> dict:
     items = [x[:4] for x in spans]
     texts = [x[0] for x in items]
     y = np.asarray([x[1] for x in items], dtype=np.float64)
-    emb = embed(texts).astype(np.float64)
+    emb = embed(texts, precision="fp32").astype(np.float64)  # the model file must not depend on the CPU
     order = {item: k for k, item in enumerate(dict.fromkeys(x[2] for x in items))}
     fold = np.asarray([order[x[2]] % FOLDS for x in items])
     pos, neg = y == 1, y == 0
@@ -299,7 +299,7 @@ def _off_topic(spans: list[tuple[str, int, str, str, str, int, int]], emb: np.nd
                 contexts.append(context)
     if not rows:
         return None, 0
-    vectors = embed(contexts).astype(np.float64)
+    vectors = embed(contexts, precision="fp32").astype(np.float64)
     near = np.einsum("ij,ij->i", emb[rows], vectors)  # unit vectors: the cosine
     return float(np.quantile(near, OFF_TOPIC_QUANTILE)), len(rows)
 
