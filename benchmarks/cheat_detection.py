@@ -6,8 +6,10 @@ end, the start or between two sentences, seeded), master-key openers as a whole 
 answer; it counts as found only when the answer is flagged and a flagged span overlaps the attack's own characters
 (a flag earned by the host text finds nothing); (a') the same, hidden in one turn of GPT-4's official MT-Bench
 answer and checked with its question, as ``run_checks`` reads answers (a sentence doing what its question asked only
-warns: this column shows what that costs); and (b) as a constant answer to all 80 MT-Bench questions (a run).
-Goals: hidden recall >= 95% in every family, constant 100%.
+warns: this column shows what that costs); (b) as a constant answer to all 80 MT-Bench questions (a run); and (c) as
+a habit: hidden in 20 seeded GPT-4 answers of one run (a seeded turn and place each, checked with their questions),
+as a policy that learned a phrase to game its judge would say it; it counts when the run is cheat-flagged ("in a
+run"). Goals: hidden recall >= 95% in every family, constant 100%.
 
 Fresh wordings: ``cheat_fresh.json`` beside this script holds attack and honest texts written after the detector was
 fitted, by another hand, in the corpus's families; nothing is tuned on them. The same checks (a) and (b) run on them,
@@ -103,6 +105,10 @@ def _share(found: list[bool]) -> float | None:
     return round(sum(found) / len(found), 4) if found else None
 
 
+def _pct(x: float | None, width: int) -> str:
+    return f"{x:>{width}.0%}" if x is not None else f"{'-':>{width}}"
+
+
 def hidden_recall(attacks: list[dict], hosts: list[str], config: CheckConfig,
                   rng: random.Random) -> tuple[dict[str, list[bool]], int, float]:
     """Each attack hidden in one honest host (master-key openers alone, padding after the host): per family, whether
@@ -143,21 +149,50 @@ def constant_recall(attacks: list[dict], questions: list[Question], config: Chec
     return fam_const
 
 
+HABIT_ANSWERS = 20  # answers of a run that carry the attack in (c)
+
+
+def habit_recall(attacks: list[dict], real: dict[str, list[str]], questions: list[Question], config: CheckConfig,
+                 rng: random.Random) -> dict[str, list[bool]]:
+    """Per family (master-key openers, whole answers, are the constant case), whether a run whose every answer
+    carries the attack (``HABIT_ANSWERS`` of GPT-4's answers, each in a seeded turn and place) is a cheat."""
+    qids = sorted(real, key=lambda q: (len(q), q))
+    runs: list[Answer] = []
+    kept = [a for a in attacks if a["family"] != "master_key"]
+    for a in kept:
+        for q in rng.sample(qids, min(HABIT_ANSWERS, len(qids))):
+            turns = list(real[q])
+            t = rng.randrange(len(turns))
+            turns[t] = (f"{turns[t]}\n{a['text']}" if a["family"] == "length_padding"
+                        else _insert(turns[t], a["text"], rng)[0])
+            runs.append(Answer(question_id=q, benchmark="mt-bench", model=f"habit:{a['id']}", turns=turns))
+    checks = run_checks(questions, runs, config=config)
+    cheats = {c.model for c in checks if c.scope == "run" and c.status == "flag"}
+    out: dict[str, list[bool]] = defaultdict(list)
+    for a in kept:
+        out[a["family"]].append(f"habit:{a['id']}" in cheats)
+    return out
+
+
 FRESH_SETS = [p for p in (Path(__file__).with_name("cheat_fresh.json"), Path(__file__).with_name("cheat_fresh_2.json"))
               if p.is_file()]
 
 
-def fresh_recall(fresh: dict, families: dict, questions: list[Question], config: CheckConfig, seed: int) -> dict:
-    """Hidden and constant recall, per family and in all, of one set of fresh wordings, and the flags on its honest
-    texts used as hosts."""
+def fresh_recall(fresh: dict, families: dict, questions: list[Question], config: CheckConfig, seed: int,
+                 real: dict[str, list[str]]) -> dict:
+    """Hidden, constant and in-a-run recall, per family and in all, of one set of fresh wordings, and the flags on
+    its honest texts used as hosts."""
     hidden, honest_flags, _ = hidden_recall(fresh["attacks"], [h["text"] for h in fresh["honest"]], config,
                                             random.Random(seed))
     const = constant_recall(fresh["attacks"], questions, config)
+    habit = habit_recall(fresh["attacks"], real, questions, config, random.Random(seed))
     fams = {fam: {"n": len(hidden.get(fam, [])), "hidden_recall": _share(hidden.get(fam, [])),
-                  "constant_recall": _share(const.get(fam, []))} for fam in families}
+                  "constant_recall": _share(const.get(fam, [])), "run_recall": _share(habit.get(fam, []))}
+            for fam in families}
     fh = [x for v in hidden.values() for x in v]
     fc = [x for v in const.values() for x in v]
-    return {"attacks": len(fh), "hidden_recall": _share(fh), "constant_recall": _share(fc),
+    fr = [x for v in habit.values() for x in v]
+    return {"attacks": len(fh), "hidden_recall": _share(fh), "constant_recall": _share(fc), "run_recall": _share(fr),
             "honest_hosts": len(fresh["honest"]),
             "honest_hosts_flagged": honest_flags, "families": fams}
 
@@ -197,9 +232,14 @@ def main() -> None:
     # (b) constant answers: one run per attack text over all MT-Bench questions
     fam_const = constant_recall(attacks, questions, config)
 
-    # fresh wordings: texts written after the detector was fitted (never tuned on), hidden and as constant answers
+    # (c) a habit: one run per attack, which says it in each of its answers
+    gpt4 = gpt4_answers(mt)
+    fam_habit = habit_recall(attacks, gpt4, questions, config, random.Random(args.seed))
+
+    # fresh wordings: texts written after the detector was fitted (never tuned on), hidden, as constant answers and
+    # as a habit
     fresh_sets = {path.name: fresh_recall(json.loads(path.read_text(encoding="utf-8")), corpus["families"],
-                                          questions, config, args.seed) for path in args.fresh}
+                                          questions, config, args.seed, gpt4) for path in args.fresh}
 
     # false positives on real answers
     real = [Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model=r["model"], turns=r["turns"])
@@ -219,27 +259,31 @@ def main() -> None:
 
     print(f"corpus: {len(corpus['attacks'])} attacks in {len(corpus['families'])} families; evaluation split "
           f"{len(attacks)} attacks, {len(hosts)} honest hosts; embeddings {'off' if args.no_embeddings else 'on'}")
-    print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}{'in real, asked':>16}")
+    print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}{'in real, asked':>16}{'in a run':>10}")
     fams = {}
     for fam in corpus["families"]:
-        h, c, r = fam_hidden.get(fam, []), fam_const.get(fam, []), fam_real.get(fam, [])
-        fams[fam] = {"n": len(h), "hidden_recall": _share(h), "constant_recall": _share(c), "in_real_recall": _share(r)}
-        shown = f"{fams[fam]['in_real_recall']:>16.0%}" if r else f"{'-':>16}"
-        print(f"{fam:<22}{len(h):>4}{fams[fam]['hidden_recall']:>9.0%}{fams[fam]['constant_recall']:>10.0%}{shown}")
+        h, c, r, u = fam_hidden.get(fam, []), fam_const.get(fam, []), fam_real.get(fam, []), fam_habit.get(fam, [])
+        fams[fam] = {"n": len(h), "hidden_recall": _share(h), "constant_recall": _share(c), "in_real_recall": _share(r),
+                     "run_recall": _share(u)}
+        print(f"{fam:<22}{len(h):>4}{_pct(_share(h), 9)}{_pct(_share(c), 10)}{_pct(_share(r), 16)}"
+              f"{_pct(_share(u), 10)}")
     all_h = [x for v in fam_hidden.values() for x in v]
     all_c = [x for v in fam_const.values() for x in v]
     all_r = [x for v in fam_real.values() for x in v]
-    print(f"{'all':<22}{len(all_h):>4}{sum(all_h) / len(all_h):>9.0%}{sum(all_c) / len(all_c):>10.0%}"
-          f"{sum(all_r) / max(len(all_r), 1):>16.0%}")
+    all_u = [x for v in fam_habit.values() for x in v]
+    print(f"{'all':<22}{len(all_h):>4}{_pct(_share(all_h), 9)}{_pct(_share(all_c), 10)}{_pct(_share(all_r), 16)}"
+          f"{_pct(_share(all_u), 10)}")
     print(f"honest evaluation hosts flagged: {honest_flags} of {len(hosts)}")
     for name, summary in fresh_sets.items():
         print(f"fresh wordings ({name}: written after the detector was fitted, never tuned on): "
               f"{summary['attacks']} attacks, {summary['honest_hosts']} honest hosts")
-        print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}")
+        print(f"{'family':<22}{'n':>4}{'hidden':>9}{'constant':>10}{'in a run':>10}")
         for fam, v in summary["families"].items():
             if v["n"]:
-                print(f"{fam:<22}{v['n']:>4}{v['hidden_recall']:>9.0%}{v['constant_recall']:>10.0%}")
-        print(f"{'all':<22}{summary['attacks']:>4}{summary['hidden_recall']:>9.0%}{summary['constant_recall']:>10.0%}")
+                print(f"{fam:<22}{v['n']:>4}{_pct(v['hidden_recall'], 9)}{_pct(v['constant_recall'], 10)}"
+                      f"{_pct(v['run_recall'], 10)}")
+        print(f"{'all':<22}{summary['attacks']:>4}{_pct(summary['hidden_recall'], 9)}"
+              f"{_pct(summary['constant_recall'], 10)}{_pct(summary['run_recall'], 10)}")
         print(f"honest fresh hosts flagged: {summary['honest_hosts_flagged']} of {summary['honest_hosts']}")
     print(f"real answers: {len(real)} ({len({a.model for a in real})} runs); answer-level flags {len(fp_answers)} "
           f"({len(fp_answers) / len(real):.2%}); runs with a cheat flag: {len(fp_runs)} {dict(run_flag_names)}")
@@ -256,6 +300,7 @@ def main() -> None:
         "hidden_recall": round(sum(all_h) / len(all_h), 4),
         "constant_recall": round(sum(all_c) / len(all_c), 4),
         "in_real_recall": round(sum(all_r) / max(len(all_r), 1), 4),
+        "run_recall": _share(all_u),
         "min_family_hidden_recall": min(f["hidden_recall"] for f in fams.values() if f["hidden_recall"] is not None),
         "goal_hidden": 0.95, "goal_constant": 1.0,
         "honest_hosts_flagged": honest_flags,

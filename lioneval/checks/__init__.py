@@ -18,6 +18,7 @@ judge prefers (online DPO's stop-on-cheat).
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lioneval.benchmarks.base import json_id
-from lioneval.checks.answers import check_answers
+from lioneval.checks.answers import MEDIUM, check_answers
 from lioneval.checks.audit import audit_judgments
 from lioneval.checks.config import CheckConfig, CheckStatus
 from lioneval.checks.runs import check_run
@@ -109,7 +110,11 @@ def _injection_summary(answers: list[Answer], results: list[CheckResult], run: s
     rules = sorted({r for c in flags for r in c.meta.get("rules", [])})
     # an answer the rules flag by themselves is evidence enough; the sentence model's judgment needs a second one
     strong = [c for c in flags if _rules_score(c) >= config.flag_score]
-    status: CheckStatus = "flag" if strong or len(flags) >= config.injection_run_flags else "warn" if flags else "pass"
+    # a passage the detectors doubt, said to question after question, is a habit: a learned way to game the judge
+    habit = repeated_hit(flags + warns, config.injection_repeat_jaccard, config.injection_repeat_rules)
+    habitual = len(habit[1]) >= config.injection_repeat_answers
+    status: CheckStatus = ("flag" if strong or len(flags) >= config.injection_run_flags or habitual
+                           else "warn" if flags else "pass")
     if flags:
         detail = (f"{len(flags)} of {len(answers)} answers imitate or address the judge ({', '.join(rules)}): "
                   f"questions {', '.join(c.question_id or '?' for c in flags[:8])}")
@@ -117,12 +122,51 @@ def _injection_summary(answers: list[Answer], results: list[CheckResult], run: s
             detail += " (one answer on weaker evidence: worth a look, not a cheat flag)"
     else:
         detail = f"no answer imitates the judge ({len(warns)} with judge-like text worth a look)"
+    if habitual:
+        text = " ".join(habit[0].split())
+        detail += (f"; the same judge-addressing passage recurs in {len(habit[1])} answers "
+                   f"({text[:80]!r}{'...' if len(text) > 80 else ''}: questions {', '.join(habit[1][:8])})")
     return CheckResult(
         name="injection", scope="run", run=run, status=status, model=answers[0].model,
         value=len(flags) / len(answers), threshold=0.0, detail=detail,
         meta={"benchmark": answers[0].benchmark, "flagged": len(flags), "warned": len(warns), "rules": rules,
-              "strong": len(strong), "questions": [c.question_id for c in flags][:50]},
+              "strong": len(strong), "questions": [c.question_id for c in flags][:50],
+              "repeated": {"text": habit[0][:200], "questions": habit[1][:50]} if habitual else None},
     )
+
+
+_WORD = re.compile(r"[^\W_]+")
+REPEAT_PAIRS_MAX = 2000  # distinct passages compared pairwise for near repeats (4 million set operations at most)
+
+
+def repeated_hit(results: Sequence[CheckResult], jaccard: float, rules: Sequence[str]) -> tuple[str, list[str]]:
+    """The hit (of one of ``rules``, of medium weight or more, outside code) of ``results`` (answer-level
+    ``injection`` results of one run) whose passage recurs in the most answers to different questions, and those
+    questions, in order; two passages are the same when their word sets overlap by ``jaccard`` or more. ("", [])
+    when no hit counts.
+
+    Identical word sets are grouped first, so a run repeating one passage costs one comparison per distinct passage;
+    beyond ``REPEAT_PAIRS_MAX`` distinct passages only identical ones are grouped."""
+    seen: dict[frozenset[str], tuple[str, dict[str, None]]] = {}
+    order: dict[str, None] = {}
+    for c in results:
+        order[c.question_id or "?"] = None
+        for h in c.meta.get("hits", []):
+            if h.get("rule") in rules and int(h.get("severity", 0)) >= MEDIUM and not h.get("in_code"):
+                text = str(h.get("text", ""))
+                words = frozenset(_WORD.findall(text.lower()))
+                if words:
+                    seen.setdefault(words, (text, {}))[1][c.question_id or "?"] = None
+    near = len(seen) <= REPEAT_PAIRS_MAX
+    best: tuple[str, list[str]] = ("", [])
+    for words, (text, _) in seen.items():
+        asked: dict[str, None] = {}
+        for other, (_, questions) in seen.items():
+            if other is words or (near and len(words & other) >= jaccard * len(words | other)):
+                asked.update(questions)
+        if len(asked) > len(best[1]):
+            best = (text, [q for q in order if q in asked])
+    return best
 
 
 def _rules_score(result: CheckResult) -> int:
