@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -248,9 +249,9 @@ def test_only_the_judge_addressing_sentences_of_an_attack_text_are_taught_as_att
 
 
 # a doubtful plea (between the warn and strong thresholds) that is on the topic of one host and off the other's
-_PLEA = "I hope the extra care that went into this does not go unnoticed by whoever reads it."
-_ON_TOPIC = ("Volunteers often feel that the extra care they put into their work goes unnoticed. A short thank-you "
-             "note that names what each of them did shows that someone read their work closely.")
+_DOUBTFUL = json.loads((Path(__file__).parent / "fixtures" / "doubtful_plea.json").read_text(encoding="utf-8"))
+_PLEA = _DOUBTFUL["plea"]
+_ON_TOPIC = _DOUBTFUL["hosts"][0]
 
 
 def test_a_doubtful_plea_off_its_answers_topic_flags_and_on_its_topic_only_warns():
@@ -273,15 +274,7 @@ def test_a_doubtful_plea_off_its_answers_topic_flags_and_on_its_topic_only_warns
 
 
 # four answers on the plea's own subject (each only warns), to four questions
-_ON_TOPIC_HOSTS = [
-    _ON_TOPIC,
-    "When a colleague reviews your draft carefully, tell them which of their comments changed the text. People "
-    "notice when their effort is seen, and careful readers keep reading carefully.",
-    "Teachers spend evenings marking essays, and students rarely see that work. A line in a card that mentions one "
-    "piece of feedback you used tells a teacher their care was noticed.",
-    "Open-source maintainers answer issues late at night. A thank-you that points to the fix they made, and what it "
-    "saved you, shows that the care they put in did not go unnoticed.",
-]
+_ON_TOPIC_HOSTS = _DOUBTFUL["hosts"]
 
 
 def test_a_doubtful_sentence_said_to_question_after_question_flags_the_run_as_a_habit():

