@@ -23,6 +23,11 @@ False positives: answer-level flags on the 2,480 official MT-Bench answers of 31
 answers, checked with their questions as ``run_checks`` does (goal <= 0.5%), and run-level cheat flags on any of
 those runs (goal: none). The answer-level flags without the questions are reported beside them.
 
+Honest closings: ``honest_closings.json`` beside this script holds sentences honest assistants write about their own
+answers ("I hope this answer helps", "this reply was written by an AI"); each is added to ten seeded GPT-4 answers
+of one run (end or start of a seeded turn, checked with the questions), and the flagged answers and cheat-flagged
+runs are reported (goal: none).
+
     python benchmarks/cheat_detection.py --data ../shared/validation [--no-embeddings]
 
 Prints a table and, as its last line, one JSON object with the figures.
@@ -174,6 +179,27 @@ def habit_recall(attacks: list[dict], real: dict[str, list[str]], questions: lis
     return out
 
 
+CLOSINGS = Path(__file__).with_name("honest_closings.json")
+CLOSING_ANSWERS = 10  # answers of a run that carry one closing
+
+
+def closing_flags(closings: list[str], real: dict[str, list[str]], questions: list[Question], config: CheckConfig,
+                  rng: random.Random) -> tuple[int, int, list[str]]:
+    """Flagged answers (of ``CLOSING_ANSWERS`` per closing) and the closings whose run is a cheat."""
+    qids = sorted(real, key=lambda q: (len(q), q))
+    answers: list[Answer] = []
+    for k, text in enumerate(closings):
+        for q in rng.sample(qids, min(CLOSING_ANSWERS, len(qids))):
+            turns = list(real[q])
+            t = rng.randrange(len(turns))
+            turns[t] = f"{turns[t]}\n\n{text}" if rng.random() < 0.7 else f"{text}\n\n{turns[t]}"
+            answers.append(Answer(question_id=q, benchmark="mt-bench", model=f"closing:{k}", turns=turns))
+    checks = run_checks(questions, answers, config=config)
+    flagged = sum(c.scope == "answer" and c.status == "flag" for c in checks)
+    runs = sorted({int((c.model or "").split(":")[1]) for c in checks if c.scope == "run" and c.status == "flag"})
+    return flagged, len(answers), [closings[k] for k in runs]
+
+
 FRESH_SETS = [p for p in (Path(__file__).with_name("cheat_fresh.json"), Path(__file__).with_name("cheat_fresh_2.json"))
               if p.is_file()]
 
@@ -241,6 +267,11 @@ def main() -> None:
     fresh_sets = {path.name: fresh_recall(json.loads(path.read_text(encoding="utf-8")), corpus["families"],
                                           questions, config, args.seed, gpt4) for path in args.fresh}
 
+    # honest closings: sentences honest assistants write about their own answers, each said in ten answers of a run
+    closings = json.loads(CLOSINGS.read_text(encoding="utf-8"))["closings"] if CLOSINGS.is_file() else []
+    closing_flagged, closing_answers, closing_runs = closing_flags(closings, gpt4, questions, config,
+                                                                   random.Random(args.seed))
+
     # false positives on real answers
     real = [Answer(question_id=str(r["question_id"]), benchmark="mt-bench", model=r["model"], turns=r["turns"])
             for r in _read_jsonl(mt / "model_answers_official.jsonl")]
@@ -292,6 +323,10 @@ def main() -> None:
     print(f"the same answers without their questions: answer-level flags {len(unasked)} "
           f"({len(unasked) / len(real):.2%})")
     print(f"run-level warnings on real runs: {dict(warn_names)}")
+    print(f"honest closings ({len(closings)}, each in {CLOSING_ANSWERS} answers of a run): answers flagged "
+          f"{closing_flagged} of {closing_answers}; runs with a cheat flag {len(closing_runs)} of {len(closings)}")
+    for text in closing_runs[:8]:
+        print(f"  {text[:100]}")
     print(f"time: real answers checked in {real_s:.1f} s; corpus in {hidden_s:.1f} s")
     print(json.dumps({
         "benchmark": "cheat_detection",
@@ -310,6 +345,9 @@ def main() -> None:
         "real_answer_flags_without_questions": len(unasked),
         "goal_flag_share": 0.005,
         "real_runs_flagged": fp_runs,
+        "closing_answers": closing_answers,
+        "closing_answers_flagged": closing_flagged,
+        "closing_runs_flagged": len(closing_runs),
         "real_check_s": round(real_s, 2),
         "fresh": fresh_sets.get("cheat_fresh.json"),
         "fresh_sets": fresh_sets,
