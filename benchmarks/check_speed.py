@@ -3,7 +3,9 @@
 The answer-level checks include the judge-addressing sentence detector with its embedding model (all-MiniLM-L6-v2,
 embedded in one batch, only for the sentences its lexical model leaves in doubt); loading the model is timed apart,
 once per process. The caches of whole texts and sentences are emptied before each timed run, so that every run reads
-its answers as new ones. ``--no-embeddings`` times the lexical model alone.
+its answers as new ones. ``--no-embeddings`` times the lexical model alone. The embeddings run at the product's
+default precision (``auto``: bfloat16 where the CPU has it natively, else float32); ``--precision fp32`` times float32
+on any CPU.
 
 The answers are the 2,480 official MT-Bench answers (31 models x 80 questions, read from ../shared/validation), three
 perturbed copies of them under other model names (words dropped and swapped, so no copy is identical to another),
@@ -11,6 +13,7 @@ and one null-model run of 80 injection answers: 10,000 answers, 125 runs, two tu
 script reports the cheat flags on the real answers (must be 0) and on the null-model run (must flag it).
 
     python benchmarks/check_speed.py [--data ../shared/validation] [--copies 3] [--repeat 3] [--no-embeddings]
+                                     [--precision auto|fp32|bf16]
 
 Prints a table and, as its last line, one JSON object with the figures.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -93,7 +97,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per stage; the best is reported (default 3)")
     ap.add_argument("--data", type=Path, help="the validation folder holding mt_bench/ (default ../shared/validation)")
     ap.add_argument("--no-embeddings", action="store_true", help="the sentence detector's lexical model alone")
+    ap.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                    help="the embedding model's precision (default auto: bfloat16 where the CPU has it natively)")
     args = ap.parse_args()
+    os.environ["LIONEVAL_EMBED_PRECISION"] = args.precision
 
     global MT
     if args.data is not None:
@@ -128,7 +135,12 @@ def main() -> None:
         ("run-level checks", t_run),
         ("run_checks (both)", t_all),
     ]
-    model = f"loaded in {load_s:.1f} s (once per process)" if load_s else "off"
+    precision = ""
+    if config.semantic_embeddings:
+        from lioneval.embeddings import embedder
+
+        precision = "bfloat16" if embedder()._bf16 else "float32"
+    model = f"loaded in {load_s:.1f} s (once per process), {precision}" if load_s else "off"
     print(f"{len(answers):,} answers, {len(runs)} runs, {chars / 1e6:.1f} M characters; best of {args.repeat}; "
           f"embedding model {model}")
     print(f"{'stage':<22}{'seconds':>9}{'answers/s':>12}")
@@ -149,6 +161,7 @@ def main() -> None:
         "run_checks_s": round(t_all, 3),
         "embeddings": config.semantic_embeddings,
         "model_load_s": round(load_s, 2),
+        "embedding_precision": precision or None,
         "answers_per_s": round(len(answers) / t_all),
         "target_s": 10,
         "target_met": t_all < 10,
