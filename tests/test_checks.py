@@ -537,6 +537,16 @@ def test_config_is_documented_and_loads_from_yaml(tmp_path):
     path.write_text("duplicate_share_flg: 0.5\n")
     with pytest.raises(DataError, match="did you mean 'duplicate_share_flag'"):
         CheckConfig.from_yaml(path)
+    # a value of the wrong kind is named when the file is read, not deep inside a check
+    path.write_text("injection_repeat_answers: 3\nflag_score: 2\nduplicate_share_flag: 1\n"
+                    "injection_repeat_rules: [addresses_evaluator]\nsemantic: false\n")
+    cfg = CheckConfig.from_yaml(path)
+    assert cfg.duplicate_share_flag == 1.0 and isinstance(cfg.duplicate_share_flag, float) and not cfg.semantic
+    for bad in ("injection_repeat_answers: many", "flag_score: 2.5", "semantic: 'no'", "duplicate_share_flag: true",
+                "injection_repeat_rules: addresses_evaluator", "families: [openai]"):
+        path.write_text(bad + "\n")
+        with pytest.raises(DataError, match=f"check setting '{bad.split(':')[0]}' must be"):
+            CheckConfig.from_yaml(path)
 
 
 def test_thresholds_change_the_outcome():

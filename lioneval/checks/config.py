@@ -46,6 +46,28 @@ def _f(default: Any, why: str) -> Any:
     return field(default=default, metadata={"why": why})
 
 
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """``value`` for the setting ``key`` if it has the kind of ``default`` (a whole number where a float is wanted
+    becomes one); a clear error otherwise, instead of a failure deep inside a check."""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        value = float(value) if ok else value
+    elif isinstance(default, list):
+        ok, kind = isinstance(value, list), "a list"
+    elif isinstance(default, dict):
+        ok, kind = value is None or isinstance(value, Mapping), "a mapping"
+    else:
+        ok, kind = isinstance(value, type(default)), type(default).__name__
+    if not ok:
+        raise DataError(f"check setting {key!r} must be {kind}, not {value!r}",
+                        fix=f"write {key}: {default!r} (its default) or another value of that kind")
+    return value
+
+
 @dataclass(frozen=True)
 class CheckConfig:
     """Thresholds for answer-level, run-level and judge-level checks. Field metadata ``why`` gives each rationale."""
@@ -262,6 +284,9 @@ class CheckConfig:
                 f"unknown check setting(s) {', '.join(said)}",
                 fix=f"use fields of CheckConfig: {', '.join(sorted(known))}",
             )
+        defaults = cls()
+        for key, value in data.items():
+            data[key] = _typed(key, value, getattr(defaults, key))
         for name in ("families", "null_thresholds"):
             if name in data:
                 base = {"families": DEFAULT_FAMILIES, "null_thresholds": {}}[name]
