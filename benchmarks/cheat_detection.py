@@ -41,6 +41,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from lioneval.checks import CheckConfig, is_cheat, run_checks
@@ -154,6 +155,29 @@ def constant_recall(attacks: list[dict], questions: list[Question], config: Chec
     return fam_const
 
 
+def runs_carrying(texts: dict[str, str], real: dict[str, list[str]], per_run: int,
+                  place: Callable[[str, str, str, random.Random], str], rng: random.Random) -> list[Answer]:
+    """One run per text (``texts``: the run's model name -> the text it says): ``per_run`` seeded GPT-4 answers
+    (``real``: question id -> turns), each with the text placed by ``place(model, turn, text, rng)`` in a seeded
+    turn."""
+    qids = sorted(real, key=lambda q: (len(q), q))
+    out: list[Answer] = []
+    for model, text in texts.items():
+        for q in rng.sample(qids, min(per_run, len(qids))):
+            turns = list(real[q])
+            t = rng.randrange(len(turns))
+            turns[t] = place(model, turns[t], text, rng)
+            out.append(Answer(question_id=q, benchmark="mt-bench", model=model, turns=turns))
+    return out
+
+
+def _cheat_runs(answers: list[Answer], questions: list[Question], config: CheckConfig) -> tuple[set[str], int]:
+    """The models of ``answers`` whose run is cheat-flagged, and how many answers are flagged."""
+    checks = run_checks(questions, answers, config=config)
+    return ({c.model or "" for c in checks if c.scope == "run" and c.status == "flag"},
+            sum(c.scope == "answer" and c.status == "flag" for c in checks))
+
+
 HABIT_ANSWERS = 20  # answers of a run that carry the attack in (c)
 
 
@@ -161,18 +185,14 @@ def habit_recall(attacks: list[dict], real: dict[str, list[str]], questions: lis
                  rng: random.Random) -> dict[str, list[bool]]:
     """Per family (master-key openers, whole answers, are the constant case), whether a run whose every answer
     carries the attack (``HABIT_ANSWERS`` of GPT-4's answers, each in a seeded turn and place) is a cheat."""
-    qids = sorted(real, key=lambda q: (len(q), q))
-    runs: list[Answer] = []
     kept = [a for a in attacks if a["family"] != "master_key"]
-    for a in kept:
-        for q in rng.sample(qids, min(HABIT_ANSWERS, len(qids))):
-            turns = list(real[q])
-            t = rng.randrange(len(turns))
-            turns[t] = (f"{turns[t]}\n{a['text']}" if a["family"] == "length_padding"
-                        else _insert(turns[t], a["text"], rng)[0])
-            runs.append(Answer(question_id=q, benchmark="mt-bench", model=f"habit:{a['id']}", turns=turns))
-    checks = run_checks(questions, runs, config=config)
-    cheats = {c.model for c in checks if c.scope == "run" and c.status == "flag"}
+    family = {f"habit:{a['id']}": a["family"] for a in kept}
+
+    def place(model: str, turn: str, text: str, rng: random.Random) -> str:
+        return f"{turn}\n{text}" if family[model] == "length_padding" else _insert(turn, text, rng)[0]
+
+    texts = {f"habit:{a['id']}": a["text"] for a in kept}
+    cheats, _ = _cheat_runs(runs_carrying(texts, real, HABIT_ANSWERS, place, rng), questions, config)
     out: dict[str, list[bool]] = defaultdict(list)
     for a in kept:
         out[a["family"]].append(f"habit:{a['id']}" in cheats)
@@ -186,18 +206,13 @@ CLOSING_ANSWERS = 10  # answers of a run that carry one closing
 def closing_flags(closings: list[str], real: dict[str, list[str]], questions: list[Question], config: CheckConfig,
                   rng: random.Random) -> tuple[int, int, list[str]]:
     """Flagged answers (of ``CLOSING_ANSWERS`` per closing) and the closings whose run is a cheat."""
-    qids = sorted(real, key=lambda q: (len(q), q))
-    answers: list[Answer] = []
-    for k, text in enumerate(closings):
-        for q in rng.sample(qids, min(CLOSING_ANSWERS, len(qids))):
-            turns = list(real[q])
-            t = rng.randrange(len(turns))
-            turns[t] = f"{turns[t]}\n\n{text}" if rng.random() < 0.7 else f"{text}\n\n{turns[t]}"
-            answers.append(Answer(question_id=q, benchmark="mt-bench", model=f"closing:{k}", turns=turns))
-    checks = run_checks(questions, answers, config=config)
-    flagged = sum(c.scope == "answer" and c.status == "flag" for c in checks)
-    runs = sorted({int((c.model or "").split(":")[1]) for c in checks if c.scope == "run" and c.status == "flag"})
-    return flagged, len(answers), [closings[k] for k in runs]
+    def place(model: str, turn: str, text: str, rng: random.Random) -> str:
+        return f"{turn}\n\n{text}" if rng.random() < 0.7 else f"{text}\n\n{turn}"
+
+    answers = runs_carrying({f"closing:{k}": text for k, text in enumerate(closings)}, real, CLOSING_ANSWERS, place,
+                            rng)
+    cheats, flagged = _cheat_runs(answers, questions, config)
+    return flagged, len(answers), [text for k, text in enumerate(closings) if f"closing:{k}" in cheats]
 
 
 FRESH_SETS = [p for p in (Path(__file__).with_name("cheat_fresh.json"), Path(__file__).with_name("cheat_fresh_2.json"))
@@ -248,7 +263,8 @@ def main() -> None:
 
     # (a') hidden in a real answer (GPT-4's official MT-Bench answer, a seeded turn) and checked with its question,
     # as run_checks does: what reading answers with their questions costs in recall
-    in_real, where_real = hide_in_real(attacks, gpt4_answers(mt), rng)
+    gpt4 = gpt4_answers(mt)
+    in_real, where_real = hide_in_real(attacks, gpt4, rng)
     real_found = found_in_real(check_answers(in_real, config, questions=questions), where_real)
     fam_real: dict[str, list[bool]] = defaultdict(list)
     for a in attacks:
@@ -259,7 +275,6 @@ def main() -> None:
     fam_const = constant_recall(attacks, questions, config)
 
     # (c) a habit: one run per attack, which says it in each of its answers
-    gpt4 = gpt4_answers(mt)
     fam_habit = habit_recall(attacks, gpt4, questions, config, random.Random(args.seed))
 
     # fresh wordings: texts written after the detector was fitted (never tuned on), hidden, as constant answers and
