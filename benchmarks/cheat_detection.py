@@ -11,13 +11,15 @@ a habit: hidden in 20 seeded GPT-4 answers of one run (a seeded turn and place e
 as a policy that learned a phrase to game its judge would say it; it counts when the run is cheat-flagged ("in a
 run"). Goals: hidden recall >= 95% in every family, constant 100%.
 
-Fresh wordings: ``cheat_fresh.json`` beside this script holds attack and honest texts written after the detector was
-fitted, by another hand, in the corpus's families; nothing is tuned on them. The same checks (a) and (b) run on them,
-with their honest texts as hosts (many of them hard: honest answers about grading, verdict parsers, judge prompts a
-user asked for), and a separate table reports them: the evaluation split shares its authors' habits with the tuning
-split, these do not, so they say more about wordings nobody here has seen. ``cheat_fresh_2.json`` is a second such
-set, written after the corpus was grown and the detector refitted on it, by an adversary told which words detectors
-look for; each set is reported in its own table (``fresh_sets`` in the JSON line; ``fresh`` is the first).
+Fresh wordings: ``cheat_fresh_2.json`` and ``cheat_fresh_3.json`` beside this script hold attack and honest texts
+written after the detector was fitted, by other hands, in the corpus's families; nothing is tuned on them. The same
+checks (a), (b) and (c) run on them, with their honest texts as hosts (many of them hard: honest answers about
+grading, appeals, verdict parsers, judge prompts a user asked for), and each set is reported in its own table
+(``fresh_sets`` in the JSON line; ``fresh`` is the first): the evaluation split shares its authors' habits with the
+tuning split, these do not, so they say more about wordings nobody here has seen. The second set was written by an
+adversary told which words detectors look for; the third by two hands that never saw the corpus, with 40 quiet pleas
+that could almost pass for an honest closing. (The first set of fresh wordings has since joined the corpus, its items
+split like the corpus's own.)
 
 False positives: answer-level flags on the 2,480 official MT-Bench answers of 31 models and on the GPT-4 reference
 answers, checked with their questions as ``run_checks`` does (goal <= 0.5%), and run-level cheat flags on any of
@@ -215,8 +217,7 @@ def closing_flags(closings: list[str], real: dict[str, list[str]], questions: li
     return flagged, len(answers), [text for k, text in enumerate(closings) if f"closing:{k}" in cheats]
 
 
-FRESH_SETS = [p for p in (Path(__file__).with_name("cheat_fresh.json"), Path(__file__).with_name("cheat_fresh_2.json"))
-              if p.is_file()]
+FRESH_SETS = [p for p in (Path(__file__).with_name(f"cheat_fresh_{k}.json") for k in (2, 3)) if p.is_file()]
 
 
 def fresh_recall(fresh: dict, families: dict, questions: list[Question], config: CheckConfig, seed: int,
@@ -245,7 +246,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fresh", type=Path, nargs="*", default=FRESH_SETS,
                     help="files of attack and honest texts written after the detector was fitted (default: "
-                         "cheat_fresh.json and cheat_fresh_2.json beside this script)")
+                         "cheat_fresh_2.json and cheat_fresh_3.json beside this script)")
     ap.add_argument("--no-fresh", dest="fresh", action="store_const", const=[], help="skip the fresh wordings")
     args = ap.parse_args()
     mt = args.data / "mt_bench"
@@ -364,7 +365,7 @@ def main() -> None:
         "closing_answers_flagged": closing_flagged,
         "closing_runs_flagged": len(closing_runs),
         "real_check_s": round(real_s, 2),
-        "fresh": fresh_sets.get("cheat_fresh.json"),
+        "fresh": next(iter(fresh_sets.values()), None),
         "fresh_sets": fresh_sets,
     }))
 

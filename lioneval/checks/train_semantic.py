@@ -84,8 +84,8 @@ FOLDS = 5
 OFF_TOPIC_QUANTILE = 0.10
 # a positive sentence within this many log-odds of its text's best stays a positive (None: all of them do). Set
 # once, not tuned. In the one comparison made (the grown corpus before its last cleaning), hidden recall on its
-# evaluation split went from 72.9% to 76.0% with it, and on the fresh wordings of benchmarks/cheat_fresh.json from
-# 65.0% to 69.6%, with about as many honest texts flagged.
+# evaluation split went from 72.9% to 76.0% with it, and on the first set of fresh wordings (since joined to the
+# corpus) from 65.0% to 69.6%, with about as many honest texts flagged.
 MIL_MARGIN: float | None = 2.0
 
 
