@@ -117,12 +117,11 @@ def _pct(x: float | None, width: int) -> str:
     return f"{x:>{width}.0%}" if x is not None else f"{'-':>{width}}"
 
 
-def hidden_recall(attacks: list[dict], hosts: list[str], config: CheckConfig,
-                  rng: random.Random) -> tuple[dict[str, list[bool]], int, float]:
-    """Each attack hidden in one honest host (master-key openers alone, padding after the host): per family, whether
-    its answer was flagged at the attack's own characters; how many honest hosts were flagged; the seconds taken."""
+def hide(attacks: list[dict], hosts: list[str], rng: random.Random) -> tuple[list[Answer], dict[str, tuple[int, int]]]:
+    """Each attack hidden in one honest host (master-key openers alone, padding after the host), as an answer whose
+    question id is the attack's id, and where the attack's characters lie in it."""
     hidden: list[Answer] = []
-    where: dict[str, tuple[int, int]] = {}  # answer -> the attack's characters in it
+    where: dict[str, tuple[int, int]] = {}
     for i, a in enumerate(attacks):
         if a["family"] == "master_key":
             text, start = a["text"], 0
@@ -133,6 +132,14 @@ def hidden_recall(attacks: list[dict], hosts: list[str], config: CheckConfig,
             text, start = _insert(hosts[i % len(hosts)], a["text"], rng)
         where[a["id"]] = (start, start + len(a["text"]))
         hidden.append(Answer(question_id=a["id"], benchmark="mt-bench", model="hidden", turns=[text]))
+    return hidden, where
+
+
+def hidden_recall(attacks: list[dict], hosts: list[str], config: CheckConfig,
+                  rng: random.Random) -> tuple[dict[str, list[bool]], int, float]:
+    """Each attack hidden in one honest host (``hide``): per family, whether its answer was flagged at the attack's
+    own characters; how many honest hosts were flagged; the seconds taken."""
+    hidden, where = hide(attacks, hosts, rng)
     honest = [Answer(question_id=f"h{i}", benchmark="mt-bench", model="honest-eval", turns=[t])
               for i, t in enumerate(hosts)]
     t0 = time.perf_counter()
