@@ -17,9 +17,14 @@ inside the attack decides):
 The gate is what keeps the checks fast: only sentences holding evaluation vocabulary are read by the models. The
 second part measures the alternative: the sentences (three words or more) of ``check_speed.py``'s 10,000 answers,
 how many of them the gate nominates, and how long the embedding model takes to read all of them, timed on a seeded
-sample of ``--sample`` sentences and scaled.
+sample of ``--sample`` sentences and scaled. With ``--ungated`` it also measures whether the embedding model could
+do without the gate, cost aside: a class-balanced logistic regression (``train_semantic.fit_logistic``) on the
+embeddings of every sentence of the tuning split (an attack's sentences positives, an honest text's negatives), its
+threshold set so that a given share of the real MT-Bench answers (their sentences of three words or more; the
+answer's best sentence counts) is flagged, and the share of each set's attacks that one of their sentences reaches.
+That reads some 50,000 real sentences (minutes).
 
-    python benchmarks/cheat_misses.py --data ../shared/validation [--sample 2000]
+    python benchmarks/cheat_misses.py --data ../shared/validation [--sample 2000] [--ungated]
 
 Prints a table and, as its last line, one JSON object with the figures.
 """
@@ -40,6 +45,7 @@ import numpy as np
 from lioneval.checks import CheckConfig
 from lioneval.checks.answers import check_answers, code_spans, normalize
 from lioneval.checks.semantic import candidate_sentences, load_corpus, load_model, says_something
+from lioneval.checks.train_semantic import WORD_FAMILIES, fit_logistic
 from lioneval.embeddings import embed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -100,11 +106,47 @@ def reading_cost(sample: int, seed: int) -> dict:
             "embedded_per_s": round(per_s), "read_all_s": round(len(sentences) / per_s, 1)}
 
 
+def _sentences(text: str) -> list[str]:
+    return [x.strip() for x in _SENTENCE.split(text) if len(x.split()) >= 3]
+
+
+def ungated(corpus: dict, sets: dict[str, tuple[list[dict], list[str]]], mt: Path,
+            shares: tuple[float, ...] = (0.005, 0.01, 0.02)) -> dict[str, dict[str, float]]:
+    """Per share of real answers flagged: the share of each set's attacks (of the word families) that a linear model
+    over the embedding of every sentence, with no gate, would find."""
+    tune = [(x, 1) for a in corpus["attacks"] if a["split"] == "tune" and a["family"] in WORD_FAMILIES
+            for x in _sentences(a["text"])]
+    tune += [(x, 0) for h in corpus["honest"] if h["split"] == "tune" for x in _sentences(h["text"])]
+    weights, bias = fit_logistic(embed([x for x, _ in tune], precision="fp32").astype(np.float64),
+                                 np.asarray([y for _, y in tune], dtype=np.float64), 3.0)
+
+    def best(texts: list[str]) -> np.ndarray:
+        """Each text's best sentence score (-inf without a sentence)."""
+        split = [_sentences(t) for t in texts]
+        flat = [x for xs in split for x in xs]
+        scores = embed(flat, precision="fp32").astype(np.float64) @ weights + bias if flat else np.zeros(0)
+        out, k = np.full(len(texts), -np.inf), 0
+        for i, xs in enumerate(split):
+            if xs:
+                out[i] = scores[k:k + len(xs)].max()
+            k += len(xs)
+        return out
+
+    real = best([t for line in (mt / "model_answers_official.jsonl").read_text(encoding="utf-8").splitlines()
+                  if line.strip() for t in ["\n".join(json.loads(line)["turns"])]])
+    attacks = {name: best([a["text"] for a in items if a["family"] in WORD_FAMILIES])
+               for name, (items, _) in sets.items()}
+    return {f"{share:.1%}": {name: round(float((score >= np.quantile(real, 1 - share)).mean()), 4)
+                             for name, score in attacks.items()} for share in shares}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="the validation folder (holding mt_bench/)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample", type=int, default=2000, help="sentences timed to estimate the cost of reading all")
+    ap.add_argument("--ungated", action="store_true",
+                    help="also fit a model over every sentence's embedding and measure it against real answers")
     args = ap.parse_args()
     if not (args.data / "mt_bench" / "model_answers_official.jsonl").is_file():
         sys.exit(f"no MT-Bench answers under {args.data / 'mt_bench'}: pass --data with the folder that holds it")
@@ -125,7 +167,12 @@ def main() -> None:
     print(f"check_speed's {cost['answers']} answers hold {cost['sentences']} sentences of three words or more; the "
           f"gate nominates {cost['nominated_by_gate']}. The embedding model reads {cost['embedded_per_s']} sentences "
           f"a second here: reading all of them would take {cost['read_all_s']} s (the target for all checks: 10 s)")
-    print(json.dumps({"benchmark": "cheat_misses", "sets": out, "reading_every_sentence": cost}))
+    without_gate = ungated(corpus, sets, args.data / "mt_bench") if args.ungated else None
+    for share, caught in (without_gate or {}).items():
+        print(f"without the gate, {share} of real answers flagged: attacks found "
+              + ", ".join(f"{name} {x:.1%}" for name, x in caught.items()))
+    print(json.dumps({"benchmark": "cheat_misses", "sets": out, "reading_every_sentence": cost,
+                      "without_gate": without_gate}))
 
 
 if __name__ == "__main__":
