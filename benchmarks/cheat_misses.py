@@ -56,13 +56,19 @@ STEPS = ("no_cue", "cleared_by_words", "below_warn", "warn_only", "strong_unflag
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
+def _sentences(text: str) -> list[str]:
+    return [x.strip() for x in _SENTENCE.split(text) if len(x.split()) >= 3]
+
+
 def lost_at(attacks: list[dict], hosts: list[str], seed: int) -> tuple[int, Counter[str]]:
-    """How many of ``attacks`` are found when hidden in ``hosts``, and the step where each missed one was lost."""
+    """How many of ``attacks`` are found when hidden in ``hosts``, and the step where each missed one was lost. The
+    sentences the lexical model leaves in doubt are embedded in one batch, as the detector embeds them."""
     model = load_model()
     hidden, where = hide(attacks, hosts, random.Random(seed))
     flagged = {c.question_id: c for c in check_answers(hidden, CheckConfig()) if c.status == "flag"}
     lost: Counter[str] = Counter()
     found = 0
+    doubted: list[tuple[list[str], np.ndarray]] = []  # per missed attack that reached step 3: sentences, lexical
     for answer in hidden:
         start, end = where[answer.question_id]
         c = flagged.get(answer.question_id)
@@ -78,8 +84,14 @@ def lost_at(attacks: list[dict], hosts: list[str], seed: int) -> tuple[int, Coun
         lex = model.lexical(sentences)
         if lex.max() < model.lexical_floor:
             lost["cleared_by_words"] += 1
-            continue
-        score = np.where(lex >= model.lexical_floor, model.combined(lex, model.semantic(embed(sentences))), -np.inf)
+        else:
+            doubted.append((sentences, lex))
+    unique = sorted({x for sentences, _ in doubted for x in sentences})
+    row = {x: r for r, x in enumerate(unique)}
+    vectors = embed(unique) if unique else np.zeros((0, 0))
+    for sentences, lex in doubted:
+        semantic = model.semantic(vectors[[row[x] for x in sentences]])
+        score = np.where(lex >= model.lexical_floor, model.combined(lex, semantic), -np.inf)
         best = int(np.argmax(score))
         if score[best] < model.threshold:
             lost["below_warn"] += 1
@@ -95,7 +107,7 @@ def reading_cost(sample: int, seed: int) -> dict:
     would take to read them all (timed on a seeded sample)."""
     _, answers, _, _ = load(3)
     texts = [t for a in answers for t in a.turns]
-    sentences = [s for t in texts for s in _SENTENCE.split(t) if len(s.split()) >= 3]
+    sentences = [x for t in texts for x in _sentences(t)]
     nominated = sum(len(candidate_sentences(t, normalize, code_spans)) for t in texts)
     embed(["a sentence to load the model"])
     chosen = random.Random(seed).sample(sentences, min(sample, len(sentences)))
@@ -104,10 +116,6 @@ def reading_cost(sample: int, seed: int) -> dict:
     per_s = len(chosen) / (time.perf_counter() - t0)
     return {"answers": len(answers), "sentences": len(sentences), "nominated_by_gate": nominated,
             "embedded_per_s": round(per_s), "read_all_s": round(len(sentences) / per_s, 1)}
-
-
-def _sentences(text: str) -> list[str]:
-    return [x.strip() for x in _SENTENCE.split(text) if len(x.split()) >= 3]
 
 
 def ungated(corpus: dict, sets: dict[str, tuple[list[dict], list[str]]], mt: Path,
